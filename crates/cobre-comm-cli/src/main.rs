@@ -1,1 +1,3 @@
+//! The `cobre-comm` command-line tool.
+
 fn main() {}

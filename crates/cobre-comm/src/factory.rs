@@ -1,6 +1,6 @@
 //! Backend selection: [`BackendKind`], [`create_communicator`], [`create_communicator_with`],
 //! [`available_backends`] and, when a distributed backend is compiled in, the
-//! enum-dispatched [`CommBackend`].
+//! enum-dispatched `CommBackend`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +8,7 @@ use std::str::FromStr;
 use crate::env::{Lookup, process_env};
 use crate::types::BackendError;
 
-#[cfg(not(any(feature = "mpi", feature = "tcp", feature = "shm")))]
+#[allow(unused_imports)] // only named by the docs when a distributed feature is on
 use crate::local::LocalBackend;
 
 /// The environment variable that overrides backend selection.
@@ -227,12 +227,12 @@ pub(crate) fn select_with(
 }
 
 /// The communicator type [`create_communicator`] returns in this build:
-/// [`LocalBackend`](crate::LocalBackend) without distributed features, `CommBackend` with.
+/// [`LocalBackend`] without distributed features, `CommBackend` with.
 #[cfg(not(any(feature = "mpi", feature = "tcp", feature = "shm")))]
 pub type SelectedCommunicator = LocalBackend;
 
 /// The communicator type [`create_communicator`] returns in this build:
-/// [`LocalBackend`](crate::LocalBackend) without distributed features, [`CommBackend`] with.
+/// [`LocalBackend`] without distributed features, [`CommBackend`] with.
 #[cfg(any(feature = "mpi", feature = "tcp", feature = "shm"))]
 pub type SelectedCommunicator = CommBackend;
 
@@ -240,7 +240,7 @@ pub type SelectedCommunicator = CommBackend;
 /// or, when it is unset or `auto`, the one the environment points to (see
 /// [`BackendKind::Auto`]).
 ///
-/// Without distributed features this returns [`LocalBackend`](crate::LocalBackend) directly;
+/// Without distributed features this returns [`LocalBackend`] directly;
 /// with any of `mpi`, `tcp`, `shm` it returns a `CommBackend`.
 ///
 /// # Errors
