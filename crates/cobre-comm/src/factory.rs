@@ -119,6 +119,8 @@ impl FromStr for BackendKind {
 pub fn available_backends() -> Vec<&'static str> {
     #[allow(unused_mut)]
     let mut names = vec!["local"];
+    #[cfg(feature = "tcp")]
+    names.push("tcp");
     names
 }
 
@@ -332,6 +334,9 @@ mod dispatch {
     pub enum CommBackend {
         /// The single-process backend.
         Local(LocalBackend),
+        /// The TCP backend.
+        #[cfg(feature = "tcp")]
+        Tcp(crate::tcp::TcpBackend),
     }
 
     /// The shared region type of [`CommBackend`]: one variant per backend.
@@ -358,6 +363,8 @@ mod dispatch {
         ($value:expr, $inner:ident => $body:expr) => {
             match $value {
                 CommBackend::Local($inner) => $body,
+                #[cfg(feature = "tcp")]
+                CommBackend::Tcp($inner) => $body,
             }
         };
     }
@@ -377,6 +384,8 @@ mod dispatch {
     ) -> Result<CommBackend, BackendError> {
         match kind {
             BackendKind::Local | BackendKind::Auto => Ok(CommBackend::Local(LocalBackend)),
+            #[cfg(feature = "tcp")]
+            BackendKind::Tcp => crate::tcp::TcpBackend::from_lookup(_lookup).map(CommBackend::Tcp),
             other => Err(BackendError::BackendNotAvailable {
                 backend: other.name().to_string(),
                 reason: "this backend is not implemented in this version of cobre-comm".into(),
@@ -436,6 +445,8 @@ mod dispatch {
         ) -> Result<CommRegion<T>, CommError> {
             match self {
                 CommBackend::Local(c) => c.create_shared_region(count).map(CommRegion::Heap),
+                #[cfg(feature = "tcp")]
+                CommBackend::Tcp(c) => c.create_shared_region(count).map(CommRegion::Heap),
             }
         }
 

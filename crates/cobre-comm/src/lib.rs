@@ -61,6 +61,8 @@ pub(crate) mod fingerprint;
 pub mod local;
 pub mod precondition;
 pub mod reduce;
+#[cfg(feature = "tcp")]
+pub mod tcp;
 pub mod traits;
 pub mod types;
 
@@ -74,5 +76,7 @@ pub use factory::{
 #[cfg(any(feature = "mpi", feature = "tcp", feature = "shm"))]
 pub use factory::{CommBackend, CommRegion};
 pub use local::{HeapRegion, LocalBackend};
+#[cfg(feature = "tcp")]
+pub use tcp::{TcpBackend, TcpConfig};
 pub use traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider, SharedRegion};
 pub use types::{BackendError, CommError, ReduceOp};

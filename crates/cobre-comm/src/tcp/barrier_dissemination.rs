@@ -1,0 +1,20 @@
+//! Barrier by dissemination: in round `k` every rank signals rank `r + 2^k` and waits for
+//! rank `r - 2^k` (mod n); after `ceil(log2 n)` rounds every rank has heard, directly or
+//! not, from every other.
+
+use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use crate::fingerprint::Fingerprint;
+
+pub(crate) fn barrier(mesh: &mut Mesh, fp: &Fingerprint) -> Result<(), Fail> {
+    let (me, n) = (mesh.rank, mesh.size);
+    let mut distance = 1;
+    while distance < n {
+        let to = (me + distance) % n;
+        let from = (me + n - distance) % n;
+        let mut sends = [SendOp::new(to, fp, &[])];
+        let mut recvs = [RecvOp::new(from, &mut [])];
+        mesh.exchange(fp, &mut sends, &mut recvs)?;
+        distance *= 2;
+    }
+    Ok(())
+}

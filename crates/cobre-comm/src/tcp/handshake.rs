@@ -1,0 +1,494 @@
+//! The handshake messages of the rendezvous and of the mesh: pure encoding and decoding
+//! (fuzzed by the tests) and the HMAC-SHA256 proofs of the shared token.
+//!
+//! Rendezvous, on the connection from rank `r` to rank 0:
+//! 1. rank 0 sends a [`Challenge`] with a fresh random nonce;
+//! 2. rank `r` answers with a [`Hello`]: its rank, the job size, the port of its mesh
+//!    listener, a nonce of its own, and `HMAC(token, "hello" | nonce0 | rank | size | port |
+//!    nonce_r)`;
+//! 3. once every rank has joined, rank 0 answers each with a [`Welcome`]: a random session
+//!    id, the mesh address of every rank and `HMAC(token, "welcome" | nonce_r | session |
+//!    addresses)`, which proves to `r` that rank 0 knows the token too; or with a
+//!    [`Reject`] saying why the hello was refused.
+//!
+//! Mesh, on the connection from rank `s` to rank `r < s`: `s` sends a [`MeshHello`] with
+//! the session id and `HMAC(token, "mesh" | session | s | r)`; `r` answers with a mesh ack.
+//!
+//! Every message starts with the magic `CBHS`, the protocol version and a kind byte. The
+//! token itself never travels.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Handshake magic.
+pub(crate) const MAGIC: [u8; 4] = *b"CBHS";
+/// Handshake protocol version.
+pub(crate) const VERSION: u8 = 1;
+/// Bytes of a nonce.
+pub(crate) const NONCE_BYTES: usize = 32;
+/// Bytes of a session id.
+pub(crate) const SESSION_BYTES: usize = 16;
+/// Bytes of an HMAC-SHA256 tag.
+pub(crate) const MAC_BYTES: usize = 32;
+/// The common prefix: magic, version, kind, two reserved bytes.
+pub(crate) const PREFIX_BYTES: usize = 8;
+/// Longest reject reason.
+pub(crate) const MAX_REASON: usize = 512;
+
+/// Message kinds.
+pub(crate) const KIND_CHALLENGE: u8 = 1;
+pub(crate) const KIND_HELLO: u8 = 2;
+pub(crate) const KIND_WELCOME: u8 = 3;
+pub(crate) const KIND_REJECT: u8 = 4;
+pub(crate) const KIND_MESH: u8 = 5;
+pub(crate) const KIND_MESH_ACK: u8 = 6;
+
+pub(crate) type Nonce = [u8; NONCE_BYTES];
+pub(crate) type Session = [u8; SESSION_BYTES];
+pub(crate) type Tag = [u8; MAC_BYTES];
+
+/// HMAC-SHA256 of the concatenated `parts` under `key`.
+pub(crate) fn mac(key: &[u8], parts: &[&[u8]]) -> Tag {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+    for part in parts {
+        m.update(part);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// Constant-time check of `tag` against the HMAC of `parts`.
+pub(crate) fn verify(key: &[u8], parts: &[&[u8]], tag: &Tag) -> bool {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+    for part in parts {
+        m.update(part);
+    }
+    m.verify_slice(tag).is_ok()
+}
+
+/// A prefix of the given kind.
+pub(crate) fn prefix(kind: u8) -> [u8; PREFIX_BYTES] {
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION, kind, 0, 0]
+}
+
+/// Checks a prefix and returns its kind.
+pub(crate) fn decode_prefix(bytes: &[u8; PREFIX_BYTES]) -> Result<u8, String> {
+    if bytes[0..4] != MAGIC {
+        return Err(format!(
+            "bad handshake magic {:02x?}, expected {:02x?} (not a cobre-comm tcp peer)",
+            &bytes[0..4],
+            MAGIC
+        ));
+    }
+    if bytes[4] != VERSION {
+        return Err(format!(
+            "handshake protocol version {}, expected {VERSION}",
+            bytes[4]
+        ));
+    }
+    if bytes[6] != 0 || bytes[7] != 0 {
+        return Err("non-zero reserved bytes in handshake".into());
+    }
+    if !(KIND_CHALLENGE..=KIND_MESH_ACK).contains(&bytes[5]) {
+        return Err(format!("unknown handshake message kind {}", bytes[5]));
+    }
+    Ok(bytes[5])
+}
+
+fn expect_kind(bytes: &[u8], kind: u8, what: &str) -> Result<(), String> {
+    let prefix: &[u8; PREFIX_BYTES] = bytes[..PREFIX_BYTES].try_into().expect("8 bytes");
+    let found = decode_prefix(prefix)?;
+    if found == kind {
+        Ok(())
+    } else {
+        Err(format!(
+            "handshake message of kind {found}, expected {what} (kind {kind})"
+        ))
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Rank 0's challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Challenge {
+    pub nonce: Nonce,
+}
+
+pub(crate) const CHALLENGE_BYTES: usize = PREFIX_BYTES + NONCE_BYTES;
+
+impl Challenge {
+    pub(crate) fn encode(&self) -> [u8; CHALLENGE_BYTES] {
+        let mut out = [0_u8; CHALLENGE_BYTES];
+        out[..PREFIX_BYTES].copy_from_slice(&prefix(KIND_CHALLENGE));
+        out[PREFIX_BYTES..].copy_from_slice(&self.nonce);
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8; CHALLENGE_BYTES]) -> Result<Challenge, String> {
+        expect_kind(bytes, KIND_CHALLENGE, "a challenge")?;
+        Ok(Challenge {
+            nonce: bytes[PREFIX_BYTES..].try_into().expect("32 bytes"),
+        })
+    }
+}
+
+/// A rank's answer to the challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub rank: u32,
+    pub size: u32,
+    pub port: u16,
+    pub nonce: Nonce,
+    pub mac: Tag,
+}
+
+pub(crate) const HELLO_BYTES: usize = PREFIX_BYTES + 12 + NONCE_BYTES + MAC_BYTES;
+
+impl Hello {
+    /// A hello proving knowledge of `key` for `challenge`.
+    pub(crate) fn new(
+        key: &[u8],
+        challenge: &Nonce,
+        rank: u32,
+        size: u32,
+        port: u16,
+        nonce: Nonce,
+    ) -> Hello {
+        let mut hello = Hello {
+            rank,
+            size,
+            port,
+            nonce,
+            mac: [0; MAC_BYTES],
+        };
+        let fields = hello.fields();
+        hello.mac = mac(key, &[b"hello", challenge, &fields, &hello.nonce]);
+        hello
+    }
+
+    fn fields(&self) -> [u8; 10] {
+        let mut out = [0_u8; 10];
+        out[0..4].copy_from_slice(&self.rank.to_le_bytes());
+        out[4..8].copy_from_slice(&self.size.to_le_bytes());
+        out[8..10].copy_from_slice(&self.port.to_le_bytes());
+        out
+    }
+
+    /// Whether the hello proves knowledge of `key` for `challenge`.
+    pub(crate) fn verify(&self, key: &[u8], challenge: &Nonce) -> bool {
+        let fields = self.fields();
+        verify(
+            key,
+            &[b"hello", challenge, &fields, &self.nonce],
+            &self.mac,
+        )
+    }
+
+    pub(crate) fn encode(&self) -> [u8; HELLO_BYTES] {
+        let mut out = [0_u8; HELLO_BYTES];
+        out[..PREFIX_BYTES].copy_from_slice(&prefix(KIND_HELLO));
+        out[8..18].copy_from_slice(&self.fields());
+        out[20..52].copy_from_slice(&self.nonce);
+        out[52..84].copy_from_slice(&self.mac);
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8; HELLO_BYTES]) -> Result<Hello, String> {
+        expect_kind(bytes, KIND_HELLO, "a hello")?;
+        if bytes[18] != 0 || bytes[19] != 0 {
+            return Err("non-zero reserved bytes in hello".into());
+        }
+        Ok(Hello {
+            rank: u32_at(bytes, 8),
+            size: u32_at(bytes, 12),
+            port: u16::from_le_bytes([bytes[16], bytes[17]]),
+            nonce: bytes[20..52].try_into().expect("32 bytes"),
+            mac: bytes[52..84].try_into().expect("32 bytes"),
+        })
+    }
+}
+
+/// Rank 0's refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reject {
+    pub reason: String,
+}
+
+impl Reject {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut text = self.reason.as_str();
+        if text.len() > MAX_REASON {
+            let mut cut = MAX_REASON;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text = &text[..cut];
+        }
+        let mut out = prefix(KIND_REJECT).to_vec();
+        out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+
+    /// The reason length announced by the 4 bytes after the prefix.
+    pub(crate) fn decode_len(bytes: &[u8; 4]) -> Result<usize, String> {
+        let len = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
+        if len > MAX_REASON {
+            return Err(format!(
+                "reject reason of {len} bytes, expected at most {MAX_REASON}"
+            ));
+        }
+        Ok(len)
+    }
+}
+
+/// One rank's mesh address in a welcome: family (4 or 6, 0 for none), 16 address bytes,
+/// port.
+pub(crate) const ENTRY_BYTES: usize = 19;
+/// Welcome bytes after the prefix and before the entries: session, count, mac.
+pub(crate) const WELCOME_FIXED: usize = SESSION_BYTES + 4 + MAC_BYTES;
+
+/// Rank 0's answer once the job is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Welcome {
+    pub session: Session,
+    /// Mesh listener of every rank (`None` for rank 0).
+    pub addrs: Vec<Option<SocketAddr>>,
+    pub mac: Tag,
+}
+
+fn encode_entries(addrs: &[Option<SocketAddr>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(addrs.len() * ENTRY_BYTES);
+    for addr in addrs {
+        let mut entry = [0_u8; ENTRY_BYTES];
+        match addr {
+            Some(SocketAddr::V4(a)) => {
+                entry[0] = 4;
+                entry[1..5].copy_from_slice(&a.ip().octets());
+                entry[17..19].copy_from_slice(&a.port().to_le_bytes());
+            }
+            Some(SocketAddr::V6(a)) => {
+                entry[0] = 6;
+                entry[1..17].copy_from_slice(&a.ip().octets());
+                entry[17..19].copy_from_slice(&a.port().to_le_bytes());
+            }
+            None => {}
+        }
+        out.extend_from_slice(&entry);
+    }
+    out
+}
+
+impl Welcome {
+    pub(crate) fn new(
+        key: &[u8],
+        peer_nonce: &Nonce,
+        session: Session,
+        addrs: Vec<Option<SocketAddr>>,
+    ) -> Welcome {
+        let entries = encode_entries(&addrs);
+        let tag = mac(key, &[b"welcome", peer_nonce, &session, &entries]);
+        Welcome {
+            session,
+            addrs,
+            mac: tag,
+        }
+    }
+
+    pub(crate) fn verify(&self, key: &[u8], my_nonce: &Nonce) -> bool {
+        let entries = encode_entries(&self.addrs);
+        verify(
+            key,
+            &[b"welcome", my_nonce, &self.session, &entries],
+            &self.mac,
+        )
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = prefix(KIND_WELCOME).to_vec();
+        out.extend_from_slice(&self.session);
+        out.extend_from_slice(&(self.addrs.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.mac);
+        out.extend_from_slice(&encode_entries(&self.addrs));
+        out
+    }
+
+    /// Parses the bytes after the prefix. `fixed` is read first; it announces the number of
+    /// entries, which must equal `size` before the entries are read (so a hostile count
+    /// never drives an allocation).
+    pub(crate) fn decode_fixed(
+        fixed: &[u8; WELCOME_FIXED],
+        size: usize,
+    ) -> Result<(Session, Tag), String> {
+        let count = u32_at(fixed, SESSION_BYTES) as usize;
+        if count != size {
+            return Err(format!(
+                "welcome lists {count} ranks, expected the job size {size}"
+            ));
+        }
+        Ok((
+            fixed[..SESSION_BYTES].try_into().expect("16 bytes"),
+            fixed[SESSION_BYTES + 4..].try_into().expect("32 bytes"),
+        ))
+    }
+
+    /// Parses `size * ENTRY_BYTES` bytes of entries.
+    pub(crate) fn decode_entries(bytes: &[u8]) -> Result<Vec<Option<SocketAddr>>, String> {
+        if bytes.len() % ENTRY_BYTES != 0 {
+            return Err(format!(
+                "welcome entries of {} bytes, expected a multiple of {ENTRY_BYTES}",
+                bytes.len()
+            ));
+        }
+        bytes
+            .chunks_exact(ENTRY_BYTES)
+            .map(|e| {
+                let port = u16::from_le_bytes([e[17], e[18]]);
+                match e[0] {
+                    0 => Ok(None),
+                    4 => {
+                        let ip: [u8; 4] = e[1..5].try_into().expect("4 bytes");
+                        Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)))
+                    }
+                    6 => {
+                        let ip: [u8; 16] = e[1..17].try_into().expect("16 bytes");
+                        Ok(Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)))
+                    }
+                    f => Err(format!("address family {f} in welcome, expected 4 or 6")),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The hello on a mesh connection, from rank `from` to rank `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MeshHello {
+    pub session: Session,
+    pub from: u32,
+    pub to: u32,
+    pub mac: Tag,
+}
+
+pub(crate) const MESH_HELLO_BYTES: usize = PREFIX_BYTES + SESSION_BYTES + 8 + MAC_BYTES;
+
+impl MeshHello {
+    pub(crate) fn new(key: &[u8], session: Session, from: u32, to: u32) -> MeshHello {
+        let tag = mac(
+            key,
+            &[b"mesh", &session, &from.to_le_bytes(), &to.to_le_bytes()],
+        );
+        MeshHello {
+            session,
+            from,
+            to,
+            mac: tag,
+        }
+    }
+
+    pub(crate) fn verify(&self, key: &[u8]) -> bool {
+        verify(
+            key,
+            &[
+                b"mesh",
+                &self.session,
+                &self.from.to_le_bytes(),
+                &self.to.to_le_bytes(),
+            ],
+            &self.mac,
+        )
+    }
+
+    pub(crate) fn encode(&self) -> [u8; MESH_HELLO_BYTES] {
+        let mut out = [0_u8; MESH_HELLO_BYTES];
+        out[..PREFIX_BYTES].copy_from_slice(&prefix(KIND_MESH));
+        out[8..24].copy_from_slice(&self.session);
+        out[24..28].copy_from_slice(&self.from.to_le_bytes());
+        out[28..32].copy_from_slice(&self.to.to_le_bytes());
+        out[32..64].copy_from_slice(&self.mac);
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8; MESH_HELLO_BYTES]) -> Result<MeshHello, String> {
+        expect_kind(bytes, KIND_MESH, "a mesh hello")?;
+        Ok(MeshHello {
+            session: bytes[8..24].try_into().expect("16 bytes"),
+            from: u32_at(bytes, 24),
+            to: u32_at(bytes, 28),
+            mac: bytes[32..64].try_into().expect("32 bytes"),
+        })
+    }
+}
+
+/// Random bytes from the operating system.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut out = [0_u8; N];
+    getrandom::fill(&mut out).map_err(|e| format!("the OS random source failed: {e}"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_proves_the_token() {
+        let challenge = [7_u8; 32];
+        let h = Hello::new(b"token", &challenge, 2, 4, 5000, [1; 32]);
+        let back = Hello::decode(&h.encode()).unwrap();
+        assert_eq!(back, h);
+        assert!(back.verify(b"token", &challenge));
+        assert!(!back.verify(b"tokem", &challenge));
+        assert!(!back.verify(b"token", &[8; 32]));
+        let mut forged = back;
+        forged.rank = 3;
+        assert!(!forged.verify(b"token", &challenge));
+        assert!(!h.encode().windows(5).any(|w| w == b"token"));
+    }
+
+    #[test]
+    fn welcome_round_trip() {
+        let addrs = vec![
+            None,
+            Some("127.0.0.1:4000".parse().unwrap()),
+            Some("[::1]:5000".parse().unwrap()),
+        ];
+        let w = Welcome::new(b"k", &[3; 32], [9; 16], addrs.clone());
+        let bytes = w.encode();
+        let prefix: [u8; 8] = bytes[..8].try_into().unwrap();
+        assert_eq!(decode_prefix(&prefix), Ok(KIND_WELCOME));
+        let fixed: [u8; WELCOME_FIXED] = bytes[8..8 + WELCOME_FIXED].try_into().unwrap();
+        let (session, tag) = Welcome::decode_fixed(&fixed, 3).unwrap();
+        assert!(Welcome::decode_fixed(&fixed, 4).is_err());
+        let entries = Welcome::decode_entries(&bytes[8 + WELCOME_FIXED..]).unwrap();
+        let back = Welcome {
+            session,
+            addrs: entries,
+            mac: tag,
+        };
+        assert_eq!(back.addrs, addrs);
+        assert!(back.verify(b"k", &[3; 32]));
+        assert!(!back.verify(b"k", &[4; 32]));
+    }
+
+    #[test]
+    fn mesh_hello_and_reject() {
+        let m = MeshHello::new(b"k", [5; 16], 3, 1);
+        let back = MeshHello::decode(&m.encode()).unwrap();
+        assert!(back.verify(b"k"));
+        assert!(!back.verify(b""));
+        let r = Reject {
+            reason: "x".repeat(1000),
+        }
+        .encode();
+        assert_eq!(r.len(), 8 + 4 + MAX_REASON);
+        assert_eq!(Reject::decode_len(&r[8..12].try_into().unwrap()), Ok(512));
+        assert!(Reject::decode_len(&[0xff, 0xff, 0, 0]).is_err());
+        assert!(Challenge::decode(&[0; CHALLENGE_BYTES]).is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! The TCP backend: [`TcpBackend`], many processes on one or many hosts, no MPI needed.
+//!
+//! * **Rendezvous** ([`rendezvous`]): rank 0 listens on `COBRE_TCP_PORT`; the other ranks
+//!   connect to `COBRE_TCP_COORDINATOR`, retrying until the timeout (they may start before
+//!   rank 0). A handshake checks the magic number, protocol version, rank range, duplicate
+//!   ranks, job size and the token (HMAC-SHA256 over random nonces, never sent in clear);
+//!   a connection that fails it is refused and logged, and the job goes on.
+//! * **Mesh**: every pair of ranks then gets its own connection, so no collective funnels
+//!   through rank 0. IPv4 and IPv6; `TCP_NODELAY` and keepalive on every connection.
+//! * **Algorithms**, picked by size: allgatherv by direct exchange
+//!   ([`allgatherv_direct`]); allreduce direct for small buffers and reduce-scatter to
+//!   chunk owners then allgather for large ones ([`allreduce`]), both computing exactly the
+//!   rank-order fold; broadcast by direct sends ([`broadcast_direct`]); barrier by
+//!   dissemination ([`barrier_dissemination`]). Every step sends and receives at once.
+//! * **Frames** ([`frame`]): a 64-byte header with the collective's fingerprint; lengths
+//!   are checked against the local call before any payload is read.
+//! * **Failures** ([`transport`]): a closed connection is reported at once naming the
+//!   rank, and the rank that sees a failure tells every other rank (an abort frame), so all
+//!   survivors fail fast; a silent peer is reported after `COBRE_TCP_TIMEOUT_SECS`. After
+//!   such an error the communicator is poisoned. Dropping it says goodbye to every peer.
+
+mod allgatherv_direct;
+mod allreduce;
+mod barrier_dissemination;
+mod broadcast_direct;
+pub(crate) mod config;
+pub(crate) mod frame;
+pub(crate) mod handshake;
+mod rendezvous;
+mod split;
+mod transport;
+
+use std::sync::{Mutex, PoisonError};
+
+pub use config::TcpConfig;
+
+use crate::datatype::{as_bytes, as_bytes_mut};
+use crate::fingerprint::Fingerprint;
+use crate::local::{HeapRegion, LocalBackend};
+use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
+use crate::reduce::check_reducible;
+use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
+use crate::types::{BackendError, CommError, ReduceOp};
+use transport::{Fail, Mesh};
+
+/// A communicator over TCP connections: one process per rank, on one or many hosts.
+///
+/// Build it from the `COBRE_TCP_*` environment variables with [`TcpBackend::from_env`] (what
+/// [`create_communicator`](crate::create_communicator) does), or from a [`TcpConfig`] with
+/// [`TcpBackend::new`]. Construction blocks until every rank of the job has joined (or
+/// the timeout expires).
+///
+/// `allreduce(Sum)` gives exactly the rank-order fold on every rank; every collective
+/// carries a fingerprint, so ranks that make different calls get
+/// [`CommError::CollectiveMismatch`]. A lost rank gives [`CommError::PeerLost`] naming it,
+/// on every survivor; a silent one [`CommError::Timeout`]. After such an error every later
+/// call fails fast with the same error.
+///
+/// TCP has no shared memory: [`SharedMemoryProvider`] hands out private
+/// [`HeapRegion`]s, every rank is its own node leader, and
+/// [`split_local`](SharedMemoryProvider::split_local) returns a one-rank communicator.
+///
+/// # Example
+/// ```
+/// use cobre_comm::{Communicator, ReduceOp, TcpBackend, TcpConfig};
+///
+/// // A job of one rank needs no network at all.
+/// let comm = TcpBackend::new(TcpConfig::new(0, 1)).unwrap();
+/// let mut total = [0.0_f64];
+/// comm.allreduce(&[2.5], &mut total, ReduceOp::Sum).unwrap();
+/// assert_eq!(total, [2.5]);
+/// ```
+///
+/// Several processes (each with its own `COBRE_TCP_RANK`):
+/// ```no_run
+/// use cobre_comm::{Communicator, TcpBackend};
+///
+/// // COBRE_TCP_COORDINATOR=node01 COBRE_TCP_RANK=1 COBRE_TCP_SIZE=4 COBRE_TCP_TOKEN=... ./app
+/// let comm = TcpBackend::from_env().expect("join the job");
+/// comm.barrier().unwrap();
+/// ```
+pub struct TcpBackend {
+    rank: usize,
+    size: usize,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    mesh: Mesh,
+    /// Sequence number of the next collective.
+    seq: u64,
+    /// The error that broke the job, returned by every later call.
+    poisoned: Option<CommError>,
+}
+
+impl std::fmt::Debug for TcpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpBackend")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpBackend {
+    /// Joins the job described by `config`: blocks until every rank is connected.
+    ///
+    /// # Errors
+    /// [`BackendError::InvalidConfiguration`] / [`BackendError::MissingConfiguration`] for
+    /// unusable fields, [`BackendError::InitializationFailed`] when the port cannot be
+    /// bound, rank 0 refuses this rank (taken rank, wrong token or size), or the job is not
+    /// complete within `config.timeout`.
+    ///
+    /// # Example
+    /// ```
+    /// use cobre_comm::{Communicator, TcpBackend, TcpConfig};
+    ///
+    /// let comm = TcpBackend::new(TcpConfig::new(0, 1)).unwrap();
+    /// assert_eq!((comm.rank(), comm.size()), (0, 1));
+    /// assert!(TcpBackend::new(TcpConfig::new(2, 2)).is_err());
+    /// ```
+    pub fn new(config: TcpConfig) -> Result<TcpBackend, BackendError> {
+        let mesh = rendezvous::join(&config)?;
+        Ok(TcpBackend {
+            rank: config.rank,
+            size: config.size,
+            inner: Mutex::new(Inner {
+                mesh,
+                seq: 0,
+                poisoned: None,
+            }),
+        })
+    }
+
+    /// Joins the job described by the `COBRE_TCP_*` environment variables (see
+    /// [`TcpConfig::from_env`]).
+    ///
+    /// # Errors
+    /// As [`TcpConfig::from_env`] and [`TcpBackend::new`].
+    ///
+    /// ```no_run
+    /// let comm = cobre_comm::TcpBackend::from_env().unwrap();
+    /// ```
+    pub fn from_env() -> Result<TcpBackend, BackendError> {
+        TcpBackend::new(TcpConfig::from_env()?)
+    }
+
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<TcpBackend, BackendError> {
+        TcpBackend::new(TcpConfig::from_lookup(lookup)?)
+    }
+
+    /// Runs one collective with the next sequence number; poisons the communicator and
+    /// tells the other ranks when it fails.
+    fn run(
+        &self,
+        fingerprint: impl FnOnce(u64) -> Fingerprint,
+        body: impl FnOnce(&mut Mesh, &Fingerprint) -> Result<(), Fail>,
+    ) -> Result<(), CommError> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(err) = &inner.poisoned {
+            return Err(err.clone());
+        }
+        let fp = fingerprint(inner.seq);
+        inner.seq += 1;
+        if self.size == 1 {
+            return body(&mut inner.mesh, &fp).map_err(|f| f.err);
+        }
+        match body(&mut inner.mesh, &fp) {
+            Ok(()) => Ok(()),
+            Err(fail) => {
+                inner.mesh.abort(&fail.report);
+                inner.poisoned = Some(fail.err.clone());
+                Err(fail.err)
+            }
+        }
+    }
+}
+
+impl Drop for TcpBackend {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if inner.poisoned.is_none() {
+            inner.mesh.goodbye();
+        }
+    }
+}
+
+impl Communicator for TcpBackend {
+    fn allgatherv<T: CommData>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError> {
+        check_allgatherv(self.rank, self.size, send.len(), recv.len(), counts, displs)?;
+        let elem = std::mem::size_of::<T>();
+        let ranges: Vec<(usize, usize)> = counts
+            .iter()
+            .zip(displs)
+            .map(|(&c, &d)| (d * elem, (d + c) * elem))
+            .collect();
+        self.run(
+            |seq| Fingerprint::allgatherv::<T>(seq, counts),
+            |mesh, fp| {
+                allgatherv_direct::allgatherv(mesh, fp, as_bytes(send), as_bytes_mut(recv), &ranges)
+            },
+        )
+    }
+
+    fn allreduce<T: CommData>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        check_allreduce(send.len(), recv.len())?;
+        check_reducible::<T>()?;
+        self.run(
+            |seq| Fingerprint::allreduce::<T>(seq, send.len(), op),
+            |mesh, fp| allreduce::allreduce(mesh, fp, send, recv, op),
+        )
+    }
+
+    fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
+        check_broadcast(root, self.size)?;
+        let len = buf.len();
+        self.run(
+            |seq| Fingerprint::broadcast::<T>(seq, len, root),
+            |mesh, fp| broadcast_direct::broadcast(mesh, fp, as_bytes_mut(buf), root),
+        )
+    }
+
+    fn barrier(&self) -> Result<(), CommError> {
+        self.run(Fingerprint::barrier, barrier_dissemination::barrier)
+    }
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl SharedMemoryProvider for TcpBackend {
+    type Region<T: CommData> = HeapRegion<T>;
+
+    fn create_shared_region<T: CommData>(&self, count: usize) -> Result<HeapRegion<T>, CommError> {
+        HeapRegion::new(count)
+    }
+
+    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+        Ok(Box::new(LocalBackend))
+    }
+
+    fn is_leader(&self) -> bool {
+        true
+    }
+}

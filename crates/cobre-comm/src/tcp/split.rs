@@ -1,0 +1,51 @@
+//! Disjoint mutable views of the ranges of a buffer.
+
+/// Splits `buf` into the given `(key, start, end)` ranges, which must not overlap (the
+/// precondition checks guarantee it for allgatherv). Returns `(key, slice)` pairs sorted
+/// by start.
+pub(crate) fn split_ranges<'a, T>(
+    mut buf: &'a mut [T],
+    ranges: &[(usize, usize, usize)],
+) -> Vec<(usize, &'a mut [T])> {
+    let mut sorted: Vec<(usize, usize, usize)> = ranges.to_vec();
+    sorted.sort_unstable_by_key(|&(key, start, end)| (start, end, key));
+    let mut out = Vec::with_capacity(sorted.len());
+    let mut offset = 0;
+    for (key, start, end) in sorted {
+        if start == end {
+            out.push((key, &mut [][..]));
+            continue;
+        }
+        let rest = std::mem::take(&mut buf);
+        let (_, rest) = rest.split_at_mut(start - offset);
+        let (mine, rest) = rest.split_at_mut(end - start);
+        out.push((key, mine));
+        buf = rest;
+        offset = end;
+    }
+    out
+}
+
+/// The bounds of `parts` near-equal chunks of `len` elements: chunk `c` is
+/// `bounds[c]..bounds[c + 1]`.
+pub(crate) fn chunk_bounds(len: usize, parts: usize) -> Vec<usize> {
+    (0..=parts).map(|c| c * len / parts).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_in_any_order() {
+        let mut buf: Vec<u32> = (0..10).collect();
+        let parts = split_ranges(&mut buf, &[(0, 6, 9), (1, 0, 2), (2, 4, 4), (3, 2, 3)]);
+        let view: Vec<(usize, Vec<u32>)> = parts.into_iter().map(|(k, s)| (k, s.to_vec())).collect();
+        assert_eq!(
+            view,
+            vec![(1, vec![0, 1]), (3, vec![2]), (2, vec![]), (0, vec![6, 7, 8])]
+        );
+        assert_eq!(chunk_bounds(10, 3), vec![0, 3, 6, 10]);
+        assert_eq!(chunk_bounds(1, 4), vec![0, 0, 0, 0, 1]);
+    }
+}

@@ -1,0 +1,698 @@
+//! The full mesh of connections and its progress engine.
+//!
+//! A collective is a sequence of *exchanges*: sets of frames to send and frames to receive
+//! that all make progress at once (non-blocking sockets and `poll`), so two ranks sending
+//! each other megabytes never deadlock on full socket buffers. While it waits, an exchange
+//! watches every connection of the mesh, not only the ones it uses: a peer that closes
+//! (a `kill -9`), an abort report, or a frame of a different collective is seen at once.
+//! A wait that makes no progress for the configured timeout fails naming the silent ranks.
+
+use std::io::{self, IoSlice, Read};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
+
+use super::frame::{
+    self, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame,
+    HEADER_BYTES, MAX_ABORT_PAYLOAD,
+};
+use crate::fingerprint::Fingerprint;
+use crate::types::CommError;
+
+/// The most bytes buffered from a peer that closed its connection (what the kernel had
+/// already received; far above any socket buffer).
+const MAX_STASH: usize = 256 << 20;
+
+/// An error of the job, with the report to pass on to the other ranks.
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub err: CommError,
+    pub report: AbortReport,
+}
+
+/// One connection of the mesh.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub stream: TcpStream,
+    /// Bytes received after the peer closed its side, not yet consumed.
+    stash: Vec<u8>,
+    stash_pos: usize,
+    /// Every byte the peer will ever send is in the stash.
+    eof: bool,
+    /// The peer said bye (dropped its communicator).
+    departed: bool,
+    /// A frame was cut in the middle on our sending side (no abort can follow it).
+    out_partial: bool,
+}
+
+impl Peer {
+    pub(crate) fn new(stream: TcpStream) -> io::Result<Peer> {
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
+        let sock = socket2::SockRef::from(&stream);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(10))
+            .with_interval(Duration::from_secs(5));
+        let _ = sock.set_tcp_keepalive(&keepalive);
+        Ok(Peer {
+            stream,
+            stash: Vec::new(),
+            stash_pos: 0,
+            eof: false,
+            departed: false,
+            out_partial: false,
+        })
+    }
+
+    /// Reads from the stash first, then from the socket (non-blocking).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stash_pos < self.stash.len() {
+            let n = buf.len().min(self.stash.len() - self.stash_pos);
+            buf[..n].copy_from_slice(&self.stash[self.stash_pos..self.stash_pos + n]);
+            self.stash_pos += n;
+            if self.stash_pos == self.stash.len() {
+                self.stash = Vec::new();
+                self.stash_pos = 0;
+            }
+            return Ok(n);
+        }
+        if self.eof {
+            return Ok(0);
+        }
+        (&self.stream).read(buf)
+    }
+
+    fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        Ok(sendmsg(
+            self.stream.as_fd(),
+            parts,
+            &mut SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        )?)
+    }
+}
+
+/// A frame to send.
+pub(crate) struct SendOp<'a> {
+    pub peer: usize,
+    header: [u8; HEADER_BYTES],
+    payload: &'a [u8],
+    done: usize,
+}
+
+impl<'a> SendOp<'a> {
+    pub(crate) fn new(peer: usize, fp: &Fingerprint, payload: &'a [u8]) -> SendOp<'a> {
+        SendOp {
+            peer,
+            header: frame::encode_data(fp, payload.len()),
+            payload,
+            done: 0,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.done == HEADER_BYTES + self.payload.len()
+    }
+}
+
+/// A frame to receive into `dest` (whose length is the expected payload length).
+pub(crate) struct RecvOp<'a> {
+    pub peer: usize,
+    header: [u8; HEADER_BYTES],
+    hdone: usize,
+    dest: &'a mut [u8],
+    done: usize,
+}
+
+impl<'a> RecvOp<'a> {
+    pub(crate) fn new(peer: usize, dest: &'a mut [u8]) -> RecvOp<'a> {
+        RecvOp {
+            peer,
+            header: [0; HEADER_BYTES],
+            hdone: 0,
+            dest,
+            done: 0,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.hdone == HEADER_BYTES && self.done == self.dest.len()
+    }
+
+    fn started(&self) -> bool {
+        self.hdone > 0
+    }
+}
+
+/// Every connection of this rank.
+#[derive(Debug)]
+pub(crate) struct Mesh {
+    pub rank: usize,
+    pub size: usize,
+    pub timeout: Duration,
+    /// One connection per other rank (`None` at this rank's index).
+    pub peers: Vec<Option<Peer>>,
+}
+
+impl Mesh {
+    fn peer(&mut self, p: usize) -> &mut Peer {
+        self.peers[p].as_mut().expect("a peer rank")
+    }
+
+    fn lost(&self, op: &'static str, p: usize, how: &str) -> Fail {
+        let message = format!("rank {}: {how}", self.rank);
+        Fail {
+            err: CommError::PeerLost {
+                operation: op,
+                rank: p,
+                message: how.to_string(),
+            },
+            report: AbortReport {
+                code: ABORT_LOST,
+                rank: p as u32,
+                message,
+            },
+        }
+    }
+
+    fn protocol(&self, op: &'static str, p: usize, what: &str) -> Fail {
+        let message = format!("rank {p} sent a bad frame to rank {}: {what}", self.rank);
+        Fail {
+            err: CommError::Protocol {
+                operation: op,
+                message: message.clone(),
+            },
+            report: AbortReport {
+                code: ABORT_PROTOCOL,
+                rank: p as u32,
+                message,
+            },
+        }
+    }
+
+    fn mismatch(&self, fp: &Fingerprint, theirs: &Fingerprint, p: usize) -> Fail {
+        let err = fp.mismatch(self.rank, theirs, p);
+        let message = match &err {
+            CommError::CollectiveMismatch { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        Fail {
+            err,
+            report: AbortReport {
+                code: ABORT_MISMATCH,
+                rank: self.rank as u32,
+                message,
+            },
+        }
+    }
+
+    /// The error for an abort report received from `p`.
+    fn from_report(op: &'static str, p: usize, report: AbortReport) -> Fail {
+        let text = format!("reported by rank {p}: {}", report.message);
+        let err = match report.code {
+            ABORT_MISMATCH => CommError::CollectiveMismatch {
+                operation: op,
+                message: text,
+            },
+            ABORT_PROTOCOL => CommError::Protocol {
+                operation: op,
+                message: text,
+            },
+            _ => CommError::PeerLost {
+                operation: op,
+                rank: report.rank as usize,
+                message: text,
+            },
+        };
+        Fail { err, report }
+    }
+
+    /// Reads exactly `buf` from `p`, waiting at most the timeout (used for abort reports).
+    fn read_exact(&mut self, op: &'static str, p: usize, buf: &mut [u8]) -> Result<(), Fail> {
+        let deadline = Instant::now() + self.timeout.min(Duration::from_secs(5));
+        let mut done = 0;
+        while done < buf.len() {
+            match self.peer(p).read(&mut buf[done..]) {
+                Ok(0) => return Err(self.lost(op, p, "connection closed in the middle of a frame")),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(self.lost(op, p, "stopped sending in the middle of a frame"));
+                    }
+                    let mut fds = [PollFd::new(&self.peer(p).stream, PollFlags::IN)];
+                    let _ = poll(&mut fds, Some(&timespec(left)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.lost(op, p, &format!("connection failed: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles a decoded header that is not the expected data.
+    fn unexpected(
+        &mut self,
+        fp: &Fingerprint,
+        p: usize,
+        frame: Result<Frame, String>,
+        expected_len: usize,
+    ) -> Fail {
+        let op = fp.op.name();
+        let frame = match frame {
+            Ok(f) => f,
+            Err(what) => return self.protocol(op, p, &what),
+        };
+        match frame::check_data(&frame, fp, expected_len) {
+            Ok(()) => unreachable!("only called for unexpected frames"),
+            Err(DataError::Mismatch(theirs)) => self.mismatch(fp, &theirs, p),
+            Err(DataError::Length(what)) => self.protocol(op, p, &what),
+            Err(DataError::NotData) => match frame {
+                Frame::Abort { len } => {
+                    let mut buf = [0_u8; MAX_ABORT_PAYLOAD];
+                    if let Err(fail) = self.read_exact(op, p, &mut buf[..len]) {
+                        return fail;
+                    }
+                    match AbortReport::decode(&buf[..len]) {
+                        Ok(report) => Self::from_report(op, p, report),
+                        Err(what) => self.protocol(op, p, &what),
+                    }
+                }
+                _ => {
+                    self.peer(p).departed = true;
+                    self.lost(
+                        op,
+                        p,
+                        &format!(
+                            "rank {p} has shut down (dropped its communicator) while rank {} expected its data for {}",
+                            self.rank,
+                            fp.describe()
+                        ),
+                    )
+                }
+            },
+        }
+    }
+
+    /// Advances a receive as far as the socket allows. Returns whether bytes moved.
+    fn progress_recv(&mut self, fp: &Fingerprint, r: &mut RecvOp<'_>) -> Result<bool, Fail> {
+        let op = fp.op.name();
+        let p = r.peer;
+        let mut moved = false;
+        while !r.finished() {
+            let result = if r.hdone < HEADER_BYTES {
+                self.peer(p).read(&mut r.header[r.hdone..])
+            } else {
+                self.peer(p).read(&mut r.dest[r.done..])
+            };
+            match result {
+                Ok(0) => {
+                    let how = if self.peer(p).departed {
+                        format!("rank {p} has shut down (dropped its communicator)")
+                    } else {
+                        "connection closed (the process exited or was killed)".to_string()
+                    };
+                    return Err(self.lost(op, p, &how));
+                }
+                Ok(n) => {
+                    moved = true;
+                    if r.hdone < HEADER_BYTES {
+                        r.hdone += n;
+                        if r.hdone == HEADER_BYTES {
+                            let decoded = frame::decode(&r.header);
+                            let ok = matches!(&decoded, Ok(f) if frame::check_data(f, fp, r.dest.len()).is_ok());
+                            if !ok {
+                                return Err(self.unexpected(fp, p, decoded, r.dest.len()));
+                            }
+                        }
+                    } else {
+                        r.done += n;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.lost(op, p, &format!("connection failed: {e}"))),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Advances a send as far as the socket allows. Returns whether bytes moved.
+    fn progress_send(&mut self, fp: &Fingerprint, s: &mut SendOp<'_>) -> Result<bool, Fail> {
+        let op = fp.op.name();
+        let p = s.peer;
+        if self.peer(p).departed {
+            return Err(self.lost(
+                op,
+                p,
+                &format!("rank {p} has shut down (dropped its communicator)"),
+            ));
+        }
+        let mut moved = false;
+        while !s.finished() {
+            let result = if s.done < HEADER_BYTES {
+                self.peer(p).send(&[
+                    IoSlice::new(&s.header[s.done..]),
+                    IoSlice::new(s.payload),
+                ])
+            } else {
+                self.peer(p).send(&[IoSlice::new(&s.payload[s.done - HEADER_BYTES..])])
+            };
+            match result {
+                Ok(n) => {
+                    moved = true;
+                    s.done += n;
+                    self.peer(p).out_partial = !s.finished();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(self
+                        .diagnose(fp, p, None)
+                        .err()
+                        .unwrap_or_else(|| self.lost(op, p, &format!("sending failed: {e}"))));
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Reads everything `p` sent before closing into its stash and decides: an abort
+    /// report, a clean bye (no error), or a lost peer. `active` is the receive in progress
+    /// on `p`, completed from the stash first.
+    fn diagnose(
+        &mut self,
+        fp: &Fingerprint,
+        p: usize,
+        active: Option<&mut RecvOp<'_>>,
+    ) -> Result<(), Fail> {
+        let op = fp.op.name();
+        if !self.peer(p).eof {
+            let mut chunk = vec![0_u8; 64 << 10];
+            loop {
+                let peer = self.peer(p);
+                match (&peer.stream).read(&mut chunk) {
+                    Ok(0) => {
+                        peer.eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        if peer.stash.len() + n > MAX_STASH {
+                            return Err(self.protocol(op, p, "too much data after closing"));
+                        }
+                        peer.stash.extend_from_slice(&chunk[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Not closed after all (an error flag without end of stream).
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        return Err(self.lost(op, p, &format!("connection failed: {e}")));
+                    }
+                }
+            }
+        }
+        if let Some(r) = active {
+            self.progress_recv(fp, r)?;
+            if !r.finished() {
+                return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+            }
+        }
+        // Walk the remaining frames: data for later steps stays stashed.
+        let peer = self.peer(p);
+        let mut at = peer.stash_pos;
+        let stash = &peer.stash;
+        loop {
+            if at == stash.len() {
+                if peer.departed {
+                    return Ok(());
+                }
+                return Err(self.lost(
+                    op,
+                    p,
+                    "connection closed (the process exited or was killed)",
+                ));
+            }
+            let Some(header) = stash.get(at..at + HEADER_BYTES) else {
+                return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+            };
+            let header: &[u8; HEADER_BYTES] = header.try_into().expect("64 bytes");
+            match frame::decode(header) {
+                Err(what) => return Err(self.protocol(op, p, &what)),
+                Ok(Frame::Data { len, .. }) => {
+                    at = at
+                        .saturating_add(HEADER_BYTES)
+                        .saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+                    if at > stash.len() {
+                        return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+                    }
+                }
+                Ok(Frame::Bye) => {
+                    if at + HEADER_BYTES == stash.len() {
+                        return Ok(());
+                    }
+                    return Err(self.protocol(op, p, "data after a bye frame"));
+                }
+                Ok(Frame::Abort { len }) => {
+                    let body = stash
+                        .get(at + HEADER_BYTES..at + HEADER_BYTES + len)
+                        .unwrap_or(&[]);
+                    return Err(match AbortReport::decode(body) {
+                        Ok(report) => Self::from_report(op, p, report),
+                        Err(what) => self.protocol(op, p, &what),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Looks at the next frame of a peer this exchange does not read from: an abort or a
+    /// frame of another collective is an error now; data for a later step waits.
+    /// Returns whether to keep watching the peer for input.
+    fn peek_idle(&mut self, fp: &Fingerprint, p: usize) -> Result<bool, Fail> {
+        let op = fp.op.name();
+        let mut header = [0_u8; HEADER_BYTES];
+        let n = match self.peer(p).stream.peek(&mut header) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(_) => return self.diagnose(fp, p, None).map(|()| false),
+        };
+        if n == 0 {
+            return self.diagnose(fp, p, None).map(|()| false);
+        }
+        if n < HEADER_BYTES {
+            return Ok(false);
+        }
+        match frame::decode(&header) {
+            Err(what) => Err(self.protocol(op, p, &what)),
+            Ok(Frame::Data { fingerprint, .. }) => {
+                if fingerprint.seq < fp.seq || (fingerprint.seq == fp.seq && fingerprint != *fp) {
+                    Err(self.mismatch(fp, &fingerprint, p))
+                } else {
+                    Ok(false)
+                }
+            }
+            Ok(Frame::Bye) => {
+                let mut sink = [0_u8; HEADER_BYTES];
+                self.read_exact(op, p, &mut sink)?;
+                self.peer(p).departed = true;
+                Ok(false)
+            }
+            Ok(frame @ Frame::Abort { .. }) => {
+                let mut sink = [0_u8; HEADER_BYTES];
+                self.read_exact(op, p, &mut sink)?;
+                Err(self.unexpected(fp, p, Ok(frame), 0))
+            }
+        }
+    }
+
+    /// Runs `sends` and `recvs` to completion, all at once.
+    pub(crate) fn exchange(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+    ) -> Result<(), Fail> {
+        let op = fp.op.name();
+        let mut last_progress = Instant::now();
+        let mut watch_input = vec![true; self.size];
+        let mut fds_peer: Vec<usize> = Vec::with_capacity(self.size);
+        loop {
+            let mut moved = false;
+            for s in sends.iter_mut().filter(|s| !s.finished()) {
+                moved |= self.progress_send(fp, s)?;
+            }
+            for r in recvs.iter_mut().filter(|r| !r.finished()) {
+                moved |= self.progress_recv(fp, r)?;
+            }
+            if sends.iter().all(SendOp::finished) && recvs.iter().all(RecvOp::finished) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if moved {
+                last_progress = now;
+            }
+            let deadline = last_progress + self.timeout;
+            if now >= deadline {
+                return Err(self.timed_out(fp, sends, recvs));
+            }
+            // Wait on every connection of the mesh.
+            fds_peer.clear();
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.size);
+            for (p, peer) in self.peers.iter().enumerate() {
+                let Some(peer) = peer else { continue };
+                if peer.eof {
+                    continue;
+                }
+                let reading = recvs.iter().any(|r| r.peer == p && !r.finished());
+                let writing = sends.iter().any(|s| s.peer == p && !s.finished());
+                let mut events = PollFlags::RDHUP;
+                if reading || (watch_input[p] && !peer.departed) {
+                    events |= PollFlags::IN;
+                }
+                if writing {
+                    events |= PollFlags::OUT;
+                }
+                fds.push(PollFd::new(&peer.stream, events));
+                fds_peer.push(p);
+            }
+            let wait = deadline.saturating_duration_since(now);
+            match poll(&mut fds, Some(&timespec(wait))) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    return Err(self.lost(op, self.rank, &format!("poll failed: {e}")));
+                }
+            }
+            let ready: Vec<(usize, PollFlags)> = fds
+                .iter()
+                .zip(&fds_peer)
+                .map(|(fd, &p)| (p, fd.revents()))
+                .filter(|(_, ev)| !ev.is_empty())
+                .collect();
+            drop(fds);
+            for (p, ev) in ready {
+                if ev.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::RDHUP) {
+                    let active = recvs.iter_mut().find(|r| r.peer == p && !r.finished());
+                    self.diagnose(fp, p, active)?;
+                    let pending = recvs.iter().any(|r| r.peer == p && !r.finished())
+                        || sends.iter().any(|s| s.peer == p && !s.finished());
+                    if pending {
+                        return Err(self.lost(
+                            op,
+                            p,
+                            &format!("rank {p} has shut down (dropped its communicator)"),
+                        ));
+                    }
+                    last_progress = Instant::now();
+                } else if ev.contains(PollFlags::IN)
+                    && !recvs.iter().any(|r| r.peer == p && !r.finished())
+                {
+                    watch_input[p] = self.peek_idle(fp, p)?;
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self, fp: &Fingerprint, sends: &[SendOp<'_>], recvs: &[RecvOp<'_>]) -> Fail {
+        let mut silent: Vec<usize> = recvs
+            .iter()
+            .filter(|r| !r.finished())
+            .map(|r| r.peer)
+            .chain(sends.iter().filter(|s| !s.finished()).map(|s| s.peer))
+            .collect();
+        silent.sort_unstable();
+        silent.dedup();
+        let receiving = recvs.iter().any(|r| !r.finished() && r.started());
+        let list: Vec<String> = silent.iter().map(ToString::to_string).collect();
+        let message = format!(
+            "rank {} waited {:?} in {} for rank(s) {} without progress{}; the peer is stopped, cut off, or did not make the same call",
+            self.rank,
+            self.timeout,
+            fp.describe(),
+            list.join(", "),
+            if receiving { " (in the middle of a frame)" } else { "" }
+        );
+        Fail {
+            err: CommError::Timeout {
+                operation: fp.op.name(),
+                timeout: self.timeout,
+                message: message.clone(),
+            },
+            report: AbortReport {
+                code: ABORT_LOST,
+                rank: silent.first().copied().unwrap_or(self.rank) as u32,
+                message,
+            },
+        }
+    }
+
+    /// Tells every peer that this rank failed, then closes the sending side of every
+    /// connection. Best effort and bounded: a peer whose buffer is full is just closed.
+    pub(crate) fn abort(&mut self, report: &AbortReport) {
+        let body = report.encode();
+        let header = frame::encode_abort(body.len());
+        let deadline = Instant::now() + Duration::from_millis(200);
+        for peer in self.peers.iter_mut().flatten() {
+            if !peer.out_partial && !peer.departed {
+                let _ = send_all(peer, &[&header, &body], deadline);
+            }
+            let _ = peer.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Says bye to every peer and closes the connections (on drop).
+    pub(crate) fn goodbye(&mut self) {
+        let header = frame::encode_bye();
+        let deadline = Instant::now() + self.timeout.min(Duration::from_secs(2));
+        for peer in self.peers.iter_mut().flatten() {
+            if !peer.out_partial {
+                let _ = send_all(peer, &[&header], deadline);
+            }
+            let _ = peer.stream.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+/// Sends `parts` completely, waiting for buffer space until `deadline`.
+fn send_all(peer: &mut Peer, parts: &[&[u8]], deadline: Instant) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        let mut skip = done;
+        let mut slices = Vec::with_capacity(parts.len());
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+            } else {
+                slices.push(IoSlice::new(&part[skip..]));
+                skip = 0;
+            }
+        }
+        match peer.send(&slices) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    peer.out_partial = done > 0;
+                    return Err(e);
+                }
+                let mut fds = [PollFd::new(&peer.stream, PollFlags::OUT)];
+                let _ = poll(&mut fds, Some(&timespec(left)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}

@@ -1,0 +1,348 @@
+//! The TCP backend on real processes over loopback: the conformance suite on 1 to 4 ranks,
+//! hostile peers during the rendezvous, collective mismatches and `kill -9` of a rank.
+//!
+//! Each test re-runs this test binary as the ranks of a job (`child_rank` with
+//! `TCP_TEST_ROLE` set), with a deadline after which every child is killed.
+#![cfg(feature = "tcp")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cobre_comm::{CommError, Communicator, ReduceOp, TcpBackend};
+use cobre_comm_conformance::{Options, run_suite};
+
+const ROLE: &str = "TCP_TEST_ROLE";
+
+/// A free loopback port (the kernel picks it; we release it for rank 0 to bind).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Rank {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    output: Vec<String>,
+    exited_at: Option<Instant>,
+}
+
+impl Rank {
+    fn spawn(role: &str, rank: usize, size: usize, port: u16, extra: &[(&str, &str)]) -> Rank {
+        let exe = std::env::current_exe().expect("test binary");
+        let mut cmd = Command::new(exe);
+        cmd.args(["--exact", "child_rank", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env("COBRE_TCP_RANK", rank.to_string())
+            .env("COBRE_TCP_SIZE", size.to_string())
+            .env("COBRE_TCP_COORDINATOR", "127.0.0.1")
+            .env("COBRE_TCP_BIND", "127.0.0.1")
+            .env("COBRE_TCP_PORT", port.to_string())
+            .env("COBRE_TCP_TIMEOUT_SECS", "20")
+            .env("COBRE_TCP_TOKEN", "test-token")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn a rank");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Rank {
+            child,
+            lines: rx,
+            output: Vec::new(),
+            exited_at: None,
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.output.push(line);
+        }
+    }
+
+    /// Waits for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str, deadline: Instant) -> bool {
+        loop {
+            if self.output.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => self.output.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Waits for the process to exit by `deadline` (killing it after) and returns whether
+    /// it exited successfully, or `None` if it had to be killed.
+    fn finish(&mut self, deadline: Instant) -> Option<bool> {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                self.exited_at.get_or_insert_with(Instant::now);
+                // Give the reader threads a moment to deliver the last lines.
+                let end = Instant::now() + Duration::from_secs(2);
+                while let Ok(line) = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                    self.output.push(line);
+                }
+                return Some(status.success());
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.drain();
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn text(&self) -> String {
+        self.output.join("\n")
+    }
+}
+
+impl Drop for Rank {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `role` on ranks `0..size` and expects every one to succeed within `limit`.
+fn run_job(role: &str, size: usize, limit: Duration) -> Vec<Rank> {
+    let port = free_port();
+    let mut ranks: Vec<Rank> = (0..size).map(|r| Rank::spawn(role, r, size, port, &[])).collect();
+    let deadline = Instant::now() + limit;
+    for (r, rank) in ranks.iter_mut().enumerate() {
+        let outcome = rank.finish(deadline);
+        assert_eq!(
+            outcome,
+            Some(true),
+            "rank {r} of {size} ({role}) failed or timed out:\n{}",
+            rank.text()
+        );
+    }
+    ranks
+}
+
+#[test]
+fn conformance_on_1_to_4_processes() {
+    for size in 1..=4 {
+        let ranks = run_job("conformance", size, Duration::from_secs(120));
+        for rank in &ranks {
+            assert!(rank.text().contains("CONFORMANCE PASSED"), "{}", rank.text());
+        }
+    }
+}
+
+#[test]
+fn mismatched_collectives_fail_on_every_rank() {
+    let ranks = run_job("mismatch", 3, Duration::from_secs(60));
+    for rank in &ranks {
+        assert!(rank.text().contains("MISMATCH SEEN"), "{}", rank.text());
+    }
+}
+
+#[test]
+fn hostile_peers_are_refused_and_the_job_completes() {
+    let size = 3;
+    let port = free_port();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ranks = vec![Rank::spawn("small", 0, size, port, &[])];
+    // Random bytes, a silent connection and a truncated hello while rank 0 waits.
+    let mut garbage = Vec::new();
+    while garbage.is_empty() {
+        assert!(Instant::now() < deadline, "rank 0 never listened");
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let noise: Vec<u8> = (0..4096_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            let _ = s.write_all(&noise);
+            garbage.push(s);
+        } else {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    garbage.push(TcpStream::connect(("127.0.0.1", port)).expect("silent peer"));
+    let mut partial = TcpStream::connect(("127.0.0.1", port)).expect("partial peer");
+    let _ = partial.write_all(b"CBHS\x01\x02\0\0");
+    garbage.push(partial);
+    // A peer with the wrong token claiming rank 2 is refused before the real rank 2 exists.
+    let mut wrong = Rank::spawn("expect_refused", 2, size, port, &[("COBRE_TCP_TOKEN", "wrong")]);
+    assert_eq!(wrong.finish(deadline), Some(true), "{}", wrong.text());
+    assert!(wrong.text().contains("token"), "{}", wrong.text());
+    // Two processes claim rank 1: exactly one is refused as a duplicate.
+    let mut first = Rank::spawn("small_or_refused", 1, size, port, &[]);
+    let mut second = Rank::spawn("small_or_refused", 1, size, port, &[]);
+    // A peer claiming a rank out of range, or a different size, is refused too.
+    let mut out_of_range = Rank::spawn("expect_refused", 1, size + 1, port, &[]);
+    assert_eq!(out_of_range.finish(deadline), Some(true), "{}", out_of_range.text());
+    ranks.push(Rank::spawn("small", 2, size, port, &[]));
+    for (r, rank) in ranks.iter_mut().enumerate() {
+        assert_eq!(rank.finish(deadline), Some(true), "rank {r}:\n{}", rank.text());
+        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+    }
+    assert_eq!(first.finish(deadline), Some(true), "{}", first.text());
+    assert_eq!(second.finish(deadline), Some(true), "{}", second.text());
+    let refused = [&first, &second]
+        .iter()
+        .filter(|r| r.text().contains("REFUSED") && r.text().contains("already taken"))
+        .count();
+    let passed = [&first, &second]
+        .iter()
+        .filter(|r| r.text().contains("SMALL PASSED"))
+        .count();
+    assert_eq!((refused, passed), (1, 1), "{}\n---\n{}", first.text(), second.text());
+    let log = ranks[0].text();
+    assert!(log.contains("refused a connection"), "{log}");
+    drop(garbage);
+}
+
+#[test]
+fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
+    for (size, victim) in [(2, 1), (4, 2), (3, 0)] {
+        let port = free_port();
+        let mut ranks: Vec<Rank> = (0..size).map(|r| Rank::spawn("forever", r, size, port, &[])).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for rank in &mut ranks {
+            assert!(rank.wait_for("RUNNING", deadline), "{}", rank.text());
+        }
+        ranks[victim].child.kill().expect("kill -9");
+        let killed = Instant::now();
+        let _ = ranks[victim].child.wait();
+        for (r, rank) in ranks.iter_mut().enumerate() {
+            if r == victim {
+                continue;
+            }
+            let outcome = rank.finish(killed + Duration::from_secs(5));
+            let text = rank.text();
+            assert_eq!(outcome, Some(true), "rank {r} did not report the loss:\n{text}");
+            let line = text
+                .lines()
+                .find(|l| l.contains("FAILED AFTER"))
+                .unwrap_or_else(|| panic!("rank {r}: no failure line:\n{text}"));
+            assert!(
+                line.contains(&format!("lost rank {victim}")),
+                "rank {r} of {size} does not name rank {victim}: {line}"
+            );
+            let took = rank.exited_at.expect("exited") - killed;
+            assert!(
+                took < Duration::from_secs(2),
+                "rank {r} of {size} took {took:?} to report the loss: {line}"
+            );
+        }
+    }
+}
+
+/// The body of every child process; does nothing in a normal test run.
+#[test]
+fn child_rank() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    match role.as_str() {
+        "conformance" => {
+            let comm = TcpBackend::from_env().expect("join");
+            let options = Options {
+                max_len: 1 << 17,
+                sequence_len: 400,
+                ..cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp)
+            };
+            let report = run_suite(&comm, &options);
+            assert!(report.passed(), "rank {}: {:#?}", report.rank, report.failures());
+            println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
+        }
+        "small" => small(&TcpBackend::from_env().expect("join")),
+        "small_or_refused" => match TcpBackend::from_env() {
+            Ok(comm) => small(&comm),
+            Err(e) => println!("REFUSED: {e}"),
+        },
+        "expect_refused" => {
+            let err = TcpBackend::from_env().expect_err("must be refused");
+            println!("REFUSED: {err}");
+        }
+        "mismatch" => {
+            let comm = TcpBackend::from_env().expect("join");
+            comm.barrier().unwrap();
+            let mut buf = [1.0_f64; 4];
+            let result = if comm.rank() == 1 {
+                comm.broadcast(&mut buf, 0)
+            } else {
+                let send = buf;
+                comm.allreduce(&send, &mut buf, ReduceOp::Sum)
+            };
+            let err = result.expect_err("a mismatch");
+            assert!(
+                matches!(err, CommError::CollectiveMismatch { .. }),
+                "rank {}: {err}",
+                comm.rank()
+            );
+            // Poisoned: the next call fails fast with the same error.
+            assert_eq!(comm.barrier().unwrap_err(), err);
+            println!("MISMATCH SEEN rank {}: {err}", comm.rank());
+        }
+        "forever" => {
+            let comm = TcpBackend::from_env().expect("join");
+            let start = Instant::now();
+            let mut i = 0_u64;
+            loop {
+                let send = [i as f64, 1.0];
+                let mut recv = [0.0; 2];
+                let result = comm.allreduce(&send, &mut recv, ReduceOp::Sum).and_then(|()| {
+                    if i % 3 == 0 {
+                        comm.barrier()
+                    } else {
+                        let mut big = vec![comm.rank() as u8; 100_000];
+                        comm.broadcast(&mut big, (i as usize) % comm.size())
+                    }
+                });
+                if i == 20 {
+                    println!("RUNNING");
+                }
+                if let Err(e) = result {
+                    println!("FAILED AFTER {i} calls: {e}");
+                    // Later calls fail fast with the same error.
+                    assert_eq!(comm.barrier().unwrap_err(), e);
+                    return;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "nobody was killed");
+                i += 1;
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A few collectives whose results are known.
+fn small(comm: &TcpBackend) {
+    let (rank, size) = (comm.rank(), comm.size());
+    let mut sum = [0_u64];
+    comm.allreduce(&[rank as u64 + 1], &mut sum, ReduceOp::Sum).unwrap();
+    assert_eq!(sum[0] as usize, size * (size + 1) / 2);
+    let counts: Vec<usize> = (0..size).map(|r| r + 1).collect();
+    let displs: Vec<usize> = counts.iter().scan(0, |acc, &c| { let d = *acc; *acc += c; Some(d) }).collect();
+    let mut all = vec![0_u32; counts.iter().sum()];
+    comm.allgatherv(&vec![rank as u32; rank + 1], &mut all, &counts, &displs).unwrap();
+    for r in 0..size {
+        assert!(all[displs[r]..displs[r] + counts[r]].iter().all(|&x| x == r as u32));
+    }
+    comm.barrier().unwrap();
+    println!("SMALL PASSED rank {rank}");
+}
