@@ -260,12 +260,10 @@ fn child_rank() {
     match role.as_str() {
         "conformance" => {
             let comm = TcpBackend::from_env().expect("join");
-            let options = Options {
-                max_len: 1 << 17,
-                sequence_len: 400,
-                ..cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp)
-            };
+            let options: Options = cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
+            assert!(options.bit_exact_sum);
             let report = run_suite(&comm, &options);
+            assert!(report.results.len() > 40, "only {} checks ran", report.results.len());
             assert!(report.passed(), "rank {}: {:#?}", report.rank, report.failures());
             println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
         }
