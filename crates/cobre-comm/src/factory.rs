@@ -380,12 +380,13 @@ mod dispatch {
 
     pub(super) fn build(
         kind: BackendKind,
-        _lookup: Lookup<'_>,
+        lookup: Lookup<'_>,
     ) -> Result<CommBackend, BackendError> {
+        let _ = &lookup;
         match kind {
             BackendKind::Local | BackendKind::Auto => Ok(CommBackend::Local(LocalBackend)),
             #[cfg(feature = "tcp")]
-            BackendKind::Tcp => crate::tcp::TcpBackend::from_lookup(_lookup).map(CommBackend::Tcp),
+            BackendKind::Tcp => crate::tcp::TcpBackend::from_lookup(lookup).map(CommBackend::Tcp),
             other => Err(BackendError::BackendNotAvailable {
                 backend: other.name().to_string(),
                 reason: "this backend is not implemented in this version of cobre-comm".into(),

@@ -84,7 +84,10 @@ impl Rank {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left.min(Duration::from_millis(100))) {
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
                 Ok(line) => self.output.push(line),
                 Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
                 Err(_) => return false,
@@ -100,7 +103,10 @@ impl Rank {
                 self.exited_at.get_or_insert_with(Instant::now);
                 // Give the reader threads a moment to deliver the last lines.
                 let end = Instant::now() + Duration::from_secs(2);
-                while let Ok(line) = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                while let Ok(line) = self
+                    .lines
+                    .recv_timeout(end.saturating_duration_since(Instant::now()))
+                {
                     self.output.push(line);
                 }
                 return Some(status.success());
@@ -130,7 +136,9 @@ impl Drop for Rank {
 /// Runs `role` on ranks `0..size` and expects every one to succeed within `limit`.
 fn run_job(role: &str, size: usize, limit: Duration) -> Vec<Rank> {
     let port = free_port();
-    let mut ranks: Vec<Rank> = (0..size).map(|r| Rank::spawn(role, r, size, port, &[])).collect();
+    let mut ranks: Vec<Rank> = (0..size)
+        .map(|r| Rank::spawn(role, r, size, port, &[]))
+        .collect();
     let deadline = Instant::now() + limit;
     for (r, rank) in ranks.iter_mut().enumerate() {
         let outcome = rank.finish(deadline);
@@ -149,7 +157,11 @@ fn conformance_on_1_to_4_processes() {
     for size in 1..=4 {
         let ranks = run_job("conformance", size, Duration::from_secs(120));
         for rank in &ranks {
-            assert!(rank.text().contains("CONFORMANCE PASSED"), "{}", rank.text());
+            assert!(
+                rank.text().contains("CONFORMANCE PASSED"),
+                "{}",
+                rank.text()
+            );
         }
     }
 }
@@ -173,7 +185,9 @@ fn hostile_peers_are_refused_and_the_job_completes() {
     while garbage.is_empty() {
         assert!(Instant::now() < deadline, "rank 0 never listened");
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let noise: Vec<u8> = (0..4096_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            let noise: Vec<u8> = (0..4096_u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
             let _ = s.write_all(&noise);
             garbage.push(s);
         } else {
@@ -185,7 +199,13 @@ fn hostile_peers_are_refused_and_the_job_completes() {
     let _ = partial.write_all(b"CBHS\x01\x02\0\0");
     garbage.push(partial);
     // A peer with the wrong token claiming rank 2 is refused before the real rank 2 exists.
-    let mut wrong = Rank::spawn("expect_refused", 2, size, port, &[("COBRE_TCP_TOKEN", "wrong")]);
+    let mut wrong = Rank::spawn(
+        "expect_refused",
+        2,
+        size,
+        port,
+        &[("COBRE_TCP_TOKEN", "wrong")],
+    );
     assert_eq!(wrong.finish(deadline), Some(true), "{}", wrong.text());
     assert!(wrong.text().contains("token"), "{}", wrong.text());
     // Two processes claim rank 1: exactly one is refused as a duplicate.
@@ -193,10 +213,20 @@ fn hostile_peers_are_refused_and_the_job_completes() {
     let mut second = Rank::spawn("small_or_refused", 1, size, port, &[]);
     // A peer claiming a rank out of range, or a different size, is refused too.
     let mut out_of_range = Rank::spawn("expect_refused", 1, size + 1, port, &[]);
-    assert_eq!(out_of_range.finish(deadline), Some(true), "{}", out_of_range.text());
+    assert_eq!(
+        out_of_range.finish(deadline),
+        Some(true),
+        "{}",
+        out_of_range.text()
+    );
     ranks.push(Rank::spawn("small", 2, size, port, &[]));
     for (r, rank) in ranks.iter_mut().enumerate() {
-        assert_eq!(rank.finish(deadline), Some(true), "rank {r}:\n{}", rank.text());
+        assert_eq!(
+            rank.finish(deadline),
+            Some(true),
+            "rank {r}:\n{}",
+            rank.text()
+        );
         assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
     }
     assert_eq!(first.finish(deadline), Some(true), "{}", first.text());
@@ -209,7 +239,13 @@ fn hostile_peers_are_refused_and_the_job_completes() {
         .iter()
         .filter(|r| r.text().contains("SMALL PASSED"))
         .count();
-    assert_eq!((refused, passed), (1, 1), "{}\n---\n{}", first.text(), second.text());
+    assert_eq!(
+        (refused, passed),
+        (1, 1),
+        "{}\n---\n{}",
+        first.text(),
+        second.text()
+    );
     let log = ranks[0].text();
     assert!(log.contains("refused a connection"), "{log}");
     drop(garbage);
@@ -219,7 +255,9 @@ fn hostile_peers_are_refused_and_the_job_completes() {
 fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
     for (size, victim) in [(2, 1), (4, 2), (3, 0)] {
         let port = free_port();
-        let mut ranks: Vec<Rank> = (0..size).map(|r| Rank::spawn("forever", r, size, port, &[])).collect();
+        let mut ranks: Vec<Rank> = (0..size)
+            .map(|r| Rank::spawn("forever", r, size, port, &[]))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         for rank in &mut ranks {
             assert!(rank.wait_for("RUNNING", deadline), "{}", rank.text());
@@ -233,7 +271,11 @@ fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
             }
             let outcome = rank.finish(killed + Duration::from_secs(5));
             let text = rank.text();
-            assert_eq!(outcome, Some(true), "rank {r} did not report the loss:\n{text}");
+            assert_eq!(
+                outcome,
+                Some(true),
+                "rank {r} did not report the loss:\n{text}"
+            );
             let line = text
                 .lines()
                 .find(|l| l.contains("FAILED AFTER"))
@@ -260,11 +302,21 @@ fn child_rank() {
     match role.as_str() {
         "conformance" => {
             let comm = TcpBackend::from_env().expect("join");
-            let options: Options = cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
+            let options: Options =
+                cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
             assert!(options.bit_exact_sum);
             let report = run_suite(&comm, &options);
-            assert!(report.results.len() > 40, "only {} checks ran", report.results.len());
-            assert!(report.passed(), "rank {}: {:#?}", report.rank, report.failures());
+            assert!(
+                report.results.len() > 40,
+                "only {} checks ran",
+                report.results.len()
+            );
+            assert!(
+                report.passed(),
+                "rank {}: {:#?}",
+                report.rank,
+                report.failures()
+            );
             println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
         }
         "small" => small(&TcpBackend::from_env().expect("join")),
@@ -303,14 +355,16 @@ fn child_rank() {
             loop {
                 let send = [i as f64, 1.0];
                 let mut recv = [0.0; 2];
-                let result = comm.allreduce(&send, &mut recv, ReduceOp::Sum).and_then(|()| {
-                    if i % 3 == 0 {
-                        comm.barrier()
-                    } else {
-                        let mut big = vec![comm.rank() as u8; 100_000];
-                        comm.broadcast(&mut big, (i as usize) % comm.size())
-                    }
-                });
+                let result = comm
+                    .allreduce(&send, &mut recv, ReduceOp::Sum)
+                    .and_then(|()| {
+                        if i.is_multiple_of(3) {
+                            comm.barrier()
+                        } else {
+                            let mut big = vec![comm.rank() as u8; 100_000];
+                            comm.broadcast(&mut big, (i as usize) % comm.size())
+                        }
+                    });
                 if i == 20 {
                     println!("RUNNING");
                 }
@@ -320,7 +374,10 @@ fn child_rank() {
                     assert_eq!(comm.barrier().unwrap_err(), e);
                     return;
                 }
-                assert!(start.elapsed() < Duration::from_secs(60), "nobody was killed");
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "nobody was killed"
+                );
                 i += 1;
             }
         }
@@ -332,14 +389,27 @@ fn child_rank() {
 fn small(comm: &TcpBackend) {
     let (rank, size) = (comm.rank(), comm.size());
     let mut sum = [0_u64];
-    comm.allreduce(&[rank as u64 + 1], &mut sum, ReduceOp::Sum).unwrap();
+    comm.allreduce(&[rank as u64 + 1], &mut sum, ReduceOp::Sum)
+        .unwrap();
     assert_eq!(sum[0] as usize, size * (size + 1) / 2);
     let counts: Vec<usize> = (0..size).map(|r| r + 1).collect();
-    let displs: Vec<usize> = counts.iter().scan(0, |acc, &c| { let d = *acc; *acc += c; Some(d) }).collect();
+    let displs: Vec<usize> = counts
+        .iter()
+        .scan(0, |acc, &c| {
+            let d = *acc;
+            *acc += c;
+            Some(d)
+        })
+        .collect();
     let mut all = vec![0_u32; counts.iter().sum()];
-    comm.allgatherv(&vec![rank as u32; rank + 1], &mut all, &counts, &displs).unwrap();
+    comm.allgatherv(&vec![rank as u32; rank + 1], &mut all, &counts, &displs)
+        .unwrap();
     for r in 0..size {
-        assert!(all[displs[r]..displs[r] + counts[r]].iter().all(|&x| x == r as u32));
+        assert!(
+            all[displs[r]..displs[r] + counts[r]]
+                .iter()
+                .all(|&x| x == r as u32)
+        );
     }
     comm.barrier().unwrap();
     println!("SMALL PASSED rank {rank}");

@@ -38,7 +38,10 @@ pub(crate) fn allreduce<T: CommData>(
 fn fold<T: CommData>(out: &mut [T], parts: &[T], op: ReduceOp) {
     let len = out.len();
     out.copy_from_slice(&parts[..len]);
-    for part in parts[len..].chunks_exact(len.max(1)).take_while(|_| len > 0) {
+    for part in parts[len..]
+        .chunks_exact(len.max(1))
+        .take_while(|_| len > 0)
+    {
         reduce_into(out, part, op).expect("checked reducible, equal lengths");
     }
 }

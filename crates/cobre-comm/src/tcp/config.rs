@@ -145,7 +145,10 @@ impl TcpConfig {
             .expect("checked by require");
         let coordinator = env.get(ENV_COORDINATOR);
         if rank > 0 && coordinator.is_none() {
-            env.require(&[ENV_COORDINATOR], "ranks other than 0 need the host of rank 0")?;
+            env.require(
+                &[ENV_COORDINATOR],
+                "ranks other than 0 need the host of rank 0",
+            )?;
         }
         let port = env
             .usize_in(ENV_PORT, 1, usize::from(u16::MAX))?
@@ -159,7 +162,11 @@ impl TcpConfig {
                     .trim_end_matches(']')
                     .parse::<IpAddr>()
                     .map_err(|_| {
-                        env.invalid(ENV_BIND, &v, "an IP address such as 127.0.0.1, 0.0.0.0 or ::")
+                        env.invalid(
+                            ENV_BIND,
+                            &v,
+                            "an IP address such as 127.0.0.1, 0.0.0.0 or ::",
+                        )
                     })
             })
             .transpose()?;
@@ -176,14 +183,13 @@ impl TcpConfig {
 
     /// Checks the fields set from code.
     pub(crate) fn validate(&self) -> Result<(), BackendError> {
-        let invalid = |variable: &str, value: String, expected: &str| {
-            BackendError::InvalidConfiguration {
+        let invalid =
+            |variable: &str, value: String, expected: &str| BackendError::InvalidConfiguration {
                 backend: BACKEND.into(),
                 variable: variable.into(),
                 value,
                 expected: expected.into(),
-            }
-        };
+            };
         if self.size == 0 || self.size > MAX_SIZE {
             return Err(invalid(
                 "size",

@@ -219,10 +219,7 @@ mod tests {
             Err(DataError::Length(m)) if m.contains("expected 16")
         ));
         let other = Fingerprint::barrier(9);
-        assert_eq!(
-            check_data(&frame, &other, 24),
-            Err(DataError::Mismatch(fp))
-        );
+        assert_eq!(check_data(&frame, &other, 24), Err(DataError::Mismatch(fp)));
         assert_eq!(decode(&encode_bye()), Ok(Frame::Bye));
         assert_eq!(decode(&encode_abort(10)), Ok(Frame::Abort { len: 10 }));
         assert!(decode(&encode_abort(MAX_ABORT_PAYLOAD + 1)).is_err());

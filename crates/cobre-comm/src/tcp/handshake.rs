@@ -73,7 +73,7 @@ pub(crate) fn prefix(kind: u8) -> [u8; PREFIX_BYTES] {
 }
 
 /// Checks a prefix and returns its kind.
-pub(crate) fn decode_prefix(bytes: &[u8; PREFIX_BYTES]) -> Result<u8, String> {
+pub(crate) fn decode_prefix(bytes: [u8; PREFIX_BYTES]) -> Result<u8, String> {
     if bytes[0..4] != MAGIC {
         return Err(format!(
             "bad handshake magic {:02x?}, expected {:02x?} (not a cobre-comm tcp peer)",
@@ -97,7 +97,7 @@ pub(crate) fn decode_prefix(bytes: &[u8; PREFIX_BYTES]) -> Result<u8, String> {
 }
 
 fn expect_kind(bytes: &[u8], kind: u8, what: &str) -> Result<(), String> {
-    let prefix: &[u8; PREFIX_BYTES] = bytes[..PREFIX_BYTES].try_into().expect("8 bytes");
+    let prefix: [u8; PREFIX_BYTES] = bytes[..PREFIX_BYTES].try_into().expect("8 bytes");
     let found = decode_prefix(prefix)?;
     if found == kind {
         Ok(())
@@ -181,11 +181,7 @@ impl Hello {
     /// Whether the hello proves knowledge of `key` for `challenge`.
     pub(crate) fn verify(&self, key: &[u8], challenge: &Nonce) -> bool {
         let fields = self.fields();
-        verify(
-            key,
-            &[b"hello", challenge, &fields, &self.nonce],
-            &self.mac,
-        )
+        verify(key, &[b"hello", challenge, &fields, &self.nonce], &self.mac)
     }
 
     pub(crate) fn encode(&self) -> [u8; HELLO_BYTES] {
@@ -236,7 +232,7 @@ impl Reject {
     }
 
     /// The reason length announced by the 4 bytes after the prefix.
-    pub(crate) fn decode_len(bytes: &[u8; 4]) -> Result<usize, String> {
+    pub(crate) fn decode_len(bytes: [u8; 4]) -> Result<usize, String> {
         let len = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
         if len > MAX_REASON {
             return Err(format!(
@@ -339,7 +335,7 @@ impl Welcome {
 
     /// Parses `size * ENTRY_BYTES` bytes of entries.
     pub(crate) fn decode_entries(bytes: &[u8]) -> Result<Vec<Option<SocketAddr>>, String> {
-        if bytes.len() % ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(ENTRY_BYTES) {
             return Err(format!(
                 "welcome entries of {} bytes, expected a multiple of {ENTRY_BYTES}",
                 bytes.len()
@@ -461,7 +457,7 @@ mod tests {
         let w = Welcome::new(b"k", &[3; 32], [9; 16], addrs.clone());
         let bytes = w.encode();
         let prefix: [u8; 8] = bytes[..8].try_into().unwrap();
-        assert_eq!(decode_prefix(&prefix), Ok(KIND_WELCOME));
+        assert_eq!(decode_prefix(prefix), Ok(KIND_WELCOME));
         let fixed: [u8; WELCOME_FIXED] = bytes[8..8 + WELCOME_FIXED].try_into().unwrap();
         let (session, tag) = Welcome::decode_fixed(&fixed, 3).unwrap();
         assert!(Welcome::decode_fixed(&fixed, 4).is_err());
@@ -487,8 +483,8 @@ mod tests {
         }
         .encode();
         assert_eq!(r.len(), 8 + 4 + MAX_REASON);
-        assert_eq!(Reject::decode_len(&r[8..12].try_into().unwrap()), Ok(512));
-        assert!(Reject::decode_len(&[0xff, 0xff, 0, 0]).is_err());
+        assert_eq!(Reject::decode_len(r[8..12].try_into().unwrap()), Ok(512));
+        assert!(Reject::decode_len([0xff, 0xff, 0, 0]).is_err());
         assert!(Challenge::decode(&[0; CHALLENGE_BYTES]).is_err());
     }
 }

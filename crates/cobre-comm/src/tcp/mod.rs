@@ -25,6 +25,8 @@ mod barrier_dissemination;
 mod broadcast_direct;
 pub(crate) mod config;
 pub(crate) mod frame;
+#[cfg(test)]
+mod fuzz_tests;
 pub(crate) mod handshake;
 mod rendezvous;
 mod split;
@@ -65,7 +67,7 @@ use transport::{Fail, Mesh};
 /// use cobre_comm::{Communicator, ReduceOp, TcpBackend, TcpConfig};
 ///
 /// // A job of one rank needs no network at all.
-/// let comm = TcpBackend::new(TcpConfig::new(0, 1)).unwrap();
+/// let comm = TcpBackend::new(&TcpConfig::new(0, 1)).unwrap();
 /// let mut total = [0.0_f64];
 /// comm.allreduce(&[2.5], &mut total, ReduceOp::Sum).unwrap();
 /// assert_eq!(total, [2.5]);
@@ -115,12 +117,12 @@ impl TcpBackend {
     /// ```
     /// use cobre_comm::{Communicator, TcpBackend, TcpConfig};
     ///
-    /// let comm = TcpBackend::new(TcpConfig::new(0, 1)).unwrap();
+    /// let comm = TcpBackend::new(&TcpConfig::new(0, 1)).unwrap();
     /// assert_eq!((comm.rank(), comm.size()), (0, 1));
-    /// assert!(TcpBackend::new(TcpConfig::new(2, 2)).is_err());
+    /// assert!(TcpBackend::new(&TcpConfig::new(2, 2)).is_err());
     /// ```
-    pub fn new(config: TcpConfig) -> Result<TcpBackend, BackendError> {
-        let mesh = rendezvous::join(&config)?;
+    pub fn new(config: &TcpConfig) -> Result<TcpBackend, BackendError> {
+        let mesh = rendezvous::join(config)?;
         Ok(TcpBackend {
             rank: config.rank,
             size: config.size,
@@ -142,13 +144,13 @@ impl TcpBackend {
     /// let comm = cobre_comm::TcpBackend::from_env().unwrap();
     /// ```
     pub fn from_env() -> Result<TcpBackend, BackendError> {
-        TcpBackend::new(TcpConfig::from_env()?)
+        TcpBackend::new(&TcpConfig::from_env()?)
     }
 
     pub(crate) fn from_lookup(
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<TcpBackend, BackendError> {
-        TcpBackend::new(TcpConfig::from_lookup(lookup)?)
+        TcpBackend::new(&TcpConfig::from_lookup(lookup)?)
     }
 
     /// Runs one collective with the next sequence number; poisons the communicator and

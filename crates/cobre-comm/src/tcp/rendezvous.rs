@@ -10,9 +10,7 @@
 //! connection with the session id and the token.
 
 use std::io::{self, Read, Write};
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -24,8 +22,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::config::TcpConfig;
 use super::handshake::{
     CHALLENGE_BYTES, Challenge, ENTRY_BYTES, HELLO_BYTES, Hello, KIND_MESH_ACK, KIND_REJECT,
-    KIND_WELCOME, MESH_HELLO_BYTES, MeshHello, Nonce, PREFIX_BYTES, Reject, Session,
-    WELCOME_FIXED, Welcome, decode_prefix, prefix, random,
+    KIND_WELCOME, MESH_HELLO_BYTES, MeshHello, Nonce, PREFIX_BYTES, Reject, Session, WELCOME_FIXED,
+    Welcome, decode_prefix, prefix, random,
 };
 use super::transport::{Mesh, Peer};
 use crate::types::BackendError;
@@ -58,10 +56,9 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         };
         for (r, stream) in streams.into_iter().enumerate() {
             if let Some(stream) = stream {
-                peers[r] = Some(
-                    Peer::new(stream)
-                        .map_err(|e| failed(format!("cannot configure the connection to rank {r}: {e}")))?,
-                );
+                peers[r] = Some(Peer::new(stream).map_err(|e| {
+                    failed(format!("cannot configure the connection to rank {r}: {e}"))
+                })?);
             }
         }
     }
@@ -94,6 +91,7 @@ fn read_exact_timeout(stream: &mut TcpStream, buf: &mut [u8], timeout: Duration)
 type Joined = Result<(Hello, TcpStream, SocketAddr), (SocketAddr, String)>;
 
 /// Rank 0: accept every other rank.
+#[allow(clippy::too_many_lines)] // one linear sequence of steps
 fn coordinate(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
     let listener = match config.bind {
         Some(ip) => bind_listener(ip, config.port),
@@ -139,7 +137,9 @@ fn coordinate(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError
             Ok((stream, addr)) => {
                 idle = false;
                 if pending.load(Ordering::SeqCst) >= MAX_PENDING_HANDSHAKES {
-                    log(&format!("refused a connection from {addr}: too many pending handshakes"));
+                    log(&format!(
+                        "refused a connection from {addr}: too many pending handshakes"
+                    ));
                 } else {
                     pending.fetch_add(1, Ordering::SeqCst);
                     let (tx, pending, key) = (tx.clone(), Arc::clone(&pending), Arc::clone(&key));
@@ -214,10 +214,12 @@ fn greet(
     timeout: Duration,
 ) -> Joined {
     let refuse = |stream: &mut TcpStream, reason: String| {
-        let _ = stream.write_all(&Reject {
-            reason: reason.clone(),
-        }
-        .encode());
+        let _ = stream.write_all(
+            &Reject {
+                reason: reason.clone(),
+            }
+            .encode(),
+        );
         Err((addr, reason))
     };
     let io_err = |e: io::Error| (addr, format!("handshake failed: {e}"));
@@ -265,6 +267,7 @@ fn greet(
 }
 
 /// Ranks > 0: join at rank 0, then build the mesh.
+#[allow(clippy::too_many_lines)] // one linear sequence of steps
 fn follow(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
     let deadline = Instant::now() + config.timeout;
     let key = config.key();
@@ -294,11 +297,12 @@ fn follow(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
     streams[0] = Some(coordinator);
     // Connect to the ranks below.
     for (r, slot) in streams.iter_mut().enumerate().take(rank).skip(1) {
-        let addr = welcome.addrs[r].ok_or_else(|| {
-            failed(format!("rank 0's welcome has no address for rank {r}"))
-        })?;
+        let addr = welcome.addrs[r]
+            .ok_or_else(|| failed(format!("rank 0's welcome has no address for rank {r}")))?;
         let mut stream = connect_until(addr, deadline).map_err(|e| {
-            failed(format!("rank {rank} cannot connect to rank {r} at {addr}: {e}"))
+            failed(format!(
+                "rank {rank} cannot connect to rank {r} at {addr}: {e}"
+            ))
         })?;
         let hello = MeshHello::new(key, welcome.session, rank as u32, r as u32);
         let mut ack = [0_u8; PREFIX_BYTES];
@@ -311,8 +315,12 @@ fn follow(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
                     deadline.saturating_duration_since(Instant::now()),
                 )
             })
-            .map_err(|e| failed(format!("rank {r} at {addr} did not accept rank {rank}: {e}")))?;
-        if decode_prefix(&ack) != Ok(KIND_MESH_ACK) {
+            .map_err(|e| {
+                failed(format!(
+                    "rank {r} at {addr} did not accept rank {rank}: {e}"
+                ))
+            })?;
+        if decode_prefix(ack) != Ok(KIND_MESH_ACK) {
             return Err(failed(format!(
                 "rank {r} at {addr} answered rank {rank}'s mesh hello with something else"
             )));
@@ -425,8 +433,9 @@ fn try_join(config: &TcpConfig, host: &str, deadline: Instant) -> Result<JoinOk,
         .local_addr()
         .map_err(|e| retry("no local address", &e))?;
     // The mesh listener sits on the interface that reaches rank 0.
-    let listener = bind_listener(local.ip(), 0)
-        .map_err(|e| JoinError::Fatal(format!("rank {rank} cannot listen on {}: {e}", local.ip())))?;
+    let listener = bind_listener(local.ip(), 0).map_err(|e| {
+        JoinError::Fatal(format!("rank {rank} cannot listen on {}: {e}", local.ip()))
+    })?;
     let port = listener
         .local_addr()
         .map_err(|e| retry("no listener address", &e))?
@@ -452,13 +461,13 @@ fn try_join(config: &TcpConfig, host: &str, deadline: Instant) -> Result<JoinOk,
     read_exact_timeout(&mut stream, &mut head, config.timeout)
         .map_err(|e| JoinError::Fatal(format!("rank 0 did not complete the rendezvous: {e}")))?;
     let fatal = |what: String| JoinError::Fatal(format!("rank {rank}: {what}"));
-    match decode_prefix(&head).map_err(fatal)? {
+    match decode_prefix(head).map_err(fatal)? {
         KIND_REJECT => {
             let mut len = [0_u8; 4];
             let mut text = [0_u8; super::handshake::MAX_REASON];
             read_exact_timeout(&mut stream, &mut len, HANDSHAKE_TIMEOUT)
                 .map_err(|e| fatal(format!("rank 0 refused this rank: {e}")))?;
-            let n = Reject::decode_len(&len).map_err(fatal)?;
+            let n = Reject::decode_len(len).map_err(fatal)?;
             read_exact_timeout(&mut stream, &mut text[..n], HANDSHAKE_TIMEOUT)
                 .map_err(|e| fatal(format!("rank 0 refused this rank: {e}")))?;
             Err(fatal(format!(
@@ -475,7 +484,11 @@ fn try_join(config: &TcpConfig, host: &str, deadline: Instant) -> Result<JoinOk,
             read_exact_timeout(&mut stream, &mut entries, HANDSHAKE_TIMEOUT)
                 .map_err(|e| fatal(format!("incomplete welcome: {e}")))?;
             let addrs = Welcome::decode_entries(&entries).map_err(fatal)?;
-            let welcome = Welcome { session, addrs, mac };
+            let welcome = Welcome {
+                session,
+                addrs,
+                mac,
+            };
             if !welcome.verify(key, &nonce) {
                 return Err(fatal(
                     "rank 0 did not prove the shared token (COBRE_TCP_TOKEN differs)".into(),
@@ -494,7 +507,10 @@ fn connect_until(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
     let mut backoff = Duration::from_millis(5);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match TcpStream::connect_timeout(&addr, left.clamp(Duration::from_millis(1), Duration::from_secs(2))) {
+        match TcpStream::connect_timeout(
+            &addr,
+            left.clamp(Duration::from_millis(1), Duration::from_secs(2)),
+        ) {
             Ok(s) => return Ok(s),
             Err(e) if Instant::now() + backoff >= deadline => return Err(e),
             Err(_) => {

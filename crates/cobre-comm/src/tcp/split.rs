@@ -40,10 +40,16 @@ mod tests {
     fn splits_in_any_order() {
         let mut buf: Vec<u32> = (0..10).collect();
         let parts = split_ranges(&mut buf, &[(0, 6, 9), (1, 0, 2), (2, 4, 4), (3, 2, 3)]);
-        let view: Vec<(usize, Vec<u32>)> = parts.into_iter().map(|(k, s)| (k, s.to_vec())).collect();
+        let view: Vec<(usize, Vec<u32>)> =
+            parts.into_iter().map(|(k, s)| (k, s.to_vec())).collect();
         assert_eq!(
             view,
-            vec![(1, vec![0, 1]), (3, vec![2]), (2, vec![]), (0, vec![6, 7, 8])]
+            vec![
+                (1, vec![0, 1]),
+                (3, vec![2]),
+                (2, vec![]),
+                (0, vec![6, 7, 8])
+            ]
         );
         assert_eq!(chunk_bounds(10, 3), vec![0, 3, 6, 10]);
         assert_eq!(chunk_bounds(1, 4), vec![0, 0, 0, 0, 1]);

@@ -16,8 +16,8 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
 
 use super::frame::{
-    self, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame,
-    HEADER_BYTES, MAX_ABORT_PAYLOAD,
+    self, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame, HEADER_BYTES,
+    MAX_ABORT_PAYLOAD,
 };
 use crate::fingerprint::Fingerprint;
 use crate::types::CommError;
@@ -236,7 +236,9 @@ impl Mesh {
         let mut done = 0;
         while done < buf.len() {
             match self.peer(p).read(&mut buf[done..]) {
-                Ok(0) => return Err(self.lost(op, p, "connection closed in the middle of a frame")),
+                Ok(0) => {
+                    return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+                }
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -270,30 +272,28 @@ impl Mesh {
             Ok(()) => unreachable!("only called for unexpected frames"),
             Err(DataError::Mismatch(theirs)) => self.mismatch(fp, &theirs, p),
             Err(DataError::Length(what)) => self.protocol(op, p, &what),
-            Err(DataError::NotData) => match frame {
-                Frame::Abort { len } => {
+            Err(DataError::NotData) => {
+                if let Frame::Abort { len } = frame {
                     let mut buf = [0_u8; MAX_ABORT_PAYLOAD];
                     if let Err(fail) = self.read_exact(op, p, &mut buf[..len]) {
                         return fail;
                     }
-                    match AbortReport::decode(&buf[..len]) {
+                    return match AbortReport::decode(&buf[..len]) {
                         Ok(report) => Self::from_report(op, p, report),
                         Err(what) => self.protocol(op, p, &what),
-                    }
+                    };
                 }
-                _ => {
-                    self.peer(p).departed = true;
-                    self.lost(
-                        op,
-                        p,
-                        &format!(
-                            "rank {p} has shut down (dropped its communicator) while rank {} expected its data for {}",
-                            self.rank,
-                            fp.describe()
-                        ),
-                    )
-                }
-            },
+                self.peer(p).departed = true;
+                self.lost(
+                    op,
+                    p,
+                    &format!(
+                        "rank {p} has shut down (dropped its communicator) while rank {} expected its data for {}",
+                        self.rank,
+                        fp.describe()
+                    ),
+                )
+            }
         }
     }
 
@@ -354,12 +354,11 @@ impl Mesh {
         let mut moved = false;
         while !s.finished() {
             let result = if s.done < HEADER_BYTES {
-                self.peer(p).send(&[
-                    IoSlice::new(&s.header[s.done..]),
-                    IoSlice::new(s.payload),
-                ])
+                self.peer(p)
+                    .send(&[IoSlice::new(&s.header[s.done..]), IoSlice::new(s.payload)])
             } else {
-                self.peer(p).send(&[IoSlice::new(&s.payload[s.done - HEADER_BYTES..])])
+                self.peer(p)
+                    .send(&[IoSlice::new(&s.payload[s.done - HEADER_BYTES..])])
             };
             match result {
                 Ok(n) => {
@@ -614,7 +613,11 @@ impl Mesh {
             self.timeout,
             fp.describe(),
             list.join(", "),
-            if receiving { " (in the middle of a frame)" } else { "" }
+            if receiving {
+                " (in the middle of a frame)"
+            } else {
+                ""
+            }
         );
         Fail {
             err: CommError::Timeout {
