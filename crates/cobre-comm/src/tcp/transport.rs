@@ -26,6 +26,9 @@ use crate::types::CommError;
 /// already received; far above any socket buffer).
 const MAX_STASH: usize = 256 << 20;
 
+/// How long an exchange retries without sleeping after its last progress.
+const SPIN: Duration = Duration::from_micros(50);
+
 /// An error of the job, with the report to pass on to the other ranks.
 #[derive(Debug)]
 pub(crate) struct Fail {
@@ -520,6 +523,7 @@ impl Mesh {
         let mut last_progress = Instant::now();
         let mut watch_input = vec![true; self.size];
         let mut fds_peer: Vec<usize> = Vec::with_capacity(self.size);
+        let mut spin_until = last_progress + SPIN;
         loop {
             let mut moved = false;
             for s in sends.iter_mut().filter(|s| !s.finished()) {
@@ -534,6 +538,13 @@ impl Mesh {
             let now = Instant::now();
             if moved {
                 last_progress = now;
+                spin_until = now + SPIN;
+            }
+            if now < spin_until {
+                // Small messages arrive within microseconds: retry a little before
+                // sleeping in poll (yielding, so oversubscribed ranks still progress).
+                std::thread::yield_now();
+                continue;
             }
             let deadline = last_progress + self.timeout;
             if now >= deadline {
