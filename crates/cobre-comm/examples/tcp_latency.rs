@@ -27,7 +27,10 @@ fn main() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let token = format!("{:x}", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    let token = format!(
+        "{:x}",
+        Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())
+    );
     let exe = std::env::current_exe().expect("own path");
     let mut children: Vec<_> = (0..ranks)
         .map(|r| {
@@ -38,7 +41,11 @@ fn main() {
                 .env("COBRE_TCP_BIND", "127.0.0.1")
                 .env("COBRE_TCP_PORT", port.to_string())
                 .env("COBRE_TCP_TOKEN", &token)
-                .stdout(if r == 0 { Stdio::inherit() } else { Stdio::null() })
+                .stdout(if r == 0 {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
                 .spawn()
                 .expect("start a rank")
         })
@@ -95,7 +102,9 @@ fn run<C: Communicator>(comm: &C) {
         }),
     );
     for bytes in [1 << 20, 16 << 20] {
-        let counts: Vec<usize> = (0..n).map(|r| (r + 1) * bytes / n - r * bytes / n).collect();
+        let counts: Vec<usize> = (0..n)
+            .map(|r| (r + 1) * bytes / n - r * bytes / n)
+            .collect();
         let displs: Vec<usize> = (0..n).map(|r| r * bytes / n).collect();
         let mut send = vec![rank as u8; counts[rank]];
         let mut recv = vec![0_u8; bytes];
@@ -127,8 +136,5 @@ fn run<C: Communicator>(comm: &C) {
             comm.broadcast(&mut buf, i % n).unwrap();
         }),
     );
-    report(
-        "barrier",
-        time(comm, 20_000, |_| comm.barrier().unwrap()),
-    );
+    report("barrier", time(comm, 20_000, |_| comm.barrier().unwrap()));
 }

@@ -293,6 +293,78 @@ fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
     }
 }
 
+#[test]
+fn a_stopped_peer_is_reported_when_the_timeout_expires() {
+    let (size, victim) = (3, 2);
+    let port = free_port();
+    let timeout = [("COBRE_TCP_TIMEOUT_SECS", "1")];
+    let mut ranks: Vec<Rank> = (0..size)
+        .map(|r| Rank::spawn("forever", r, size, port, &timeout))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for rank in &mut ranks {
+        assert!(rank.wait_for("RUNNING", deadline), "{}", rank.text());
+    }
+    let pid = ranks[victim].child.id().to_string();
+    let stopped = Command::new("kill").args(["-STOP", &pid]).status();
+    assert!(
+        stopped.is_ok_and(|s| s.success()),
+        "cannot stop rank {victim}"
+    );
+    let since = Instant::now();
+    for r in 0..size {
+        if r == victim {
+            continue;
+        }
+        let rank = &mut ranks[r];
+        let outcome = rank.finish(since + Duration::from_secs(10));
+        let text = rank.text();
+        assert_eq!(
+            outcome,
+            Some(true),
+            "rank {r} did not report the silence:\n{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.contains("FAILED AFTER"))
+            .expect("a failure line");
+        assert!(
+            line.contains(&format!("rank(s) {victim} "))
+                || line.contains(&format!("lost rank {victim}")),
+            "rank {r} does not name rank {victim}: {line}"
+        );
+        let took = rank.exited_at.expect("exited") - since;
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "rank {r} reported after {took:?}, expected about the 1 s timeout: {line}"
+        );
+    }
+    let _ = ranks[victim].child.kill();
+}
+
+#[test]
+fn ipv6_loopback_job() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine; nothing to test");
+        return;
+    }
+    let port = free_port();
+    let v6 = [("COBRE_TCP_COORDINATOR", "::1"), ("COBRE_TCP_BIND", "::1")];
+    let mut ranks: Vec<Rank> = (0..3)
+        .map(|r| Rank::spawn("small", r, 3, port, &v6))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (r, rank) in ranks.iter_mut().enumerate() {
+        assert_eq!(
+            rank.finish(deadline),
+            Some(true),
+            "rank {r}:\n{}",
+            rank.text()
+        );
+        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+    }
+}
+
 /// The body of every child process; does nothing in a normal test run.
 #[test]
 fn child_rank() {
