@@ -72,7 +72,7 @@ fn main() {
 /// Times `iters` calls of `op` after `iters / 10 + 1` warm-up calls; returns the slowest
 /// rank's µs per call.
 fn time<C: Communicator>(comm: &C, iters: usize, mut op: impl FnMut(usize)) -> f64 {
-    for i in 0..iters / 10 + 1 {
+    for i in 0..=(iters / 10) {
         op(i);
     }
     comm.barrier().unwrap();
@@ -121,7 +121,7 @@ fn run<C: Communicator>(comm: &C) {
         let mut send = vec![rank as f64; len];
         let mut recv = vec![0.0; len];
         report(
-            &format!("allreduce {} KiB (f64 sum)", len * 8 >> 10),
+            &format!("allreduce {} KiB (f64 sum)", (len * 8) >> 10),
             time(comm, if len > 1024 { 200 } else { 5000 }, |i| {
                 send[0] = i as f64;
                 comm.allreduce(&send, &mut recv, ReduceOp::Sum).unwrap();
