@@ -312,11 +312,10 @@ fn a_stopped_peer_is_reported_when_the_timeout_expires() {
         "cannot stop rank {victim}"
     );
     let since = Instant::now();
-    for r in 0..size {
+    for (r, rank) in ranks.iter_mut().enumerate() {
         if r == victim {
             continue;
         }
-        let rank = &mut ranks[r];
         let outcome = rank.finish(since + Duration::from_secs(10));
         let text = rank.text();
         assert_eq!(
