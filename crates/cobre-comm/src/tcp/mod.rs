@@ -1,6 +1,6 @@
 //! The TCP backend: [`TcpBackend`], many processes on one or many hosts, no MPI needed.
 //!
-//! * **Rendezvous** ([`rendezvous`]): rank 0 listens on `COBRE_TCP_PORT`; the other ranks
+//! * **Rendezvous** (`rendezvous.rs`): rank 0 listens on `COBRE_TCP_PORT`; the other ranks
 //!   connect to `COBRE_TCP_COORDINATOR`, retrying until the timeout (they may start before
 //!   rank 0). A handshake checks the magic number, protocol version, rank range, duplicate
 //!   ranks, job size and the token (HMAC-SHA256 over random nonces, never sent in clear);
@@ -8,13 +8,13 @@
 //! * **Mesh**: every pair of ranks then gets its own connection, so no collective funnels
 //!   through rank 0. IPv4 and IPv6; `TCP_NODELAY` and keepalive on every connection.
 //! * **Algorithms**, picked by size: allgatherv by direct exchange
-//!   ([`allgatherv_direct`]); allreduce direct for small buffers and reduce-scatter to
-//!   chunk owners then allgather for large ones ([`allreduce`]), both computing exactly the
-//!   rank-order fold; broadcast by direct sends ([`broadcast_direct`]); barrier by
-//!   dissemination ([`barrier_dissemination`]). Every step sends and receives at once.
-//! * **Frames** ([`frame`]): a 64-byte header with the collective's fingerprint; lengths
+//!   (`allgatherv_direct.rs`); allreduce direct for small buffers and reduce-scatter to
+//!   chunk owners then allgather for large ones (`allreduce.rs`), both computing exactly the
+//!   rank-order fold; broadcast by direct sends (`broadcast_direct.rs`); barrier by
+//!   dissemination (`barrier_dissemination.rs`). Every step sends and receives at once.
+//! * **Frames** (`frame.rs`): a 64-byte header with the collective's fingerprint; lengths
 //!   are checked against the local call before any payload is read.
-//! * **Failures** ([`transport`]): a closed connection is reported at once naming the
+//! * **Failures** (`transport.rs`): a closed connection is reported at once naming the
 //!   rank, and the rank that sees a failure tells every other rank (an abort frame), so all
 //!   survivors fail fast; a silent peer is reported after `COBRE_TCP_TIMEOUT_SECS`. After
 //!   such an error the communicator is poisoned. Dropping it says goodbye to every peer.
