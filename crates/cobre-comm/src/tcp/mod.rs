@@ -10,7 +10,8 @@
 //! * **Algorithms**, picked by size: allgatherv by direct exchange
 //!   (`allgatherv_direct.rs`); allreduce direct for small buffers and reduce-scatter to
 //!   chunk owners then allgather for large ones (`allreduce.rs`), both computing exactly the
-//!   rank-order fold; broadcast by direct sends (`broadcast_direct.rs`); barrier by
+//!   rank-order fold; broadcast by direct sends for small buffers and by scatter then allgather for
+//!   large ones (`broadcast_direct.rs`, `broadcast_scatter_allgather.rs`); barrier by
 //!   dissemination (`barrier_dissemination.rs`). Every step sends and receives at once.
 //! * **Frames** (`frame.rs`): a 64-byte header with the collective's fingerprint; lengths
 //!   are checked against the local call before any payload is read.
@@ -23,6 +24,7 @@ mod allgatherv_direct;
 mod allreduce;
 mod barrier_dissemination;
 mod broadcast_direct;
+mod broadcast_scatter_allgather;
 pub(crate) mod config;
 pub(crate) mod frame;
 #[cfg(test)]
@@ -44,6 +46,9 @@ use crate::reduce::check_reducible;
 use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
 use crate::types::{BackendError, CommError, ReduceOp};
 use transport::{Fail, Mesh};
+
+/// Broadcasts of at least this many bytes (on 3 ranks or more) use scatter + allgather.
+const BROADCAST_SPLIT_BYTES: usize = 256 << 10;
 
 /// A communicator over TCP connections: one process per rank, on one or many hosts.
 ///
@@ -231,7 +236,14 @@ impl Communicator for TcpBackend {
         let len = buf.len();
         self.run(
             |seq| Fingerprint::broadcast::<T>(seq, len, root),
-            |mesh, fp| broadcast_direct::broadcast(mesh, fp, as_bytes_mut(buf), root),
+            |mesh, fp| {
+                let bytes = as_bytes_mut(buf);
+                if mesh.size >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES {
+                    broadcast_scatter_allgather::broadcast(mesh, fp, bytes, root)
+                } else {
+                    broadcast_direct::broadcast(mesh, fp, bytes, root)
+                }
+            },
         )
     }
 
