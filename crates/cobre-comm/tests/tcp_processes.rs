@@ -364,6 +364,36 @@ fn ipv6_loopback_job() {
     }
 }
 
+#[test]
+fn the_factory_builds_the_tcp_backend_from_the_environment() {
+    let ranks = run_job("factory", 2, Duration::from_secs(60));
+    for rank in &ranks {
+        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+    }
+}
+
+#[test]
+fn dropping_is_graceful_and_an_early_drop_is_reported() {
+    // Every rank drops at its own pace after the same calls: nobody sees an error.
+    let ranks = run_job("staggered_drop", 3, Duration::from_secs(60));
+    for rank in &ranks {
+        assert!(rank.text().contains("DROPPED CLEANLY"), "{}", rank.text());
+        assert!(!rank.text().contains("cobre-comm tcp:"), "{}", rank.text());
+    }
+    // Rank 1 leaves after one barrier; the others' second barrier names it.
+    let ranks = run_job("early_drop", 3, Duration::from_secs(60));
+    for (r, rank) in ranks.iter().enumerate() {
+        if r != 1 {
+            let text = rank.text();
+            assert!(text.contains("EARLY DROP SEEN"), "{text}");
+            assert!(
+                text.contains("lost rank 1") && text.contains("shut down"),
+                "{text}"
+            );
+        }
+    }
+}
+
 /// The body of every child process; does nothing in a normal test run.
 #[test]
 fn child_rank() {
@@ -391,6 +421,42 @@ fn child_rank() {
             println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
         }
         "small" => small(&TcpBackend::from_env().expect("join")),
+        "factory" => {
+            let selection = cobre_comm::select_backend(cobre_comm::BackendKind::Auto).unwrap();
+            assert_eq!(
+                selection.backend,
+                cobre_comm::BackendKind::Tcp,
+                "{}",
+                selection.reason
+            );
+            let comm = cobre_comm::create_communicator().expect("join");
+            assert!(matches!(comm, cobre_comm::CommBackend::Tcp(_)), "{comm:?}");
+            let cobre_comm::CommBackend::Tcp(tcp) = &comm else {
+                unreachable!()
+            };
+            small(tcp);
+        }
+        "staggered_drop" => {
+            let comm = TcpBackend::from_env().expect("join");
+            small(&comm);
+            // Uneven amounts of local work before the drop.
+            let mut x = 0_u64;
+            for i in 0..(comm.rank() as u64 * 20_000_000) {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+            drop(comm);
+            println!("DROPPED CLEANLY");
+        }
+        "early_drop" => {
+            let comm = TcpBackend::from_env().expect("join");
+            comm.barrier().unwrap();
+            if comm.rank() == 1 {
+                return;
+            }
+            let err = comm.barrier().expect_err("rank 1 is gone");
+            println!("EARLY DROP SEEN: {err}");
+        }
         "small_or_refused" => match TcpBackend::from_env() {
             Ok(comm) => small(&comm),
             Err(e) => println!("REFUSED: {e}"),
