@@ -395,6 +395,7 @@ fn dropping_is_graceful_and_an_early_drop_is_reported() {
 }
 
 /// The body of every child process; does nothing in a normal test run.
+#[allow(clippy::too_many_lines)] // one arm per role
 #[test]
 fn child_rank() {
     let Ok(role) = std::env::var(ROLE) else {
