@@ -133,6 +133,19 @@ impl TcpConfig {
     ///
     /// # Errors
     /// As [`TcpConfig::from_env`].
+    ///
+    /// # Example
+    /// ```
+    /// use cobre_comm::TcpConfig;
+    ///
+    /// let lookup = |name: &str| match name {
+    ///     "COBRE_TCP_RANK" => Some("1".to_string()),
+    ///     "COBRE_TCP_SIZE" => Some("2".to_string()),
+    ///     _ => None,
+    /// };
+    /// let err = TcpConfig::from_lookup(&lookup).unwrap_err();
+    /// assert!(err.to_string().contains("COBRE_TCP_COORDINATOR"));
+    /// ```
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<TcpConfig, BackendError> {
         let env = EnvReader::new(BACKEND, lookup);
         let hint = "set them for every rank, or start the ranks with `cobre-comm launch -n N --backend tcp`";

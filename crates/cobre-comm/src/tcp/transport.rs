@@ -588,8 +588,9 @@ impl Mesh {
                 if ev.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::RDHUP) {
                     let active = recvs.iter_mut().find(|r| r.peer == p && !r.finished());
                     self.diagnose(fp, p, active)?;
-                    let pending = recvs.iter().any(|r| r.peer == p && !r.finished())
-                        || sends.iter().any(|s| s.peer == p && !s.finished());
+                    let pending = self.peer(p).eof
+                        && (recvs.iter().any(|r| r.peer == p && !r.finished())
+                            || sends.iter().any(|s| s.peer == p && !s.finished()));
                     if pending {
                         return Err(self.lost(
                             op,
