@@ -23,10 +23,16 @@ step() {
 }
 
 export RUSTDOCFLAGS="-D warnings"
+# The library alone, with no feature: only the local backend.
+lib_crates=(-p cobre-comm -p cobre-comm-conformance -p cobre-comm-bench -p cobre-comm-launcher)
+
 step cargo fmt --all --check
-step cargo clippy --workspace --all-targets -- -D warnings
+step cargo clippy "${lib_crates[@]}" --all-targets -- -D warnings
+for feature in mpi tcp shm; do
+    step cargo clippy -p cobre-comm --all-targets --features "$feature" -- -D warnings
+done
 step cargo clippy --workspace --all-targets --all-features -- -D warnings
-step cargo test --workspace
+step cargo test "${lib_crates[@]}"
 step cargo test --workspace --all-features
 step cargo doc --workspace --no-deps --all-features
 echo
