@@ -34,8 +34,27 @@ struct Rank {
 
 impl Rank {
     fn spawn(role: &str, rank: usize, size: usize, port: u16, extra: &[(&str, &str)]) -> Rank {
+        Rank::spawn_in(None, role, rank, size, port, extra)
+    }
+
+    /// As [`Rank::spawn`], inside the network namespace `netns` when given.
+    fn spawn_in(
+        netns: Option<&str>,
+        role: &str,
+        rank: usize,
+        size: usize,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Rank {
         let exe = std::env::current_exe().expect("test binary");
-        let mut cmd = Command::new(exe);
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.args(["--exact", "child_rank", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
             .env("COBRE_TCP_RANK", rank.to_string())
@@ -391,6 +410,115 @@ fn dropping_is_graceful_and_an_early_drop_is_reported() {
                 "{text}"
             );
         }
+    }
+}
+
+/// Two network namespaces joined by a veth pair, removed on drop.
+struct Namespaces {
+    names: [String; 2],
+}
+
+impl Namespaces {
+    /// `None` when this machine cannot create them (not root, no iproute2, a sandbox).
+    fn create() -> Option<Namespaces> {
+        let id = std::process::id();
+        let names = [format!("cobre-tcp-{id}-a"), format!("cobre-tcp-{id}-b")];
+        let ns = Namespaces { names };
+        let [a, b] = &ns.names;
+        let (va, vb) = (format!("cta{id}"), format!("ctb{id}"));
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", a],
+            vec!["netns", "add", b],
+            vec![
+                "link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b,
+            ],
+            vec!["-n", a, "addr", "add", "192.0.2.1/24", "dev", &va],
+            vec!["-n", b, "addr", "add", "192.0.2.2/24", "dev", &vb],
+            vec!["-n", a, "link", "set", &va, "up"],
+            vec!["-n", b, "link", "set", &vb, "up"],
+            vec!["-n", a, "link", "set", "lo", "up"],
+            vec!["-n", b, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            let ok = Command::new("ip")
+                .args(&step)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!(
+                    "cannot run `ip {}`: skipping the namespace test",
+                    step.join(" ")
+                );
+                return None;
+            }
+        }
+        Some(ns)
+    }
+
+    /// Cuts the link: the interface of namespace `a` goes down.
+    fn cut(&self) -> bool {
+        let va = format!("cta{}", std::process::id());
+        Command::new("ip")
+            .args(["-n", &self.names[0], "link", "set", &va, "down"])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+#[test]
+fn a_cut_link_between_namespaces_is_reported_at_the_timeout() {
+    let Some(ns) = Namespaces::create() else {
+        return;
+    };
+    let port = 29_500;
+    let env = [
+        ("COBRE_TCP_COORDINATOR", "192.0.2.1"),
+        ("COBRE_TCP_BIND", "192.0.2.1"),
+        ("COBRE_TCP_TIMEOUT_SECS", "1"),
+    ];
+    let mut ranks = vec![
+        Rank::spawn_in(Some(&ns.names[0]), "forever", 0, 2, port, &env),
+        Rank::spawn_in(Some(&ns.names[1]), "forever", 1, 2, port, &env),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for rank in &mut ranks {
+        assert!(rank.wait_for("RUNNING", deadline), "{}", rank.text());
+    }
+    assert!(ns.cut(), "cannot cut the link");
+    let since = Instant::now();
+    for (r, rank) in ranks.iter_mut().enumerate() {
+        let outcome = rank.finish(since + Duration::from_secs(10));
+        let text = rank.text();
+        assert_eq!(
+            outcome,
+            Some(true),
+            "rank {r} did not report the cut:\n{text}"
+        );
+        let other = 1 - r;
+        let line = text
+            .lines()
+            .find(|l| l.contains("FAILED AFTER"))
+            .expect("a failure line");
+        assert!(
+            line.contains(&format!("rank(s) {other} "))
+                || line.contains(&format!("lost rank {other}")),
+            "rank {r} does not name rank {other}: {line}"
+        );
+        let took = rank.exited_at.expect("exited") - since;
+        assert!(
+            took < Duration::from_secs(4),
+            "rank {r} took {took:?}: {line}"
+        );
+        eprintln!("rank {r} after {took:?}: {line}");
     }
 }
 
