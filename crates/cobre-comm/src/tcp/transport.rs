@@ -477,6 +477,10 @@ impl Mesh {
     /// Returns whether to keep watching the peer for input.
     fn peek_idle(&mut self, fp: &Fingerprint, p: usize) -> Result<bool, Fail> {
         let op = fp.op.name();
+        if !self.peer(p).stash.is_empty() {
+            // Bytes already taken off the socket come first; the receive will read them.
+            return Ok(false);
+        }
         let mut header = [0_u8; HEADER_BYTES];
         let n = match self.peer(p).stream.peek(&mut header) {
             Ok(n) => n,
