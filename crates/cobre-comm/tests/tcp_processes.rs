@@ -194,6 +194,16 @@ fn mismatched_collectives_fail_on_every_rank() {
 }
 
 #[test]
+fn ranks_that_disagree_on_the_root_fail_instead_of_waiting() {
+    // Each rank believes the other is the root: both would wait forever for data.
+    let ranks = run_job("root_mismatch", 2, Duration::from_secs(60));
+    for rank in &ranks {
+        assert!(rank.text().contains("MISMATCH SEEN"), "{}", rank.text());
+        assert!(rank.text().contains("different roots"), "{}", rank.text());
+    }
+}
+
+#[test]
 fn hostile_peers_are_refused_and_the_job_completes() {
     let size = 3;
     let port = free_port();
@@ -619,6 +629,19 @@ fn child_rank() {
             );
             // Poisoned: the next call fails fast with the same error.
             assert_eq!(comm.barrier().unwrap_err(), err);
+            println!("MISMATCH SEEN rank {}: {err}", comm.rank());
+        }
+        "root_mismatch" => {
+            let comm = TcpBackend::from_env().expect("join");
+            let mut buf = vec![7_u32; 1000];
+            let err = comm
+                .broadcast(&mut buf, 1 - comm.rank())
+                .expect_err("a mismatch");
+            assert!(
+                matches!(err, CommError::CollectiveMismatch { .. }),
+                "rank {}: {err}",
+                comm.rank()
+            );
             println!("MISMATCH SEEN rank {}: {err}", comm.rank());
         }
         "forever" => {
