@@ -27,23 +27,58 @@ pub(crate) fn allreduce<T: CommData>(
     recv: &mut [T],
     op: ReduceOp,
 ) -> Result<(), Fail> {
-    if std::mem::size_of_val(send) <= DIRECT_MAX_BYTES || send.len() < mesh.size {
-        direct(mesh, fp, send, recv, op)
+    // The pieces received from the other ranks land in a buffer kept by the mesh, so large
+    // reductions do not map fresh pages at every call. `u64` storage is aligned for every
+    // reducible element type.
+    let mut scratch = std::mem::take(&mut mesh.scratch);
+    let result = if std::mem::size_of_val(send) <= DIRECT_MAX_BYTES || send.len() < mesh.size {
+        direct(mesh, fp, send, recv, op, &mut scratch)
     } else {
-        reduce_scatter_allgather(mesh, fp, send, recv, op)
+        reduce_scatter_allgather(mesh, fp, send, recv, op, &mut scratch)
+    };
+    mesh.scratch = scratch;
+    result
+}
+
+/// `(n - 1) * len` elements of scratch space, as `T`.
+fn others<T: CommData>(scratch: &mut Vec<u64>, n: usize, len: usize) -> &mut [T] {
+    let bytes = (n - 1) * len * std::mem::size_of::<T>();
+    let words = bytes.div_ceil(8);
+    if scratch.len() < words {
+        scratch.resize(words, 0);
+    }
+    let all: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch[..]);
+    bytemuck::cast_slice_mut(&mut all[..bytes])
+}
+
+/// Folds the contributions in rank order into `out`: rank `me`'s is `mine`, the others
+/// are consecutive `out.len()`-element pieces of `others` (ranks `0..me` then `me + 1..n`).
+fn fold<T: CommData>(out: &mut [T], me: usize, mine: &[T], others: &[T], op: ReduceOp) {
+    let len = out.len();
+    let piece = |r: usize| -> &[T] {
+        if r == me {
+            mine
+        } else {
+            let i = if r < me { r } else { r - 1 };
+            &others[i * len..(i + 1) * len]
+        }
+    };
+    let n = others.len() / len.max(1) + 1;
+    out.copy_from_slice(piece(0));
+    for r in 1..n {
+        reduce_into(out, piece(r), op).expect("checked reducible, equal lengths");
     }
 }
 
-/// Folds `parts` (one per rank, in rank order) into `out`.
-fn fold<T: CommData>(out: &mut [T], parts: &[T], op: ReduceOp) {
-    let len = out.len();
-    out.copy_from_slice(&parts[..len]);
-    for part in parts[len..]
-        .chunks_exact(len.max(1))
-        .take_while(|_| len > 0)
-    {
-        reduce_into(out, part, op).expect("checked reducible, equal lengths");
-    }
+/// Receive operations for the pieces of every rank but `me`, into `others`.
+fn receive_pieces(others: &mut [u8], me: usize, n: usize) -> Vec<RecvOp<'_>> {
+    let len = others.len() / (n - 1).max(1);
+    others
+        .chunks_mut(len.max(1))
+        .take(n - 1)
+        .enumerate()
+        .map(|(i, slot)| RecvOp::new(if i < me { i } else { i + 1 }, slot))
+        .collect()
 }
 
 fn direct<T: CommData>(
@@ -52,24 +87,19 @@ fn direct<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
+    scratch: &mut Vec<u64>,
 ) -> Result<(), Fail> {
     let (me, n, len) = (mesh.rank, mesh.size, send.len());
-    let mut all = vec![T::default(); n * len];
-    all[me * len..(me + 1) * len].copy_from_slice(send);
+    let others = others::<T>(scratch, n, len);
     {
         let mut sends: Vec<SendOp<'_>> = (0..n)
             .filter(|&p| p != me)
             .map(|p| SendOp::new(p, fp, as_bytes(send)))
             .collect();
-        let mut recvs: Vec<RecvOp<'_>> = all
-            .chunks_mut(len)
-            .enumerate()
-            .filter(|&(p, _)| p != me)
-            .map(|(p, slot)| RecvOp::new(p, as_bytes_mut(slot)))
-            .collect();
+        let mut recvs = receive_pieces(as_bytes_mut(others), me, n);
         mesh.exchange(fp, &mut sends, &mut recvs)?;
     }
-    fold(recv, &all, op);
+    fold(recv, me, send, others, op);
     Ok(())
 }
 
@@ -79,29 +109,22 @@ fn reduce_scatter_allgather<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
+    scratch: &mut Vec<u64>,
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank, mesh.size);
     let bounds = chunk_bounds(send.len(), n);
     let (lo, hi) = (bounds[me], bounds[me + 1]);
-    let mine = hi - lo;
     // Phase 1: gather the pieces of my chunk, fold them in rank order.
-    let mut pieces = vec![T::default(); n * mine];
-    pieces[me * mine..(me + 1) * mine].copy_from_slice(&send[lo..hi]);
+    let others = others::<T>(scratch, n, hi - lo);
     {
         let mut sends: Vec<SendOp<'_>> = (0..n)
             .filter(|&p| p != me)
             .map(|p| SendOp::new(p, fp, as_bytes(&send[bounds[p]..bounds[p + 1]])))
             .collect();
-        let mut recvs: Vec<RecvOp<'_>> = pieces
-            .chunks_mut(mine.max(1))
-            .enumerate()
-            .filter(|&(p, _)| p != me)
-            .map(|(p, slot)| RecvOp::new(p, as_bytes_mut(slot)))
-            .collect();
+        let mut recvs = receive_pieces(as_bytes_mut(others), me, n);
         mesh.exchange(fp, &mut sends, &mut recvs)?;
     }
-    fold(&mut recv[lo..hi], &pieces, op);
-    drop(pieces);
+    fold(&mut recv[lo..hi], me, &send[lo..hi], others, op);
     // Phase 2: every owner sends its reduced chunk to every rank.
     let mut chunks: Vec<&mut [T]> = Vec::with_capacity(n);
     let mut rest = recv;

@@ -101,6 +101,7 @@ fn raw_pair() -> (Mesh, TcpStream) {
         size: 2,
         timeout: Duration::from_secs(2),
         peers: vec![None, Some(Peer::new(ours).unwrap())],
+        scratch: Vec::new(),
     };
     (mesh, raw)
 }

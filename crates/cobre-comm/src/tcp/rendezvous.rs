@@ -67,6 +67,7 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         size: config.size,
         timeout: config.timeout,
         peers,
+        scratch: Vec::new(),
     })
 }
 

@@ -158,6 +158,9 @@ pub(crate) struct Mesh {
     pub timeout: Duration,
     /// One connection per other rank (`None` at this rank's index).
     pub peers: Vec<Option<Peer>>,
+    /// Reusable space for the pieces an allreduce receives (kept between calls; as large
+    /// as the largest allreduce so far, times `(n - 1) / n` or `(n - 1)`).
+    pub scratch: Vec<u64>,
 }
 
 impl Mesh {
