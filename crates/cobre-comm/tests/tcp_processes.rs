@@ -186,6 +186,14 @@ fn conformance_on_1_to_4_processes() {
 }
 
 #[test]
+fn conformance_on_8_processes_sharing_few_cores() {
+    let ranks = run_job("conformance", 8, Duration::from_secs(120));
+    for rank in &ranks {
+        assert!(rank.text().contains("CONFORMANCE PASSED"), "{}", rank.text());
+    }
+}
+
+#[test]
 fn mismatched_collectives_fail_on_every_rank() {
     let ranks = run_job("mismatch", 3, Duration::from_secs(60));
     for rank in &ranks {
