@@ -189,7 +189,11 @@ fn conformance_on_1_to_4_processes() {
 fn conformance_on_8_processes_sharing_few_cores() {
     let ranks = run_job("conformance", 8, Duration::from_secs(120));
     for rank in &ranks {
-        assert!(rank.text().contains("CONFORMANCE PASSED"), "{}", rank.text());
+        assert!(
+            rank.text().contains("CONFORMANCE PASSED"),
+            "{}",
+            rank.text()
+        );
     }
 }
 
@@ -284,7 +288,17 @@ fn hostile_peers_are_refused_and_the_job_completes() {
         second.text()
     );
     let log = ranks[0].text();
-    assert!(log.contains("refused a connection"), "{log}");
+    for reason in [
+        "bad handshake magic",
+        "did not prove the shared token",
+        "already taken",
+        "expected 3 (COBRE_TCP_SIZE differs)",
+    ] {
+        assert!(
+            log.contains(reason),
+            "rank 0 did not log {reason:?}:\n{log}"
+        );
+    }
     drop(garbage);
 }
 
