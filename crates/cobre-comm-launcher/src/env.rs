@@ -1,0 +1,96 @@
+//! The per-rank environment of the cobre-comm backends.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// A random 128-bit value in hex, for segment names and tokens.
+///
+/// # Panics
+/// When the operating system has no randomness to give (it always has on Linux).
+///
+/// ```
+/// let a = cobre_comm_launcher::unique_token();
+/// assert_eq!(a.len(), 32);
+/// assert_ne!(a, cobre_comm_launcher::unique_token());
+/// ```
+pub fn unique_token() -> String {
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
+    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn seconds(timeout: Duration) -> String {
+    format!("{}", timeout.as_secs_f64())
+}
+
+/// The environment of each of `ranks` ranks of an `shm` job: `COBRE_COMM_BACKEND=shm`, a
+/// unique `COBRE_SHM_NAME`, `COBRE_SHM_RANK`, `COBRE_SHM_SIZE`, and
+/// `COBRE_SHM_TIMEOUT_SECS` when `timeout` is given.
+///
+/// ```
+/// let env = cobre_comm_launcher::shm_env(3, None);
+/// assert_eq!(env.len(), 3);
+/// assert!(env[2].contains(&("COBRE_SHM_RANK".to_string(), "2".to_string())));
+/// assert!(env[0].iter().any(|(k, v)| k == "COBRE_SHM_NAME" && v.starts_with("/cobre-")));
+/// ```
+pub fn shm_env(ranks: usize, timeout: Option<Duration>) -> Vec<Vec<(String, String)>> {
+    let name = format!("/cobre-{}-{}", std::process::id(), &unique_token()[..16]);
+    (0..ranks)
+        .map(|rank| {
+            let mut vars = vec![
+                ("COBRE_COMM_BACKEND".to_string(), "shm".to_string()),
+                ("COBRE_SHM_NAME".to_string(), name.clone()),
+                ("COBRE_SHM_RANK".to_string(), rank.to_string()),
+                ("COBRE_SHM_SIZE".to_string(), ranks.to_string()),
+            ];
+            if let Some(t) = timeout {
+                vars.push(("COBRE_SHM_TIMEOUT_SECS".to_string(), seconds(t)));
+            }
+            vars
+        })
+        .collect()
+}
+
+/// The environment of each of `ranks` ranks of a `tcp` job on this machine:
+/// `COBRE_COMM_BACKEND=tcp`, `COBRE_TCP_COORDINATOR=127.0.0.1`, a free `COBRE_TCP_PORT`
+/// (asked of the operating system), a random `COBRE_TCP_TOKEN`, `COBRE_TCP_BIND=127.0.0.1`
+/// (nothing outside this machine can reach the job), `COBRE_TCP_RANK`, `COBRE_TCP_SIZE`, and
+/// `COBRE_TCP_TIMEOUT_SECS` when `timeout` is given.
+///
+/// # Errors
+/// When no local port can be bound.
+///
+/// ```
+/// let a = cobre_comm_launcher::tcp_env(2, None).unwrap();
+/// let b = cobre_comm_launcher::tcp_env(2, None).unwrap();
+/// let port = |env: &Vec<Vec<(String, String)>>| env[0].iter().find(|(k, _)| k == "COBRE_TCP_PORT").unwrap().1.clone();
+/// assert_ne!(port(&a), port(&b));
+/// ```
+pub fn tcp_env(
+    ranks: usize,
+    timeout: Option<Duration>,
+) -> std::io::Result<Vec<Vec<(String, String)>>> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let token = unique_token();
+    Ok((0..ranks)
+        .map(|rank| {
+            let mut vars = vec![
+                ("COBRE_COMM_BACKEND".to_string(), "tcp".to_string()),
+                ("COBRE_TCP_COORDINATOR".to_string(), "127.0.0.1".to_string()),
+                ("COBRE_TCP_BIND".to_string(), "127.0.0.1".to_string()),
+                ("COBRE_TCP_PORT".to_string(), port.to_string()),
+                ("COBRE_TCP_TOKEN".to_string(), token.clone()),
+                ("COBRE_TCP_RANK".to_string(), rank.to_string()),
+                ("COBRE_TCP_SIZE".to_string(), ranks.to_string()),
+            ];
+            if let Some(t) = timeout {
+                vars.push(("COBRE_TCP_TIMEOUT_SECS".to_string(), seconds(t)));
+            }
+            vars
+        })
+        .collect())
+}

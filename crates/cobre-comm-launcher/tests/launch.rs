@@ -1,0 +1,121 @@
+//! The launcher on real processes (`sh` scripts as ranks).
+
+use std::time::Duration;
+
+use cobre_comm_launcher::{Failure, Launcher, Outcome, shm_env, tcp_env};
+
+fn sh(script: &str) -> Launcher {
+    Launcher::new("sh").args(["-c", script])
+}
+
+#[test]
+fn every_rank_runs_with_its_own_environment() {
+    let report = sh("echo hello $COBRE_SHM_RANK of $COBRE_SHM_SIZE")
+        .ranks(3)
+        .rank_env(shm_env(3, None))
+        .capture_stdout(true)
+        .timeout(Duration::from_secs(30))
+        .run()
+        .unwrap();
+    assert!(report.success(), "{:?}", report.failure);
+    assert_eq!(report.exit_code(), 0);
+    for (rank, r) in report.ranks.iter().enumerate() {
+        assert_eq!(r.stdout, format!("hello {rank} of 3\n"));
+        assert_eq!(r.outcome, Outcome::Exited(0));
+    }
+}
+
+#[test]
+fn a_failing_rank_stops_the_others_and_is_named() {
+    // The long sleep is the work the other ranks are doing when rank 1 fails.
+    let report = sh(r#"if [ "$COBRE_SHM_RANK" = 1 ]; then exit 3; fi; sleep 60"#)
+        .ranks(3)
+        .rank_env(shm_env(3, None))
+        .timeout(Duration::from_secs(50))
+        .run()
+        .unwrap();
+    assert_eq!(
+        report.failure,
+        Some(Failure::Rank {
+            rank: 1,
+            outcome: Outcome::Exited(3)
+        })
+    );
+    assert_eq!(report.exit_code(), 3);
+    assert!(
+        report.elapsed < Duration::from_secs(20),
+        "took {:?}",
+        report.elapsed
+    );
+    assert_eq!(report.ranks[0].outcome, Outcome::Stopped);
+    assert_eq!(report.ranks[2].outcome, Outcome::Stopped);
+    let text = report.failure.unwrap().to_string();
+    assert_eq!(text, "rank 1 exited with code 3; stopped the other ranks");
+}
+
+#[test]
+fn a_rank_killed_by_a_signal_is_reported_with_the_signal() {
+    let report = sh(r#"if [ "$COBRE_SHM_RANK" = 0 ]; then kill -9 $$; fi; sleep 60"#)
+        .ranks(2)
+        .rank_env(shm_env(2, None))
+        .timeout(Duration::from_secs(50))
+        .run()
+        .unwrap();
+    assert_eq!(
+        report.failure,
+        Some(Failure::Rank {
+            rank: 0,
+            outcome: Outcome::Signaled(9)
+        })
+    );
+    assert_eq!(report.exit_code(), 137);
+    assert!(report.failure.unwrap().to_string().contains("SIGKILL"));
+}
+
+#[test]
+fn the_timeout_stops_every_rank() {
+    let report = sh("sleep 60")
+        .ranks(2)
+        .timeout(Duration::from_millis(300))
+        .run()
+        .unwrap();
+    assert_eq!(
+        report.failure,
+        Some(Failure::Timeout(Duration::from_millis(300)))
+    );
+    assert_eq!(report.exit_code(), 124);
+    assert!(report.ranks.iter().all(|r| r.outcome == Outcome::Stopped));
+    assert!(
+        report.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        report.elapsed
+    );
+}
+
+#[test]
+fn a_missing_program_is_an_error_naming_it() {
+    let err = Launcher::new("no-such-program-cobre")
+        .ranks(2)
+        .run()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot start rank 0 (no-such-program-cobre)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tcp_environments_differ_between_jobs() {
+    let a = tcp_env(2, Some(Duration::from_secs(5))).unwrap();
+    let b = tcp_env(2, None).unwrap();
+    let get = |env: &[(String, String)], key: &str| {
+        env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    };
+    assert_ne!(get(&a[0], "COBRE_TCP_PORT"), get(&b[0], "COBRE_TCP_PORT"));
+    assert_ne!(get(&a[0], "COBRE_TCP_TOKEN"), get(&b[0], "COBRE_TCP_TOKEN"));
+    assert_eq!(get(&a[0], "COBRE_TCP_TOKEN"), get(&a[1], "COBRE_TCP_TOKEN"));
+    assert_eq!(get(&a[1], "COBRE_TCP_RANK").as_deref(), Some("1"));
+    assert_eq!(get(&a[1], "COBRE_TCP_TIMEOUT_SECS").as_deref(), Some("5"));
+    assert_eq!(get(&b[1], "COBRE_TCP_TIMEOUT_SECS"), None);
+}
