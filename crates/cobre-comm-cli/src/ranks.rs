@@ -1,0 +1,247 @@
+//! Jobs of this executable: `check` and `bench` start N ranks of `cobre-comm __rank ...`
+//! on a backend, and each rank prints one result line that the driver collects.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Subcommand, ValueEnum};
+use cobre_comm::{BackendKind, create_communicator_with};
+use cobre_comm_launcher::{Launcher, shm_env, tcp_env};
+
+use crate::CliError;
+
+/// The marker in front of a rank's result line.
+const RESULT_MARKER: &str = "cobre-comm-result: ";
+
+/// A backend a job can run on. `mpi-tcp` is MPI with its transport forced onto TCP
+/// (`UCX_TLS=tcp,self`), the fair reference for the tcp backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobBackend {
+    /// One process.
+    Local,
+    /// POSIX shared memory.
+    Shm,
+    /// TCP sockets.
+    Tcp,
+    /// MPI, started through `mpiexec`.
+    Mpi,
+    /// MPI with UCX restricted to TCP, started through `mpiexec`.
+    #[value(name = "mpi-tcp")]
+    MpiTcp,
+}
+
+impl JobBackend {
+    /// The library backend the ranks create.
+    pub fn kind(self) -> BackendKind {
+        match self {
+            JobBackend::Local => BackendKind::Local,
+            JobBackend::Shm => BackendKind::Shm,
+            JobBackend::Tcp => BackendKind::Tcp,
+            JobBackend::Mpi | JobBackend::MpiTcp => BackendKind::Mpi,
+        }
+    }
+
+    /// The name shown in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobBackend::Local => "local",
+            JobBackend::Shm => "shm",
+            JobBackend::Tcp => "tcp",
+            JobBackend::Mpi => "mpi",
+            JobBackend::MpiTcp => "mpi-tcp",
+        }
+    }
+
+    /// The default: shm when compiled in, else tcp, else local.
+    pub fn default_multi_process() -> JobBackend {
+        if BackendKind::Shm.is_available() {
+            JobBackend::Shm
+        } else if BackendKind::Tcp.is_available() {
+            JobBackend::Tcp
+        } else {
+            JobBackend::Local
+        }
+    }
+}
+
+/// What a rank of a job does.
+#[derive(Debug, clap::Args)]
+pub struct RankArgs {
+    #[command(subcommand)]
+    task: RankTask,
+}
+
+#[derive(Debug, Subcommand)]
+enum RankTask {
+    /// Run the conformance suite.
+    Check {
+        #[arg(long, value_enum)]
+        backend: JobBackend,
+    },
+    /// Run the latency measurement described by a JSON configuration.
+    Bench {
+        #[arg(long, value_enum)]
+        backend: JobBackend,
+        #[arg(long)]
+        config: String,
+    },
+    /// Replay SDDP iterations described by a JSON configuration.
+    Sddp {
+        #[arg(long, value_enum)]
+        backend: JobBackend,
+        #[arg(long)]
+        config: String,
+    },
+}
+
+/// Entry point of a rank.
+pub fn rank_main(args: &RankArgs) -> Result<ExitCode, CliError> {
+    let backend = match &args.task {
+        RankTask::Check { backend }
+        | RankTask::Bench { backend, .. }
+        | RankTask::Sddp { backend, .. } => *backend,
+    };
+    let comm =
+        create_communicator_with(backend.kind()).map_err(|e| CliError::new(e.to_string()))?;
+    let line = match &args.task {
+        RankTask::Check { .. } => {
+            let report = cobre_comm_conformance::run_suite(
+                &comm,
+                &cobre_comm_conformance::options_for(backend.kind()),
+            );
+            serde_json::to_string(&report)
+        }
+        RankTask::Bench { config, .. } => {
+            let config: cobre_comm_bench::BenchConfig = serde_json::from_str(config)
+                .map_err(|e| CliError::new(format!("bad bench configuration: {e}")))?;
+            let result = cobre_comm_bench::run_rank(&comm, &config)
+                .map_err(|e| CliError::new(e.to_string()))?;
+            serde_json::to_string(&result)
+        }
+        RankTask::Sddp { config, .. } => {
+            let config: cobre_comm_bench::SddpConfig = serde_json::from_str(config)
+                .map_err(|e| CliError::new(format!("bad workload configuration: {e}")))?;
+            let result = cobre_comm_bench::run_sddp(&comm, &config)
+                .map_err(|e| CliError::new(e.to_string()))?;
+            serde_json::to_string(&result)
+        }
+    }
+    .map_err(|e| CliError::new(e.to_string()))?;
+    println!("{RESULT_MARKER}{line}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Finds `program` on `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The MPI launcher to use: `$MPIEXEC`, else `mpiexec` on `PATH`.
+pub fn mpiexec() -> Result<PathBuf, CliError> {
+    if let Some(explicit) = std::env::var_os("MPIEXEC") {
+        return Ok(PathBuf::from(explicit));
+    }
+    find_on_path("mpiexec").ok_or_else(|| {
+        CliError::new("the mpi backend needs `mpiexec` on PATH (install MPICH: apt-get install mpich libmpich-dev), or set MPIEXEC")
+    })
+}
+
+/// Starts `ranks` ranks of this executable running `cobre-comm __rank <task...>` on
+/// `backend`, and returns each rank's result line (JSON), in rank order.
+pub fn run_self(
+    backend: JobBackend,
+    ranks: usize,
+    task: &[String],
+    timeout: Duration,
+) -> Result<Vec<String>, CliError> {
+    if ranks == 0 {
+        return Err(CliError::usage("-n must be at least 1"));
+    }
+    if !backend.kind().is_available() {
+        return Err(CliError::new(
+            cobre_comm::select_backend(backend.kind())
+                .err()
+                .map_or_else(
+                    || format!("backend {} is not available", backend.name()),
+                    |e| e.to_string(),
+                ),
+        ));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::new(format!("cannot find this executable: {e}")))?;
+    let mut args = vec!["__rank".to_string()];
+    args.extend_from_slice(task);
+    let launcher = match backend {
+        JobBackend::Local => {
+            if ranks != 1 {
+                return Err(CliError::usage(format!(
+                    "the local backend has exactly one rank: use -n 1 (got -n {ranks}), or another backend"
+                )));
+            }
+            Launcher::new(&exe)
+                .args(&args)
+                .env("COBRE_COMM_BACKEND", "local")
+        }
+        JobBackend::Shm => Launcher::new(&exe)
+            .args(&args)
+            .ranks(ranks)
+            .rank_env(shm_env(ranks, None)),
+        JobBackend::Tcp => {
+            let env = tcp_env(ranks, None)
+                .map_err(|e| CliError::new(format!("cannot find a free local port: {e}")))?;
+            Launcher::new(&exe).args(&args).ranks(ranks).rank_env(env)
+        }
+        JobBackend::Mpi | JobBackend::MpiTcp => {
+            let mut mpi_args = vec![
+                "-n".to_string(),
+                ranks.to_string(),
+                exe.to_string_lossy().into_owned(),
+            ];
+            mpi_args.extend(args);
+            let launcher = Launcher::new(mpiexec()?)
+                .args(mpi_args)
+                .prefix_output(false)
+                .env("COBRE_COMM_BACKEND", "mpi");
+            if backend == JobBackend::MpiTcp {
+                launcher.env("UCX_TLS", "tcp,self")
+            } else {
+                launcher
+            }
+        }
+    };
+    let report = launcher
+        .capture_stdout(true)
+        .forward_signals(true)
+        .timeout(timeout)
+        .run()
+        .map_err(|e| CliError::new(e.to_string()))?;
+    let lines: Vec<String> = report
+        .ranks
+        .iter()
+        .flat_map(|r| r.stdout.lines())
+        .filter_map(|line| line.strip_prefix(RESULT_MARKER))
+        .map(str::to_string)
+        .collect();
+    if let Some(failure) = &report.failure {
+        let what = if matches!(backend, JobBackend::Mpi | JobBackend::MpiTcp) {
+            format!("mpiexec: {failure}")
+        } else {
+            failure.to_string()
+        };
+        return Err(CliError::new(format!(
+            "{} job on {ranks} ranks failed: {what}",
+            backend.name()
+        )));
+    }
+    if lines.len() != ranks {
+        return Err(CliError::new(format!(
+            "expected one result from each of {ranks} ranks, got {}",
+            lines.len()
+        )));
+    }
+    Ok(lines)
+}

@@ -1,0 +1,203 @@
+//! The `cobre-comm` tool as a user runs it.
+
+use std::process::{Command, Output};
+
+fn cobre_comm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cobre-comm"))
+        .args(args)
+        .env_remove("COBRE_COMM_BACKEND")
+        .output()
+        .expect("the tool runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn launch_of_succeeding_ranks_exits_zero_and_prefixes_lines() {
+    let out = cobre_comm(&["launch", "-n", "3", "--", "sh", "-c", "echo ready; exit 0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for rank in 0..3 {
+        assert!(stdout.contains(&format!("[{rank}] ready\n")), "{stdout}");
+    }
+}
+
+#[test]
+fn launch_with_a_failing_rank_exits_with_its_code_and_names_it() {
+    // The sleep is the work of the ranks that get stopped.
+    let script =
+        r#"r="${COBRE_SHM_RANK:-$COBRE_TCP_RANK}"; if [ "$r" = 1 ]; then exit 3; fi; sleep 60"#;
+    let out = cobre_comm(&[
+        "launch",
+        "-n",
+        "3",
+        "--timeout",
+        "50",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("rank 1 exited with code 3; stopped the other ranks"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn launch_sets_the_backend_environment() {
+    let out = cobre_comm(&[
+        "launch",
+        "-n",
+        "2",
+        "--backend",
+        "tcp",
+        "--",
+        "sh",
+        "-c",
+        "echo $COBRE_COMM_BACKEND $COBRE_TCP_RANK/$COBRE_TCP_SIZE",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("[0] tcp 0/2") && stdout.contains("[1] tcp 1/2"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_on_local_passes_and_prints_the_table() {
+    let out = cobre_comm(&["check", "-n", "1", "--backend", "local"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("allreduce sum f64") && stdout.contains("pass"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.ends_with(" passed, 0 failed")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_on_local_with_two_ranks_is_a_clear_error() {
+    let out = cobre_comm(&["check", "-n", "2", "--backend", "local"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("the local backend has exactly one rank"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_on_three_tcp_ranks_passes() {
+    let out = cobre_comm(&["check", "-n", "3", "--backend", "tcp"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("conformance suite on 3 rank(s) of the tcp backend"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn info_names_the_backends_and_the_auto_pick() {
+    let out = cobre_comm(&["info"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("compiled backends:  local"), "{stdout}");
+    assert!(
+        stdout.contains("selected backend:   local (no launcher variables"),
+        "{stdout}"
+    );
+    let json = cobre_comm(&["info", "--json"]);
+    let value: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("info --json is JSON");
+    assert_eq!(value["selected"], "local");
+}
+
+#[test]
+fn info_shows_an_invalid_backend_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cobre-comm"))
+        .arg("info")
+        .env("COBRE_COMM_BACKEND", "carrier-pigeon")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("invalid backend name \"carrier-pigeon\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bench_writes_json_in_the_documented_shape() {
+    let path = std::env::temp_dir().join(format!("cobre-comm-bench-{}.json", std::process::id()));
+    let out = cobre_comm(&[
+        "bench",
+        "-n",
+        "2",
+        "--backend",
+        "tcp",
+        "--op",
+        "allreduce,barrier",
+        "--max-bytes",
+        "64",
+        "--iters",
+        "20",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("# allreduce, 2 ranks"), "{stdout}");
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(value["ranks"], 2);
+    let rows = value["results"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        4 + 1,
+        "8..64 bytes of allreduce and one barrier: {rows:?}"
+    );
+    for key in [
+        "backend", "op", "bytes", "avg_us", "min_us", "max_us", "iters",
+    ] {
+        assert!(rows[0].get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(rows[4]["op"], "barrier");
+    assert_eq!(rows[4]["bytes"], 0);
+}
+
+#[test]
+fn bench_sddp_workload_prints_time_per_iteration() {
+    let out = cobre_comm(&[
+        "bench",
+        "-n",
+        "2",
+        "--backend",
+        "tcp",
+        "--workload",
+        "sddp",
+        "--stages",
+        "3",
+        "--iterations",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("# SDDP iteration, 2 ranks"),
+        "{}",
+        text(&out.stdout)
+    );
+}
