@@ -126,8 +126,8 @@ pub fn as_bytes<T: CommData>(values: &[T]) -> &[u8] {
 /// (which `Pod` makes always valid).
 ///
 /// ```
-/// let mut v = [0_u16; 1];
-/// cobre_comm::datatype::as_bytes_mut(&mut v).copy_from_slice(&7_u16.to_ne_bytes());
+/// let mut v = [0_u32; 1];
+/// cobre_comm::datatype::as_bytes_mut(&mut v).copy_from_slice(&7_u32.to_ne_bytes());
 /// assert_eq!(v, [7]);
 /// ```
 pub fn as_bytes_mut<T: CommData>(values: &mut [T]) -> &mut [u8] {

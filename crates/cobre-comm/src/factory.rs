@@ -119,6 +119,8 @@ impl FromStr for BackendKind {
 pub fn available_backends() -> Vec<&'static str> {
     #[allow(unused_mut)]
     let mut names = vec!["local"];
+    #[cfg(feature = "mpi")]
+    names.push("mpi");
     #[cfg(feature = "tcp")]
     names.push("tcp");
     names
@@ -334,6 +336,9 @@ mod dispatch {
     pub enum CommBackend {
         /// The single-process backend.
         Local(LocalBackend),
+        /// The MPI backend.
+        #[cfg(feature = "mpi")]
+        Mpi(crate::ferrompi::FerrompiBackend),
         /// The TCP backend.
         #[cfg(feature = "tcp")]
         Tcp(crate::tcp::TcpBackend),
@@ -354,8 +359,11 @@ mod dispatch {
     #[derive(Debug)]
     #[non_exhaustive]
     pub enum CommRegion<T: CommData> {
-        /// A private heap region (local backend).
+        /// A private heap region (local and tcp backends).
         Heap(HeapRegion<T>),
+        /// An MPI shared-memory window region.
+        #[cfg(feature = "mpi")]
+        Mpi(crate::ferrompi::MpiRegion<T>),
     }
 
     /// Runs `$body` with `$inner` bound to the active backend.
@@ -363,6 +371,8 @@ mod dispatch {
         ($value:expr, $inner:ident => $body:expr) => {
             match $value {
                 CommBackend::Local($inner) => $body,
+                #[cfg(feature = "mpi")]
+                CommBackend::Mpi($inner) => $body,
                 #[cfg(feature = "tcp")]
                 CommBackend::Tcp($inner) => $body,
             }
@@ -374,6 +384,8 @@ mod dispatch {
         ($value:expr, $inner:ident => $body:expr) => {
             match $value {
                 CommRegion::Heap($inner) => $body,
+                #[cfg(feature = "mpi")]
+                CommRegion::Mpi($inner) => $body,
             }
         };
     }
@@ -385,6 +397,10 @@ mod dispatch {
         let _ = &lookup;
         match kind {
             BackendKind::Local | BackendKind::Auto => Ok(CommBackend::Local(LocalBackend)),
+            #[cfg(feature = "mpi")]
+            BackendKind::Mpi => {
+                crate::ferrompi::FerrompiBackend::new_with(lookup).map(CommBackend::Mpi)
+            }
             #[cfg(feature = "tcp")]
             BackendKind::Tcp => crate::tcp::TcpBackend::from_lookup(lookup).map(CommBackend::Tcp),
             other => Err(BackendError::BackendNotAvailable {
@@ -446,6 +462,8 @@ mod dispatch {
         ) -> Result<CommRegion<T>, CommError> {
             match self {
                 CommBackend::Local(c) => c.create_shared_region(count).map(CommRegion::Heap),
+                #[cfg(feature = "mpi")]
+                CommBackend::Mpi(c) => c.create_shared_region(count).map(CommRegion::Mpi),
                 #[cfg(feature = "tcp")]
                 CommBackend::Tcp(c) => c.create_shared_region(count).map(CommRegion::Heap),
             }

@@ -55,6 +55,8 @@
 pub mod datatype;
 mod env;
 pub mod factory;
+#[cfg(feature = "mpi")]
+pub mod ferrompi;
 #[cfg(any(feature = "shm", feature = "tcp"))]
 #[allow(dead_code)] // used by the shm and tcp backends as they land
 pub(crate) mod fingerprint;
@@ -75,6 +77,8 @@ pub use factory::{
 };
 #[cfg(any(feature = "mpi", feature = "tcp", feature = "shm"))]
 pub use factory::{CommBackend, CommRegion};
+#[cfg(feature = "mpi")]
+pub use ferrompi::{FerrompiBackend, MpiRegion};
 pub use local::{HeapRegion, LocalBackend};
 #[cfg(feature = "tcp")]
 pub use tcp::{TcpBackend, TcpConfig};

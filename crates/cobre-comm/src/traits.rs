@@ -45,13 +45,13 @@ impl<T> CommData for T where T: Send + Sync + Copy + Default + 'static + bytemuc
 /// ```
 #[cfg(feature = "mpi")]
 pub trait CommData:
-    Send + Sync + Copy + Default + 'static + bytemuck::Pod + ferrompi::MpiDatatype
+    Send + Sync + Copy + Default + 'static + bytemuck::Pod + ::ferrompi::MpiDatatype
 {
 }
 
 #[cfg(feature = "mpi")]
 impl<T> CommData for T where
-    T: Send + Sync + Copy + Default + 'static + bytemuck::Pod + ferrompi::MpiDatatype
+    T: Send + Sync + Copy + Default + 'static + bytemuck::Pod + ::ferrompi::MpiDatatype
 {
 }
 

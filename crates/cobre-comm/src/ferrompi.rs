@@ -1,0 +1,537 @@
+//! The MPI backend: [`FerrompiBackend`], through the `ferrompi` crate (feature `mpi`).
+//!
+//! Every precondition is checked here, in our code, before ferrompi is called: buffer
+//! lengths, counts and displacements (including counts that do not fit MPI's `int`). MPI
+//! failures become [`CommError::CollectiveFailed`] with the MPI error code and the
+//! library's message.
+//!
+//! Shared memory is real: [`SharedMemoryProvider::split_local`] is
+//! `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`, and
+//! [`SharedMemoryProvider::create_shared_region`] allocates an MPI shared-memory window
+//! in which the node leader (node rank 0) holds the whole region and the followers map it.
+
+use std::ptr::NonNull;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ::ferrompi::{Communicator as MpiComm, Mpi, ThreadLevel, Win, WinFenceAssert};
+
+use crate::datatype::ElementType;
+use crate::env::{Lookup, process_env};
+use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
+use crate::reduce::check_reducible;
+use crate::traits::{
+    CommData, Communicator, LocalCommunicator, SharedMemoryProvider, SharedRegion,
+};
+use crate::types::{BackendError, CommError, ReduceOp};
+
+/// Set by the first initialisation: MPI can be initialised once per process.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// The MPI library's version string (`MPI_Get_library_version`), or why it is unknown.
+///
+/// ```no_run
+/// println!("{}", cobre_comm::ferrompi::library_version());
+/// ```
+pub fn library_version() -> String {
+    Mpi::library_version().unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// Maps a ferrompi error to a [`CommError`].
+fn mpi_error(operation: &'static str, error: &::ferrompi::Error) -> CommError {
+    match error {
+        ::ferrompi::Error::Finalized => CommError::InvalidCommunicator,
+        ::ferrompi::Error::Mpi { code, message, .. } => CommError::CollectiveFailed {
+            operation,
+            mpi_error_code: *code,
+            message: message.clone(),
+        },
+        other => CommError::CollectiveFailed {
+            operation,
+            mpi_error_code: -1,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Converts a count to MPI's `int`, or explains why it cannot be.
+fn to_mpi_int(operation: &'static str, what: &str, value: usize) -> Result<i32, CommError> {
+    i32::try_from(value).map_err(|_| CommError::InvalidBufferSize {
+        operation,
+        expected: i32::MAX as usize,
+        actual: value,
+        message: format!("{what} does not fit MPI's int (at most 2147483647)"),
+    })
+}
+
+/// How many tasks the launcher says the job has, when it says.
+fn launcher_task_count(lookup: Lookup<'_>) -> Option<(String, usize)> {
+    let slurm_step = lookup("SLURM_PROCID")
+        .and(lookup("SLURM_STEP_NUM_TASKS").or_else(|| lookup("SLURM_NTASKS")));
+    [
+        ("PMI_SIZE", lookup("PMI_SIZE")),
+        ("OMPI_COMM_WORLD_SIZE", lookup("OMPI_COMM_WORLD_SIZE")),
+        ("SLURM_STEP_NUM_TASKS", slurm_step),
+    ]
+    .into_iter()
+    .find_map(|(name, value)| Some((name.to_string(), value?.trim().parse().ok()?)))
+}
+
+/// The error for a launcher that started several tasks while MPI sees a world of one.
+fn launcher_mismatch(world_size: usize, lookup: Lookup<'_>) -> Option<BackendError> {
+    let (variable, tasks) = launcher_task_count(lookup)?;
+    (world_size == 1 && tasks > 1).then(|| BackendError::InitializationFailed {
+        backend: "mpi".into(),
+        message: format!(
+            "the launcher started {tasks} tasks ({variable}={tasks}) but MPI reports a world of 1: \
+             the MPI library this program is linked against is not the one of the launcher \
+             (for instance Open MPI's mpirun with an MPICH build, or srun without the right --mpi plugin); \
+             build against the launcher's MPI (MPI_PKG_CONFIG or MPICC) or use the matching mpiexec"
+        ),
+    })
+}
+
+/// MPI through ferrompi: `MPI_Init_thread` at `Funneled` on construction, `MPI_Finalize`
+/// on drop. Rank and size are cached at construction.
+///
+/// Only one `FerrompiBackend` may exist in a process, and MPI cannot be initialised again
+/// after it is dropped (an MPI rule): create it once, at start-up, on the thread that
+/// will make every MPI call.
+///
+/// # Example
+/// ```no_run
+/// // Run with: mpiexec -n 4 target/release/my_program
+/// use cobre_comm::{Communicator, FerrompiBackend, ReduceOp};
+///
+/// let comm = FerrompiBackend::new().expect("MPI initialisation failed");
+/// let mut total = [0.0_f64];
+/// comm.allreduce(&[comm.rank() as f64], &mut total, ReduceOp::Sum).unwrap();
+/// ```
+pub struct FerrompiBackend {
+    // Fields drop in order: the communicators are freed before MPI is finalized.
+    world: MpiComm,
+    node: MpiComm,
+    rank: usize,
+    size: usize,
+    node_rank: usize,
+    node_size: usize,
+    mpi: Mpi,
+}
+
+// SAFETY: `ferrompi::Mpi` is !Send/!Sync only to keep MPI calls on the thread that
+// initialised MPI. MPI is initialised at `Funneled`: the contract of this backend (and of
+// `Communicator`: callers serialise collectives) is that every call is made from the
+// initialising thread, and the handle itself holds no thread-local state.
+unsafe impl Send for FerrompiBackend {}
+// SAFETY: as above; `&self` methods only make MPI calls, which the Funneled contract keeps
+// on one thread at a time.
+unsafe impl Sync for FerrompiBackend {}
+
+impl std::fmt::Debug for FerrompiBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FerrompiBackend")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .field("node_rank", &self.node_rank)
+            .field("node_size", &self.node_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FerrompiBackend {
+    /// Initialises MPI (`MPI_Init_thread` at `Funneled`) and caches rank and size.
+    ///
+    /// # Errors
+    /// [`BackendError::InitializationFailed`] when MPI was already initialised in this
+    /// process, when the MPI library refuses to start, or when the launcher started
+    /// several tasks but MPI sees a world of one (mismatched MPI library and launcher).
+    pub fn new() -> Result<Self, BackendError> {
+        Self::new_with(&process_env)
+    }
+
+    pub(crate) fn new_with(lookup: Lookup<'_>) -> Result<Self, BackendError> {
+        let failed = |message: String| BackendError::InitializationFailed {
+            backend: "mpi".into(),
+            message,
+        };
+        if INITIALIZED.swap(true, Ordering::SeqCst) {
+            return Err(failed(
+                "MPI was already initialised in this process, and MPI can be initialised only once per process \
+                 (not even again after MPI_Finalize): create one communicator at start-up and keep it for the life \
+                 of the program"
+                    .into(),
+            ));
+        }
+        let mpi = Mpi::init_thread(ThreadLevel::Funneled)
+            .map_err(|e| failed(format!("MPI_Init_thread failed: {e}")))?;
+        let world = mpi.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        if let Some(error) = launcher_mismatch(size, lookup) {
+            return Err(error);
+        }
+        let node = world.split_shared().map_err(|e| {
+            failed(format!(
+                "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) failed: {e}"
+            ))
+        })?;
+        let (node_rank, node_size) = (node.rank() as usize, node.size() as usize);
+        Ok(FerrompiBackend {
+            world,
+            node,
+            rank,
+            size,
+            node_rank,
+            node_size,
+            mpi,
+        })
+    }
+
+    /// The MPI thread level the library provided (at least `Funneled`).
+    ///
+    /// ```no_run
+    /// let comm = cobre_comm::FerrompiBackend::new().unwrap();
+    /// println!("{:?}", comm.thread_level());
+    /// ```
+    pub fn thread_level(&self) -> ThreadLevel {
+        self.mpi.thread_level()
+    }
+}
+
+/// An unsigned type whose order MPI reductions get wrong, and the signed type whose order
+/// matches it after [`Unsigned::to_ordered`].
+trait Unsigned<S>: bytemuck::Pod {
+    fn to_ordered(self) -> S;
+    fn from_ordered(value: S) -> Self;
+}
+
+impl Unsigned<i32> for u8 {
+    fn to_ordered(self) -> i32 {
+        i32::from(self)
+    }
+    fn from_ordered(value: i32) -> u8 {
+        value as u8
+    }
+}
+
+impl Unsigned<i64> for u32 {
+    fn to_ordered(self) -> i64 {
+        i64::from(self)
+    }
+    fn from_ordered(value: i64) -> u32 {
+        value as u32
+    }
+}
+
+impl Unsigned<i64> for u64 {
+    /// Flipping the top bit maps unsigned order onto signed order.
+    fn to_ordered(self) -> i64 {
+        (self ^ (1 << 63)) as i64
+    }
+    fn from_ordered(value: i64) -> u64 {
+        (value as u64) ^ (1 << 63)
+    }
+}
+
+impl FerrompiBackend {
+    /// Min/Max of unsigned integers through a signed type of the same order: MPICH 4.0
+    /// (ch4) compares `MPI_UINT8_T`, `MPI_UINT32_T` and `MPI_UINT64_T` as signed numbers in
+    /// `MPI_MIN`/`MPI_MAX`, which gives wrong results for values above the signed range.
+    fn ordered_as<U, S, T>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: ::ferrompi::ReduceOp,
+    ) -> Result<(), CommError>
+    where
+        U: Unsigned<S>,
+        S: CommData,
+        T: CommData,
+    {
+        let send: &[U] = bytemuck::cast_slice(send);
+        let ordered: Vec<S> = send.iter().map(|&x| x.to_ordered()).collect();
+        let mut reduced = vec![S::default(); ordered.len()];
+        self.world
+            .allreduce(&ordered, &mut reduced, op)
+            .map_err(|e| mpi_error("allreduce", &e))?;
+        let recv: &mut [U] = bytemuck::cast_slice_mut(recv);
+        for (out, value) in recv.iter_mut().zip(reduced) {
+            *out = U::from_ordered(value);
+        }
+        Ok(())
+    }
+}
+
+impl Communicator for FerrompiBackend {
+    fn allgatherv<T: CommData>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError> {
+        const OP: &str = "allgatherv";
+        check_allgatherv(self.rank, self.size, send.len(), recv.len(), counts, displs)?;
+        let counts = counts
+            .iter()
+            .enumerate()
+            .map(|(r, &c)| to_mpi_int(OP, &format!("counts[{r}]"), c))
+            .collect::<Result<Vec<i32>, _>>()?;
+        let displs = displs
+            .iter()
+            .enumerate()
+            .map(|(r, &d)| to_mpi_int(OP, &format!("displs[{r}]"), d))
+            .collect::<Result<Vec<i32>, _>>()?;
+        if self.size == 1 {
+            // MPICH 4.0 (ch4) ignores the displacement on a world of one and writes at
+            // recv[0]; the gather of one rank is a copy.
+            recv[displs[0] as usize..][..send.len()].copy_from_slice(send);
+            return Ok(());
+        }
+        self.world
+            .allgatherv(send, recv, &counts, &displs)
+            .map_err(|e| mpi_error(OP, &e))
+    }
+
+    fn allreduce<T: CommData>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        const OP: &str = "allreduce";
+        check_allreduce(send.len(), recv.len())?;
+        check_reducible::<T>()?;
+        to_mpi_int(OP, "send.len()", send.len())?;
+        let mpi_op = match op {
+            ReduceOp::Sum => ::ferrompi::ReduceOp::Sum,
+            ReduceOp::Min => ::ferrompi::ReduceOp::Min,
+            ReduceOp::Max => ::ferrompi::ReduceOp::Max,
+        };
+        if op != ReduceOp::Sum {
+            match ElementType::of::<T>() {
+                ElementType::U8 => return self.ordered_as::<u8, i32, T>(send, recv, mpi_op),
+                ElementType::U32 => return self.ordered_as::<u32, i64, T>(send, recv, mpi_op),
+                ElementType::U64 => return self.ordered_as::<u64, i64, T>(send, recv, mpi_op),
+                _ => {}
+            }
+        }
+        self.world
+            .allreduce(send, recv, mpi_op)
+            .map_err(|e| mpi_error(OP, &e))
+    }
+
+    fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
+        const OP: &str = "broadcast";
+        check_broadcast(root, self.size)?;
+        to_mpi_int(OP, "buf.len()", buf.len())?;
+        self.world
+            .broadcast(buf, root as i32)
+            .map_err(|e| mpi_error(OP, &e))
+    }
+
+    fn barrier(&self) -> Result<(), CommError> {
+        self.world.barrier().map_err(|e| mpi_error("barrier", &e))
+    }
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// The ranks of one node, from `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`.
+struct MpiNode {
+    comm: MpiComm,
+    rank: usize,
+    size: usize,
+}
+
+impl LocalCommunicator for MpiNode {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn barrier(&self) -> Result<(), CommError> {
+        self.comm.barrier().map_err(|e| mpi_error("barrier", &e))
+    }
+}
+
+impl SharedMemoryProvider for FerrompiBackend {
+    type Region<T: CommData> = MpiRegion<T>;
+
+    fn create_shared_region<T: CommData>(&self, count: usize) -> Result<MpiRegion<T>, CommError> {
+        MpiRegion::allocate(&self.node, self.node_rank == 0, count)
+    }
+
+    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+        let comm = self
+            .world
+            .split_shared()
+            .map_err(|e| mpi_error("split_local", &e))?;
+        let (rank, size) = (comm.rank() as usize, comm.size() as usize);
+        Ok(Box::new(MpiNode { comm, rank, size }))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.node_rank == 0
+    }
+}
+
+/// A region of an MPI shared-memory window: the node leader allocates it whole, the
+/// followers map the leader's memory. See [`SharedMemoryProvider`] for the lifecycle.
+///
+/// # Example
+/// ```no_run
+/// use cobre_comm::{FerrompiBackend, SharedMemoryProvider, SharedRegion};
+///
+/// let comm = FerrompiBackend::new().unwrap();
+/// let mut region = comm.create_shared_region::<f64>(1 << 20).unwrap();
+/// if comm.is_leader() {
+///     region.as_mut_slice().fill(1.0);
+/// }
+/// region.fence().unwrap();
+/// assert_eq!(region.as_slice()[0], 1.0);
+/// ```
+pub struct MpiRegion<T: CommData> {
+    /// Start of the leader's region in this process's address space.
+    ptr: NonNull<T>,
+    len: usize,
+    /// The window; fences need `&mut`, regions are shared by `&self`.
+    window: Mutex<Win<T>>,
+}
+
+// SAFETY: the region is memory of an MPI window that stays mapped while `window` lives;
+// `ptr` is only dereferenced through `as_slice`/`as_mut_slice`, whose borrows are tied to
+// the region. MPI calls (fences) follow the backend's Funneled contract.
+unsafe impl<T: CommData> Send for MpiRegion<T> {}
+// SAFETY: as above; shared access only reads (`as_slice`) or fences under the mutex.
+unsafe impl<T: CommData> Sync for MpiRegion<T> {}
+
+impl<T: CommData> std::fmt::Debug for MpiRegion<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpiRegion")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: CommData> MpiRegion<T> {
+    fn allocate(node: &MpiComm, leader: bool, count: usize) -> Result<Self, CommError> {
+        let requested_bytes = count.saturating_mul(std::mem::size_of::<T>());
+        let failed = |e: ::ferrompi::Error| CommError::AllocationFailed {
+            requested_bytes,
+            message: format!("MPI_Win_allocate_shared: {e}"),
+        };
+        let mut window =
+            Win::<T>::allocate_shared(node, if leader { count } else { 0 }).map_err(failed)?;
+        let (ptr, len) = {
+            let mut view = window.remote(0).map_err(failed)?;
+            // SAFETY: no process writes the region yet (the leader writes only after this
+            // collective allocation returns, and the region is zero-filled by ferrompi),
+            // and the slice is turned into a pointer at once; later accesses go through
+            // `as_slice`/`as_mut_slice` under the fence protocol.
+            let slice = unsafe { view.as_mut_slice() };
+            (NonNull::from(slice).cast::<T>(), view.len())
+        };
+        // Opens the first fence epoch: the leader's stores made before the user's fence are
+        // published by it.
+        window
+            .fence(WinFenceAssert::none(), WinFenceAssert::none(), |_| Ok(()))
+            .map_err(failed)?;
+        Ok(MpiRegion {
+            ptr,
+            len,
+            window: Mutex::new(window),
+        })
+    }
+}
+
+impl<T: CommData> SharedRegion<T> for MpiRegion<T> {
+    fn as_slice(&self) -> &[T] {
+        // SAFETY: `ptr` points to `len` elements of the leader's window region, mapped
+        // while `self.window` lives; every bit pattern is a valid `T` (Pod). Writes by the
+        // leader happen, per the documented lifecycle, only between fences in which no
+        // rank reads.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as for `as_slice`; `&mut self` makes the slice unique in this process,
+        // and the lifecycle keeps other processes from reading while the leader writes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn fence(&self) -> Result<(), CommError> {
+        let mut window = self
+            .window
+            .lock()
+            .map_err(|_| CommError::InvalidCommunicator)?;
+        window
+            .fence(WinFenceAssert::none(), WinFenceAssert::none(), |_| Ok(()))
+            .map_err(|e| mpi_error("fence", &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_world_of_one_under_a_multi_task_launcher_is_explained() {
+        let err = launcher_mismatch(
+            1,
+            &vars(&[("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "4")]),
+        )
+        .unwrap();
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "the launcher started 4 tasks (SLURM_STEP_NUM_TASKS=4) but MPI reports a world of 1"
+            ),
+            "{text}"
+        );
+        assert!(launcher_mismatch(4, &vars(&[("PMI_SIZE", "4")])).is_none());
+        assert!(launcher_mismatch(1, &vars(&[("PMI_SIZE", "1")])).is_none());
+        assert!(
+            launcher_mismatch(1, &vars(&[("SLURM_NTASKS", "8")])).is_none(),
+            "an allocation without srun is not a launch"
+        );
+        assert!(launcher_mismatch(1, &vars(&[("OMPI_COMM_WORLD_SIZE", "2")])).is_some());
+    }
+
+    #[test]
+    fn unsigned_order_survives_the_signed_detour() {
+        let values = [0_u64, 1, (1 << 63) - 1, 1 << 63, u64::MAX];
+        for pair in values.windows(2) {
+            assert!(pair[0].to_ordered() < pair[1].to_ordered());
+            assert_eq!(u64::from_ordered(pair[1].to_ordered()), pair[1]);
+        }
+        assert!(200_u8.to_ordered() > 10_u8.to_ordered());
+        assert_eq!(u32::from_ordered(u32::MAX.to_ordered()), u32::MAX);
+    }
+
+    #[test]
+    fn counts_beyond_mpi_int_are_refused() {
+        let err = to_mpi_int("allgatherv", "counts[1]", 1 << 31).unwrap_err();
+        assert!(
+            err.to_string().contains("counts[1] does not fit MPI's int"),
+            "{err}"
+        );
+        assert_eq!(to_mpi_int("allgatherv", "x", 5), Ok(5));
+    }
+}

@@ -1,0 +1,205 @@
+//! The MPI backend under a real `mpiexec` (MPICH): the conformance suite on 1 to 4 ranks,
+//! the shared-window lifecycle at 3 ranks, a second initialisation, and the factory.
+//!
+//! Without launcher variables this binary is the driver: it starts itself through
+//! `mpiexec -n N` for each case and checks the outcome. Under `mpiexec` it is a rank.
+
+use std::io::Read;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use cobre_comm::{
+    BackendError, BackendKind, Communicator, FerrompiBackend, SharedMemoryProvider, SharedRegion,
+    create_communicator_with,
+};
+use cobre_comm_conformance::{Options, options_for, run_suite};
+
+const CASE_VAR: &str = "COBRE_MPI_TEST_CASE";
+const DEADLINE: Duration = Duration::from_secs(300);
+
+fn main() -> ExitCode {
+    match std::env::var(CASE_VAR) {
+        Ok(case) => rank(&case),
+        Err(_) => driver(),
+    }
+}
+
+/// Options for `ranks` ranks: MPICH busy-polls, so with more ranks than cores every
+/// collective costs milliseconds; the suite keeps every check but with shorter runs.
+fn options(ranks: usize) -> Options {
+    let mut options = options_for(BackendKind::Mpi);
+    if ranks > 2 {
+        options.max_len = 1 << 16;
+        options.sequence_len = 300;
+    }
+    options
+}
+
+fn rank(case: &str) -> ExitCode {
+    let comm = match create_communicator_with(BackendKind::Mpi) {
+        Ok(comm) => comm,
+        Err(e) => {
+            eprintln!("cannot create the MPI communicator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ok = match case {
+        "suite" => {
+            let report = run_suite(&comm, &options(comm.size()));
+            for failure in report.failures() {
+                eprintln!("rank {}: {failure}", report.rank);
+            }
+            report.passed()
+        }
+        "region" => region(&comm),
+        "second-init" => {
+            let again = FerrompiBackend::new();
+            match again {
+                Err(BackendError::InitializationFailed { message, .. })
+                    if message.contains("only once per process") =>
+                {
+                    true
+                }
+                other => {
+                    eprintln!(
+                        "a second initialisation gave {other:?}, expected InitializationFailed"
+                    );
+                    false
+                }
+            }
+        }
+        other => {
+            eprintln!("unknown case {other}");
+            false
+        }
+    };
+    if ok {
+        println!("rank {} of {}: {case} ok", comm.rank(), comm.size());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Leader writes, fence, followers read the leader's data (true shared memory), twice.
+fn region<C: Communicator + SharedMemoryProvider>(comm: &C) -> bool {
+    let node = comm.split_local().expect("split_local");
+    let mut region = comm
+        .create_shared_region::<u64>(100_000)
+        .expect("allocation");
+    let mut ok = node.size() == comm.size() && comm.is_leader() == (node.rank() == 0);
+    for round in 0..2_u64 {
+        if comm.is_leader() {
+            for (i, x) in region.as_mut_slice().iter_mut().enumerate() {
+                *x = i as u64 * 3 + round;
+            }
+        }
+        region.fence().expect("fence");
+        let seen = region.as_slice();
+        let good = seen.len() == 100_000
+            && seen
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == i as u64 * 3 + round);
+        if !good {
+            eprintln!(
+                "rank {} does not see the leader's round {round}: {:?}",
+                comm.rank(),
+                &seen[..4.min(seen.len())]
+            );
+        }
+        ok &= good;
+        region.fence().expect("fence");
+    }
+    ok
+}
+
+fn mpiexec() -> Option<String> {
+    std::env::var("MPIEXEC").ok().or_else(|| {
+        std::env::var_os("PATH")
+            .and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("mpiexec"))
+                    .find(|c| c.is_file())
+            })
+            .map(|p| p.display().to_string())
+    })
+}
+
+/// Runs `mpiexec -n ranks <this binary>` for `case`; returns an error description.
+fn run_case(mpiexec: &str, ranks: usize, case: &str) -> Result<Duration, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut child = Command::new(mpiexec)
+        .args(["-n", &ranks.to_string()])
+        .arg(&exe)
+        .env(CASE_VAR, case)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("did not finish within {DEADLINE:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50)); // polling a process, not synchronising
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    let oks = out
+        .lines()
+        .filter(|l| l.ends_with(&format!("{case} ok")))
+        .count();
+    if status.success() && oks == ranks {
+        Ok(start.elapsed())
+    } else {
+        Err(format!(
+            "{status}, {oks} of {ranks} ranks reported success\nstdout:\n{out}\nstderr:\n{err}"
+        ))
+    }
+}
+
+fn driver() -> ExitCode {
+    let Some(mpiexec) = mpiexec() else {
+        eprintln!("mpiexec is not on PATH: install MPICH (apt-get install mpich libmpich-dev)");
+        println!("0 passed, 1 failed");
+        return ExitCode::FAILURE;
+    };
+    let cases = [
+        (1, "suite"),
+        (2, "suite"),
+        (3, "suite"),
+        (4, "suite"),
+        (3, "region"),
+        (1, "second-init"),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (ranks, case) in cases {
+        match run_case(&mpiexec, ranks, case) {
+            Ok(elapsed) => {
+                passed += 1;
+                println!(
+                    "mpi {case} on {ranks} rank(s) ... ok ({:.1} s)",
+                    elapsed.as_secs_f64()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("mpi {case} on {ranks} rank(s) ... FAILED: {e}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
