@@ -186,6 +186,18 @@ impl FerrompiBackend {
         })
     }
 
+    /// The underlying `MPI_COMM_WORLD` communicator, for MPI calls this crate does not
+    /// wrap (point-to-point, other collectives). Calls on it follow the same Funneled rule.
+    ///
+    /// ```no_run
+    /// let comm = cobre_comm::FerrompiBackend::new().unwrap();
+    /// let name = comm.mpi_world().processor_name().unwrap();
+    /// println!("running on {name}");
+    /// ```
+    pub fn mpi_world(&self) -> &MpiComm {
+        &self.world
+    }
+
     /// The MPI thread level the library provided (at least `Funneled`).
     ///
     /// ```no_run
