@@ -41,18 +41,18 @@ fn main() {
         rows[0].0 += time(&comm, 20_000, || {
             world
                 .allreduce(&send8, &mut recv8, ferrompi::ReduceOp::Sum)
-                .unwrap()
+                .unwrap();
         });
         rows[0].1 += time(&comm, 20_000, || {
-            comm.allreduce(&send8, &mut recv8, ReduceOp::Sum).unwrap()
+            comm.allreduce(&send8, &mut recv8, ReduceOp::Sum).unwrap();
         });
         rows[1].0 += time(&comm, 200, || {
             world
                 .allgatherv(&send, &mut recv, &counts_i32, &displs_i32)
-                .unwrap()
+                .unwrap();
         });
         rows[1].1 += time(&comm, 200, || {
-            comm.allgatherv(&send, &mut recv, &counts, &displs).unwrap()
+            comm.allgatherv(&send, &mut recv, &counts, &displs).unwrap();
         });
     }
     if comm.rank() == 0 {
