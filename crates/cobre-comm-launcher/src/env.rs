@@ -55,6 +55,49 @@ pub fn shm_env(ranks: usize, timeout: Option<Duration>) -> Vec<Vec<(String, Stri
         .collect()
 }
 
+/// The lowest port the kernel hands out to outgoing connections (the start of
+/// `ip_local_port_range`; 32768 when it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A port that is free now on every local address, for a job's rank 0 to listen on.
+///
+/// It is drawn at random below the kernel's range of ephemeral ports, so that the
+/// outgoing connections of other programs (and of the job itself) cannot take it between
+/// this call and the moment rank 0 binds it.
+///
+/// # Errors
+/// When no free port is found after many tries.
+///
+/// ```
+/// let port = cobre_comm_launcher::free_port().unwrap();
+/// assert!(port >= 1024);
+/// ```
+pub fn free_port() -> std::io::Result<u16> {
+    let high = ephemeral_start().max(2048);
+    let low = high.saturating_sub(12_000).max(1024);
+    for _ in 0..200 {
+        let pick = getrandom::u32().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let port = low + (pick % u32::from(high - low)) as u16;
+        let v4 = TcpListener::bind(("0.0.0.0", port));
+        let v6 = TcpListener::bind(("::", port));
+        if v4.is_ok()
+            && (v6.is_ok()
+                || matches!(&v6, Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable))
+        {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free port found between {low} and {high}"),
+    ))
+}
+
 /// The environment of each of `ranks` ranks of a `tcp` job on this machine:
 /// `COBRE_COMM_BACKEND=tcp`, `COBRE_TCP_COORDINATOR=127.0.0.1`, a free `COBRE_TCP_PORT`
 /// (asked of the operating system), a random `COBRE_TCP_TOKEN`, `COBRE_TCP_BIND=127.0.0.1`

@@ -27,5 +27,5 @@
 mod env;
 mod run;
 
-pub use env::{shm_env, tcp_env, unique_token};
+pub use env::{free_port, shm_env, tcp_env, unique_token};
 pub use run::{Failure, LaunchReport, Launcher, Outcome, RankReport};

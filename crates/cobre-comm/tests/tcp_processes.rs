@@ -18,11 +18,10 @@ use cobre_comm_conformance::{Options, run_suite};
 const ROLE: &str = "TCP_TEST_ROLE";
 
 /// A free loopback port (the kernel picks it; we release it for rank 0 to bind).
+/// A free port below the ephemeral range, so that no outgoing connection of a test
+/// running in parallel can take it before rank 0 binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    cobre_comm_launcher::free_port().expect("a free port")
 }
 
 struct Rank {
