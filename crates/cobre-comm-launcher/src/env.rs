@@ -83,12 +83,13 @@ pub fn free_port() -> std::io::Result<u16> {
     for _ in 0..200 {
         let pick = getrandom::u32().map_err(|e| std::io::Error::other(e.to_string()))?;
         let port = low + (pick % u32::from(high - low)) as u16;
-        let v4 = TcpListener::bind(("0.0.0.0", port));
-        let v6 = TcpListener::bind(("::", port));
-        if v4.is_ok()
-            && (v6.is_ok()
-                || matches!(&v6, Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable))
-        {
+        // One address at a time: a dual-stack `[::]` listener conflicts with `0.0.0.0`.
+        let v4_free = TcpListener::bind(("0.0.0.0", port)).is_ok();
+        let v6_free = match TcpListener::bind(("::", port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::AddrNotAvailable, // no IPv6 here
+        };
+        if v4_free && v6_free {
             return Ok(port);
         }
     }
