@@ -123,6 +123,8 @@ pub fn available_backends() -> Vec<&'static str> {
     names.push("mpi");
     #[cfg(feature = "tcp")]
     names.push("tcp");
+    #[cfg(feature = "shm")]
+    names.push("shm");
     names
 }
 
@@ -342,6 +344,9 @@ mod dispatch {
         /// The TCP backend.
         #[cfg(feature = "tcp")]
         Tcp(crate::tcp::TcpBackend),
+        /// The shared-memory backend.
+        #[cfg(feature = "shm")]
+        Shm(crate::shm::ShmBackend),
     }
 
     /// The shared region type of [`CommBackend`]: one variant per backend.
@@ -364,6 +369,9 @@ mod dispatch {
         /// An MPI shared-memory window region.
         #[cfg(feature = "mpi")]
         Mpi(crate::ferrompi::MpiRegion<T>),
+        /// A POSIX shared-memory region.
+        #[cfg(feature = "shm")]
+        Shm(crate::shm::ShmRegion<T>),
     }
 
     /// Runs `$body` with `$inner` bound to the active backend.
@@ -375,6 +383,8 @@ mod dispatch {
                 CommBackend::Mpi($inner) => $body,
                 #[cfg(feature = "tcp")]
                 CommBackend::Tcp($inner) => $body,
+                #[cfg(feature = "shm")]
+                CommBackend::Shm($inner) => $body,
             }
         };
     }
@@ -386,6 +396,8 @@ mod dispatch {
                 CommRegion::Heap($inner) => $body,
                 #[cfg(feature = "mpi")]
                 CommRegion::Mpi($inner) => $body,
+                #[cfg(feature = "shm")]
+                CommRegion::Shm($inner) => $body,
             }
         };
     }
@@ -403,9 +415,13 @@ mod dispatch {
             }
             #[cfg(feature = "tcp")]
             BackendKind::Tcp => crate::tcp::TcpBackend::from_lookup(lookup).map(CommBackend::Tcp),
+            #[cfg(feature = "shm")]
+            BackendKind::Shm => crate::shm::ShmBackend::from_lookup(lookup).map(CommBackend::Shm),
+            // Only reachable for a backend whose feature is off, which selection refuses.
+            #[allow(unreachable_patterns)]
             other => Err(BackendError::BackendNotAvailable {
                 backend: other.name().to_string(),
-                reason: "this backend is not implemented in this version of cobre-comm".into(),
+                reason: format!("the Cargo feature `{other}` is not enabled"),
             }),
         }
     }
@@ -466,6 +482,8 @@ mod dispatch {
                 CommBackend::Mpi(c) => c.create_shared_region(count).map(CommRegion::Mpi),
                 #[cfg(feature = "tcp")]
                 CommBackend::Tcp(c) => c.create_shared_region(count).map(CommRegion::Heap),
+                #[cfg(feature = "shm")]
+                CommBackend::Shm(c) => c.create_shared_region(count).map(CommRegion::Shm),
             }
         }
 

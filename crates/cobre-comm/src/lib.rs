@@ -58,11 +58,12 @@ pub mod factory;
 #[cfg(feature = "mpi")]
 pub mod ferrompi;
 #[cfg(any(feature = "shm", feature = "tcp"))]
-#[allow(dead_code)] // used by the shm and tcp backends as they land
 pub(crate) mod fingerprint;
 pub mod local;
 pub mod precondition;
 pub mod reduce;
+#[cfg(feature = "shm")]
+pub mod shm;
 #[cfg(feature = "tcp")]
 pub mod tcp;
 pub mod traits;
@@ -80,6 +81,8 @@ pub use factory::{CommBackend, CommRegion};
 #[cfg(feature = "mpi")]
 pub use ferrompi::{FerrompiBackend, MpiRegion};
 pub use local::{HeapRegion, LocalBackend};
+#[cfg(feature = "shm")]
+pub use shm::{ShmBackend, ShmConfig, ShmRegion};
 #[cfg(feature = "tcp")]
 pub use tcp::{TcpBackend, TcpConfig};
 pub use traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider, SharedRegion};

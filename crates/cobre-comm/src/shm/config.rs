@@ -1,0 +1,212 @@
+//! Configuration of the shared-memory backend: [`ShmConfig`], from code or from the
+//! `COBRE_SHM_*` environment variables.
+
+use std::time::Duration;
+
+use crate::env::{EnvReader, Lookup};
+use crate::types::BackendError;
+
+const BACKEND: &str = "shm";
+const ENV_NAME: &str = "COBRE_SHM_NAME";
+const ENV_RANK: &str = "COBRE_SHM_RANK";
+const ENV_SIZE: &str = "COBRE_SHM_SIZE";
+const ENV_TIMEOUT: &str = "COBRE_SHM_TIMEOUT_SECS";
+
+/// The largest job the shm backend accepts.
+pub const MAX_SIZE: usize = 1024;
+/// Default timeout for a silent peer (and for the start-up rendezvous).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default size of each rank's data slot (payloads larger than this are pipelined).
+pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+
+/// How to join a shared-memory job.
+///
+/// # Example
+/// ```no_run
+/// use cobre_comm::{ShmBackend, ShmConfig};
+///
+/// // Rank 1 of a 4-rank job whose segment is named /my-job.
+/// let config = ShmConfig::new("/my-job", 1, 4);
+/// let comm = ShmBackend::new(&config).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShmConfig {
+    /// The segment name: starts with `/`, unique per job, no other `/`.
+    pub name: String,
+    /// This process's rank, `0..size`.
+    pub rank: usize,
+    /// The number of ranks.
+    pub size: usize,
+    /// The longest wait for a silent peer, and for the others to join at start-up.
+    pub timeout: Duration,
+    /// Bytes of each rank's data slot; larger payloads go through in chunks of this size.
+    pub chunk_bytes: usize,
+}
+
+impl ShmConfig {
+    /// A configuration with the default timeout and chunk size.
+    ///
+    /// ```
+    /// let config = cobre_comm::ShmConfig::new("/job", 0, 2);
+    /// assert_eq!(config.timeout.as_secs(), 60);
+    /// ```
+    pub fn new(name: impl Into<String>, rank: usize, size: usize) -> ShmConfig {
+        ShmConfig {
+            name: name.into(),
+            rank,
+            size,
+            timeout: DEFAULT_TIMEOUT,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+        }
+    }
+
+    /// Reads `COBRE_SHM_NAME`, `COBRE_SHM_RANK`, `COBRE_SHM_SIZE` and
+    /// `COBRE_SHM_TIMEOUT_SECS` from the process environment.
+    ///
+    /// # Errors
+    /// [`BackendError::MissingConfiguration`] naming the unset variables,
+    /// [`BackendError::InvalidConfiguration`] naming a bad value and what was expected.
+    ///
+    /// ```no_run
+    /// let config = cobre_comm::ShmConfig::from_env().unwrap();
+    /// ```
+    pub fn from_env() -> Result<ShmConfig, BackendError> {
+        Self::from_lookup(&crate::env::process_env)
+    }
+
+    /// As [`ShmConfig::from_env`], with variables looked up by `lookup`.
+    ///
+    /// # Errors
+    /// As [`ShmConfig::from_env`].
+    ///
+    /// ```
+    /// use cobre_comm::ShmConfig;
+    /// let vars = |name: &str| match name {
+    ///     "COBRE_SHM_NAME" => Some("/job".to_string()),
+    ///     "COBRE_SHM_RANK" => Some("1".to_string()),
+    ///     "COBRE_SHM_SIZE" => Some("3".to_string()),
+    ///     _ => None,
+    /// };
+    /// let config = ShmConfig::from_lookup(&vars).unwrap();
+    /// assert_eq!((config.rank, config.size), (1, 3));
+    /// ```
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<ShmConfig, BackendError> {
+        let env = EnvReader::new(BACKEND, lookup);
+        env.require(
+            &[ENV_NAME, ENV_RANK, ENV_SIZE],
+            "set them for every rank, or start the ranks with `cobre-comm launch -n N --backend shm`",
+        )?;
+        let name = env.get(ENV_NAME).expect("checked by require");
+        let size = env
+            .usize_in(ENV_SIZE, 1, MAX_SIZE)?
+            .expect("checked by require");
+        let rank = env
+            .usize_in(ENV_RANK, 0, size - 1)?
+            .expect("checked by require");
+        let timeout = env.seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)?;
+        let config = ShmConfig {
+            name,
+            rank,
+            size,
+            timeout,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+        };
+        config
+            .validate()
+            .map_err(|(variable, value, expected)| env.invalid(variable, &value, &expected))?;
+        Ok(config)
+    }
+
+    /// Checks the fields; on error returns (variable, value, expected).
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String, String)> {
+        let name_ok = self.name.len() >= 2
+            && self.name.len() <= 200
+            && self.name.starts_with('/')
+            && !self.name[1..].contains('/')
+            && self.name.bytes().all(|b| b.is_ascii_graphic());
+        if !name_ok {
+            return Err((
+                ENV_NAME,
+                self.name.clone(),
+                "a name that starts with `/`, has no other `/`, no spaces, and at most 200 characters, such as /cobre-job-42".into(),
+            ));
+        }
+        if self.size == 0 || self.size > MAX_SIZE {
+            return Err((
+                ENV_SIZE,
+                self.size.to_string(),
+                format!("an integer from 1 to {MAX_SIZE}"),
+            ));
+        }
+        if self.rank >= self.size {
+            return Err((
+                ENV_RANK,
+                self.rank.to_string(),
+                format!("an integer from 0 to {}", self.size - 1),
+            ));
+        }
+        if self.chunk_bytes < 4096 || !self.chunk_bytes.is_multiple_of(4096) {
+            return Err((
+                "chunk_bytes",
+                self.chunk_bytes.to_string(),
+                "a multiple of 4096".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = ShmConfig::from_lookup(&vars(&[
+            ("COBRE_SHM_NAME", "/j"),
+            ("COBRE_SHM_RANK", "3"),
+            ("COBRE_SHM_SIZE", "3"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("COBRE_SHM_RANK=\"3\" is invalid: expected an integer from 0 to 2"),
+            "{err}"
+        );
+        let err = ShmConfig::from_lookup(&vars(&[
+            ("COBRE_SHM_NAME", "job"),
+            ("COBRE_SHM_RANK", "0"),
+            ("COBRE_SHM_SIZE", "1"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("COBRE_SHM_NAME=\"job\" is invalid: expected a name that starts with `/`"),
+            "{err}"
+        );
+        let err = ShmConfig::from_lookup(&vars(&[("COBRE_SHM_NAME", "/j")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("needs COBRE_SHM_RANK, COBRE_SHM_SIZE which are not set"),
+            "{err}"
+        );
+        let err = ShmConfig::from_lookup(&vars(&[
+            ("COBRE_SHM_NAME", "/j"),
+            ("COBRE_SHM_RANK", "0"),
+            ("COBRE_SHM_SIZE", "2"),
+            ("COBRE_SHM_TIMEOUT_SECS", "soon"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("COBRE_SHM_TIMEOUT_SECS=\"soon\""), "{err}");
+    }
+}

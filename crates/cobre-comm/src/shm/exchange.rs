@@ -1,0 +1,464 @@
+//! The job: attaching to the segment, and the exchange step every collective is made of.
+//!
+//! One step at generation `g`: a rank waits until every rank has finished reading the
+//! buffer it is about to reuse (`depart >= g - 2`: slots are double-buffered), writes its
+//! data and fingerprint into its slot, publishes `arrive = g`, waits until every rank has
+//! arrived at `g`, compares fingerprints, reads what it needs from the slots in rank
+//! order, and publishes `depart = g`.
+//!
+//! Waiting spins briefly, then yields, then sleeps on a futex in the segment with a short
+//! timeout. Sleepers announce themselves, so publishers make the `futex_wake` system
+//! call only when someone sleeps. While sleeping a rank checks that the ranks it waits
+//! for are still alive: a dead one is recorded in the header and everyone is woken, so
+//! every survivor reports it. A rank that stays silent past the timeout is reported too.
+
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+
+use super::config::ShmConfig;
+use super::layout::{
+    H_ATTACHED, H_CHUNK, H_CREATOR, H_FAILED, H_LEN, H_MAGIC, H_SIZE, H_SLEEPERS, H_UNLINKED,
+    H_VERSION, H_WAKE, HEADER_BYTES, L_ARRIVE, L_DEPART, L_PID, Layout, MAGIC, VERSION,
+};
+use super::segment::{CreateError, Segment};
+use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
+use crate::types::{BackendError, CommError};
+
+/// Spins before yielding, and yields before sleeping.
+const SPINS: u32 = 2_000;
+const YIELDS: u32 = 50;
+/// Longest single futex sleep, and how often a sleeper checks its peers' processes.
+const NAP: Duration = Duration::from_millis(50);
+const LIVENESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Per-process state of the calls made so far.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Collectives completed (fingerprint sequence number).
+    pub seq: u64,
+    /// Exchange steps completed.
+    generation: u64,
+    /// The error that broke the job, returned by every later call.
+    poison: Option<CommError>,
+}
+
+/// This process's view of a shared-memory job.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub seg: Segment,
+    pub layout: Layout,
+    pub name: String,
+    pub rank: usize,
+    pub size: usize,
+    pub timeout: Duration,
+    state: Mutex<State>,
+}
+
+fn init_failed(message: String) -> BackendError {
+    BackendError::InitializationFailed {
+        backend: "shm".into(),
+        message,
+    }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn process_gone(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    if rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH) {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+impl Job {
+    /// Creates (rank 0) or joins (other ranks) the job's segment, claims this rank, and
+    /// waits until every rank has joined; the last to join unlinks the name.
+    pub(crate) fn attach(config: &ShmConfig) -> Result<Job, BackendError> {
+        config.validate().map_err(|(variable, value, expected)| {
+            BackendError::InvalidConfiguration {
+                backend: "shm".into(),
+                variable: variable.into(),
+                value,
+                expected,
+            }
+        })?;
+        let layout = Layout {
+            size: config.size,
+            chunk: config.chunk_bytes,
+        };
+        let deadline = Instant::now() + config.timeout;
+        let seg = if config.rank == 0 {
+            Self::create(config, layout)?
+        } else {
+            Self::open(config, layout, deadline)?
+        };
+        let job = Job {
+            seg,
+            layout,
+            name: config.name.clone(),
+            rank: config.rank,
+            size: config.size,
+            timeout: config.timeout,
+            state: Mutex::new(State::default()),
+        };
+        job.join()?;
+        Ok(job)
+    }
+
+    fn create(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
+        let len = layout.len();
+        let seg = Segment::create(&config.name, len).map_err(|e| match e {
+            CreateError::Exists => init_failed(format!(
+                "a shared-memory segment named {0} already exists: another job uses this name, or a crashed job \
+                 left it behind (it is /dev/shm{0}); give each job a new COBRE_SHM_NAME (`cobre-comm launch` does)",
+                config.name
+            )),
+            CreateError::NoSpace(e) => init_failed(format!(
+                "cannot reserve {len} bytes for segment {} in /dev/shm ({e}): free space there or use fewer ranks",
+                config.name
+            )),
+            CreateError::Other(e) => init_failed(format!("cannot create segment {}: {e}", config.name)),
+        })?;
+        seg.u32_at(H_VERSION).store(VERSION, SeqCst);
+        seg.u32_at(H_SIZE).store(config.size as u32, SeqCst);
+        seg.u64_at(H_CHUNK).store(config.chunk_bytes as u64, SeqCst);
+        seg.u64_at(H_LEN).store(len as u64, SeqCst);
+        seg.u32_at(H_CREATOR).store(std::process::id(), SeqCst);
+        seg.u64_at(H_MAGIC).store(MAGIC, SeqCst);
+        Ok(seg)
+    }
+
+    /// Opens rank 0's segment, retrying until it exists and is initialised.
+    fn open(
+        config: &ShmConfig,
+        layout: Layout,
+        deadline: Instant,
+    ) -> Result<Segment, BackendError> {
+        let name = &config.name;
+        loop {
+            let found = Segment::open(name)
+                .map_err(|e| init_failed(format!("cannot open segment {name}: {e}")))?;
+            if let Some(seg) = found.filter(|s| s.len() >= HEADER_BYTES) {
+                let magic = seg.u64_at(H_MAGIC).load(SeqCst);
+                if magic == MAGIC {
+                    Self::verify(config, layout, &seg)?;
+                    return Ok(seg);
+                }
+                if magic != 0 {
+                    return Err(init_failed(format!(
+                        "segment {name} was not made by cobre-comm (its first word is {magic:#x}, expected {MAGIC:#x}): \
+                         another program uses this name"
+                    )));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(init_failed(format!(
+                    "rank 0 did not create segment {name} within {:?}: is rank 0 running with the same COBRE_SHM_NAME?",
+                    config.timeout
+                )));
+            }
+            // Waiting for another process to create a file: nothing to block on.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn verify(config: &ShmConfig, layout: Layout, seg: &Segment) -> Result<(), BackendError> {
+        let name = &config.name;
+        let version = seg.u32_at(H_VERSION).load(SeqCst);
+        if version != VERSION {
+            return Err(init_failed(format!(
+                "segment {name} has layout version {version}, this build expects {VERSION}: every rank must run the same build"
+            )));
+        }
+        let size = seg.u32_at(H_SIZE).load(SeqCst) as usize;
+        if size != config.size {
+            return Err(init_failed(format!(
+                "segment {name} is for a job of {size} ranks, but COBRE_SHM_SIZE is {}: every rank must be given the same size",
+                config.size
+            )));
+        }
+        let chunk = seg.u64_at(H_CHUNK).load(SeqCst) as usize;
+        let len = seg.u64_at(H_LEN).load(SeqCst) as usize;
+        if chunk != config.chunk_bytes || len != layout.len() || seg.len() < len {
+            return Err(init_failed(format!(
+                "segment {name} has chunk {chunk} and length {len} (mapped {}), expected chunk {} and length {}: \
+                 every rank must use the same configuration",
+                seg.len(),
+                config.chunk_bytes,
+                layout.len()
+            )));
+        }
+        let creator = seg.u32_at(H_CREATOR).load(SeqCst);
+        if process_gone(creator) {
+            return Err(init_failed(format!(
+                "segment {name} is stale: the process that created it (pid {creator}) is gone; remove /dev/shm{name} \
+                 or use a new COBRE_SHM_NAME"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Claims this rank's line and waits for every rank; the last to arrive unlinks.
+    fn join(&self) -> Result<(), BackendError> {
+        let me = std::process::id();
+        let pid = self.seg.u32_at(self.layout.line(self.rank) + L_PID);
+        if let Err(other) = pid.compare_exchange(0, me, SeqCst, SeqCst) {
+            return Err(init_failed(format!(
+                "rank {} of segment {} is already taken by process {other}: two processes were given COBRE_SHM_RANK={}",
+                self.rank, self.name, self.rank
+            )));
+        }
+        let attached = self.seg.u32_at(H_ATTACHED);
+        if attached.fetch_add(1, SeqCst) as usize + 1 == self.size {
+            self.unlink();
+        }
+        self.notify();
+        let waited = self.wait("start-up", |job, r| {
+            job.seg.u32_at(job.layout.line(r) + L_PID).load(SeqCst) != 0
+        });
+        waited.map_err(|e| {
+            self.unlink();
+            init_failed(format!("not every rank joined segment {}: {e}", self.name))
+        })?;
+        Ok(())
+    }
+
+    /// Removes the segment's name (once for the job).
+    pub(crate) fn unlink(&self) {
+        if self.seg.u32_at(H_UNLINKED).swap(1, SeqCst) == 0 {
+            let _ = Segment::unlink(&self.name);
+        }
+    }
+
+    fn wake_word(&self) -> &AtomicU32 {
+        self.seg.u32_at(H_WAKE)
+    }
+
+    /// Wakes sleepers, if any.
+    pub(crate) fn notify(&self) {
+        if self.seg.u32_at(H_SLEEPERS).load(SeqCst) > 0 {
+            self.wake_word().fetch_add(1, SeqCst);
+            let _ = futex::wake(self.wake_word(), futex::Flags::empty(), u32::MAX);
+        }
+    }
+
+    /// Records that `rank` is lost and wakes everyone.
+    fn mark_failed(&self, rank: usize) {
+        let _ = self
+            .seg
+            .u32_at(H_FAILED)
+            .compare_exchange(0, rank as u32 + 1, SeqCst, SeqCst);
+        self.wake_word().fetch_add(1, SeqCst);
+        let _ = futex::wake(self.wake_word(), futex::Flags::empty(), u32::MAX);
+    }
+
+    fn lost(&self, operation: &'static str) -> Option<CommError> {
+        let failed = self.seg.u32_at(H_FAILED).load(SeqCst);
+        (failed != 0).then(|| {
+            let rank = failed as usize - 1;
+            let pid = self.seg.u32_at(self.layout.line(rank) + L_PID).load(SeqCst);
+            CommError::PeerLost {
+                operation,
+                rank,
+                message: format!(
+                    "its process (pid {pid}) is gone; noticed while rank {} waited",
+                    self.rank
+                ),
+            }
+        })
+    }
+
+    /// Waits until `ready(self, r)` holds for every rank `r`.
+    fn wait(
+        &self,
+        operation: &'static str,
+        ready: impl Fn(&Job, usize) -> bool,
+    ) -> Result<(), CommError> {
+        let all = || (0..self.size).all(|r| ready(self, r));
+        for _ in 0..SPINS {
+            if all() {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        for _ in 0..YIELDS {
+            if all() {
+                return Ok(());
+            }
+            std::thread::yield_now();
+        }
+        let start = Instant::now();
+        let mut next_check = start + LIVENESS_EVERY;
+        let sleepers = self.seg.u32_at(H_SLEEPERS);
+        let nap = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: NAP.as_nanos() as _,
+        };
+        loop {
+            if let Some(error) = self.lost(operation) {
+                return Err(error);
+            }
+            sleepers.fetch_add(1, SeqCst);
+            let seen = self.wake_word().load(SeqCst);
+            if all() {
+                sleepers.fetch_sub(1, SeqCst);
+                return Ok(());
+            }
+            let _ = futex::wait(self.wake_word(), futex::Flags::empty(), seen, Some(&nap));
+            sleepers.fetch_sub(1, SeqCst);
+            if all() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= next_check {
+                next_check = now + LIVENESS_EVERY;
+                for r in (0..self.size).filter(|&r| !ready(self, r)) {
+                    let pid = self.seg.u32_at(self.layout.line(r) + L_PID).load(SeqCst);
+                    if pid != 0 && process_gone(pid) {
+                        self.mark_failed(r);
+                    }
+                }
+                if self.lost(operation).is_none() && now - start >= self.timeout {
+                    let pending: Vec<String> = (0..self.size)
+                        .filter(|&r| !ready(self, r))
+                        .map(|r| r.to_string())
+                        .collect();
+                    return Err(CommError::Timeout {
+                        operation,
+                        timeout: self.timeout,
+                        message: format!(
+                            "rank {} waited for rank(s) {}, which are alive but silent (stopped, overloaded, or in another call)",
+                            self.rank,
+                            pending.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Locks the call state, failing fast when the job is already broken.
+    pub(crate) fn begin(&self) -> Result<MutexGuard<'_, State>, CommError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| CommError::InvalidCommunicator)?;
+        match &state.poison {
+            Some(error) => Err(error.clone()),
+            None => Ok(state),
+        }
+    }
+
+    /// Records a fatal error: every later call returns it.
+    pub(crate) fn poison(state: &mut State, error: CommError) -> CommError {
+        state.poison = Some(error.clone());
+        error
+    }
+
+    /// Publishes `data` (at most one chunk) with `fingerprint` as this rank's part of the
+    /// next step; returns the step's generation.
+    pub(crate) fn publish(
+        &self,
+        state: &mut State,
+        fingerprint: &Fingerprint,
+        data: &[u8],
+    ) -> Result<u64, CommError> {
+        debug_assert!(data.len() <= self.layout.chunk);
+        let generation = state.generation + 1;
+        let op = fingerprint.op.name();
+        if generation > 2 {
+            let reusable = generation - 2;
+            self.wait(op, |job, r| {
+                job.seg.u64_at(job.layout.line(r) + L_DEPART).load(SeqCst) >= reusable
+            })
+            .map_err(|e| Self::poison(state, e))?;
+        }
+        self.seg
+            .write(self.layout.slot(self.rank, generation), data);
+        self.seg.write(
+            self.layout.fingerprint(self.rank, generation),
+            &fingerprint.encode(),
+        );
+        self.seg
+            .u64_at(self.layout.line(self.rank) + L_ARRIVE)
+            .store(generation, SeqCst);
+        self.notify();
+        state.generation = generation;
+        Ok(generation)
+    }
+
+    /// Waits for every rank's part of step `generation`, checks that all ranks run the
+    /// same collective, hands each rank's `len(r)` bytes to `read` in rank order, and
+    /// releases the step.
+    pub(crate) fn collect(
+        &self,
+        state: &mut State,
+        generation: u64,
+        fingerprint: &Fingerprint,
+        len: impl Fn(usize) -> usize,
+        mut read: impl FnMut(usize, &[u8]) -> Result<(), CommError>,
+    ) -> Result<(), CommError> {
+        let op = fingerprint.op.name();
+        self.wait(op, |job, r| {
+            job.seg.u64_at(job.layout.line(r) + L_ARRIVE).load(SeqCst) >= generation
+        })
+        .map_err(|e| Self::poison(state, e))?;
+        for r in 0..self.size {
+            let bytes: &[u8; FINGERPRINT_BYTES] = self
+                .seg
+                .read(self.layout.fingerprint(r, generation), FINGERPRINT_BYTES)
+                .try_into()
+                .expect("fingerprint size");
+            let theirs = match Fingerprint::decode(bytes) {
+                Ok(fp) => fp,
+                Err(e) => {
+                    let error = CommError::Protocol {
+                        operation: op,
+                        message: format!("rank {r} published an unreadable fingerprint: {e}"),
+                    };
+                    return Err(Self::poison(state, error));
+                }
+            };
+            if theirs != *fingerprint {
+                return Err(Self::poison(
+                    state,
+                    fingerprint.mismatch(self.rank, &theirs, r),
+                ));
+            }
+        }
+        let mut result = Ok(());
+        for r in 0..self.size {
+            let n = len(r);
+            if let Err(e) = read(r, self.seg.read(self.layout.slot(r, generation), n)) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.seg
+            .u64_at(self.layout.line(self.rank) + L_DEPART)
+            .store(generation, SeqCst);
+        self.notify();
+        result
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // A job that never completed its start-up may still have its name.
+        self.unlink();
+    }
+}

@@ -1,0 +1,84 @@
+//! Where things are in the job's segment.
+//!
+//! ```text
+//! [0, 4096)                     header: magic, version, size, chunk, length, counters
+//! [4096, 4096 + 128 * size)     one 128-byte control line per rank (two cache lines)
+//! [slots, ...)                  two data slots of `chunk` bytes per rank (double buffer)
+//! ```
+//!
+//! Every rank writes only its own control line and its own slots; all other accesses
+//! are reads. Counters are atomics; fingerprints and data are published by the owner's
+//! `arrive` counter (release) and read after it (acquire).
+
+use crate::fingerprint::FINGERPRINT_BYTES;
+
+/// "cobrecom" in ASCII: the segment was made by this backend.
+pub(crate) const MAGIC: u64 = 0x636F_6272_6563_6F6D;
+/// Bumped whenever the layout changes: ranks of different builds refuse each other.
+pub(crate) const VERSION: u32 = 1;
+
+pub(crate) const HEADER_BYTES: usize = 4096;
+pub(crate) const LINE_BYTES: usize = 128;
+
+// Header fields.
+pub(crate) const H_MAGIC: usize = 0;
+pub(crate) const H_VERSION: usize = 8;
+pub(crate) const H_SIZE: usize = 12;
+pub(crate) const H_CHUNK: usize = 16;
+pub(crate) const H_LEN: usize = 24;
+/// Ranks attached so far.
+pub(crate) const H_ATTACHED: usize = 32;
+/// 0, or 1 + the rank that was lost.
+pub(crate) const H_FAILED: usize = 36;
+/// Futex word: bumped whenever something happens that a sleeper may wait for.
+pub(crate) const H_WAKE: usize = 40;
+/// How many ranks sleep (or are about to) on `H_WAKE`.
+pub(crate) const H_SLEEPERS: usize = 44;
+/// Process id of rank 0.
+pub(crate) const H_CREATOR: usize = 48;
+/// 1 once the name has been unlinked.
+pub(crate) const H_UNLINKED: usize = 52;
+
+// Control-line fields, relative to the line.
+/// Generation this rank last published (u64).
+pub(crate) const L_ARRIVE: usize = 0;
+/// Generation this rank last finished reading (u64).
+pub(crate) const L_DEPART: usize = 8;
+/// Process id of the rank (u32), 0 until attached.
+pub(crate) const L_PID: usize = 16;
+/// Fingerprints of the two buffers.
+pub(crate) const L_FINGERPRINT: usize = 24;
+
+const _: () = assert!(L_FINGERPRINT + 2 * FINGERPRINT_BYTES <= LINE_BYTES);
+
+/// Offsets of one job's segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub size: usize,
+    pub chunk: usize,
+}
+
+impl Layout {
+    #[allow(clippy::unused_self)] // a method like the others, so every offset comes from the layout
+    pub(crate) fn line(&self, rank: usize) -> usize {
+        HEADER_BYTES + rank * LINE_BYTES
+    }
+
+    pub(crate) fn fingerprint(&self, rank: usize, generation: u64) -> usize {
+        self.line(rank) + L_FINGERPRINT + (generation % 2) as usize * FINGERPRINT_BYTES
+    }
+
+    fn slots_start(&self) -> usize {
+        (HEADER_BYTES + self.size * LINE_BYTES).next_multiple_of(4096)
+    }
+
+    /// The data slot `rank` writes at `generation`.
+    pub(crate) fn slot(&self, rank: usize, generation: u64) -> usize {
+        self.slots_start() + (rank * 2 + (generation % 2) as usize) * self.chunk
+    }
+
+    /// The total length of the segment.
+    pub(crate) fn len(&self) -> usize {
+        self.slots_start() + self.size * 2 * self.chunk
+    }
+}

@@ -1,0 +1,172 @@
+//! The shared-memory backend: [`ShmBackend`], many processes of one node exchanging data
+//! through one POSIX shared-memory segment, without MPI (feature `shm`).
+//!
+//! Rank 0 creates the segment (`shm_open` with `O_EXCL`, mode 0600, its size reserved
+//! with `fallocate` so a full `/dev/shm` is an error at start-up rather than a SIGBUS
+//! later); the other ranks open it, and the last one to join removes its name, so a
+//! crash leaves nothing in `/dev/shm`. Each rank owns a control line and two data slots;
+//! every collective is a sequence of exchange steps (see `exchange.rs`) that carry a
+//! fingerprint of the call, so ranks that disagree get
+//! [`CommError::CollectiveMismatch`](crate::CommError::CollectiveMismatch). Payloads of
+//! any size are pipelined through the slots chunk by chunk. `allreduce` folds the
+//! contributions in rank order, so `Sum` is exactly `((x0 + x1) + x2) + ...`.
+//!
+//! A dead peer is noticed by every waiting survivor within about 100 ms and named in
+//! [`CommError::PeerLost`](crate::CommError::PeerLost); a silent one is reported as
+//! [`CommError::Timeout`](crate::CommError::Timeout) after `COBRE_SHM_TIMEOUT_SECS`.
+//! After such an error every call fails fast with the same error.
+
+mod allgatherv;
+mod allreduce;
+mod broadcast;
+mod config;
+mod exchange;
+mod layout;
+mod region;
+mod segment;
+
+use std::sync::Arc;
+
+pub use config::{DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, MAX_SIZE, ShmConfig};
+pub use region::ShmRegion;
+
+use crate::env::Lookup;
+use crate::fingerprint::Fingerprint;
+use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
+use crate::types::{BackendError, CommError, ReduceOp};
+use exchange::Job;
+
+/// Many processes of one node, through POSIX shared memory.
+///
+/// Usually created by [`create_communicator`](crate::create_communicator) from the
+/// `COBRE_SHM_*` variables that `cobre-comm launch` sets; library callers can pass a
+/// [`ShmConfig`].
+///
+/// # Example
+/// ```no_run
+/// // cobre-comm launch -n 4 --backend shm -- target/release/my_program
+/// use cobre_comm::{Communicator, ReduceOp, ShmBackend};
+///
+/// let comm = ShmBackend::from_env().expect("shm set-up failed");
+/// let mut total = [0.0_f64];
+/// comm.allreduce(&[comm.rank() as f64], &mut total, ReduceOp::Sum).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShmBackend {
+    job: Arc<Job>,
+}
+
+impl ShmBackend {
+    /// Joins the job described by `config`: rank 0 creates the segment, the others open
+    /// it; returns when every rank has joined.
+    ///
+    /// # Errors
+    /// [`BackendError::InvalidConfiguration`] for a bad name, rank or size;
+    /// [`BackendError::InitializationFailed`] when the segment exists already (a stale or
+    /// foreign segment), belongs to a different job configuration, `/dev/shm` is too
+    /// small, or not every rank joins within the timeout.
+    pub fn new(config: &ShmConfig) -> Result<Self, BackendError> {
+        Ok(ShmBackend {
+            job: Arc::new(Job::attach(config)?),
+        })
+    }
+
+    /// Joins the job described by the `COBRE_SHM_*` environment variables.
+    ///
+    /// # Errors
+    /// As [`ShmConfig::from_env`] and [`ShmBackend::new`].
+    pub fn from_env() -> Result<Self, BackendError> {
+        Self::new(&ShmConfig::from_env()?)
+    }
+
+    pub(crate) fn from_lookup(lookup: Lookup<'_>) -> Result<Self, BackendError> {
+        Self::new(&ShmConfig::from_lookup(lookup)?)
+    }
+}
+
+/// Runs a one-step collective that moves no data (barrier, fence).
+pub(crate) fn synchronize(
+    job: &Job,
+    make: impl FnOnce(u64) -> Fingerprint,
+) -> Result<(), CommError> {
+    let mut state = job.begin()?;
+    let fingerprint = make(state.seq);
+    let generation = job.publish(&mut state, &fingerprint, &[])?;
+    job.collect(&mut state, generation, &fingerprint, |_| 0, |_, _| Ok(()))?;
+    state.seq += 1;
+    Ok(())
+}
+
+impl Communicator for ShmBackend {
+    fn allgatherv<T: CommData>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError> {
+        allgatherv::allgatherv(&self.job, send, recv, counts, displs)
+    }
+
+    fn allreduce<T: CommData>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        allreduce::allreduce(&self.job, send, recv, op)
+    }
+
+    fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
+        broadcast::broadcast(&self.job, buf, root)
+    }
+
+    fn barrier(&self) -> Result<(), CommError> {
+        synchronize(&self.job, Fingerprint::barrier)
+    }
+
+    fn rank(&self) -> usize {
+        self.job.rank
+    }
+
+    fn size(&self) -> usize {
+        self.job.size
+    }
+}
+
+/// The ranks of the node: all of them (the job is one node).
+struct ShmNode {
+    job: Arc<Job>,
+}
+
+impl LocalCommunicator for ShmNode {
+    fn rank(&self) -> usize {
+        self.job.rank
+    }
+
+    fn size(&self) -> usize {
+        self.job.size
+    }
+
+    fn barrier(&self) -> Result<(), CommError> {
+        synchronize(&self.job, Fingerprint::barrier)
+    }
+}
+
+impl SharedMemoryProvider for ShmBackend {
+    type Region<T: CommData> = ShmRegion<T>;
+
+    fn create_shared_region<T: CommData>(&self, count: usize) -> Result<ShmRegion<T>, CommError> {
+        ShmRegion::create(&self.job, count)
+    }
+
+    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+        Ok(Box::new(ShmNode {
+            job: Arc::clone(&self.job),
+        }))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.job.rank == 0
+    }
+}

@@ -1,0 +1,183 @@
+//! A POSIX shared-memory segment mapped into this process: the one place of the shm
+//! backend that touches raw memory.
+//!
+//! Everything else reaches the mapping through the accessors here: atomics at aligned
+//! offsets, and byte copies into and out of ranges. The protocol that decides who may
+//! write which range when lives in `exchange.rs`; the bounds and alignment checks that
+//! make each access valid live here.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use rustix::fd::OwnedFd;
+use rustix::fs::{FallocateFlags, Mode};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm;
+
+/// Why a segment could not be created.
+#[derive(Debug)]
+pub(crate) enum CreateError {
+    /// A segment of that name exists already.
+    Exists,
+    /// The file system holding the segments (`/dev/shm`) is too small.
+    NoSpace(io::Error),
+    /// Anything else.
+    Other(io::Error),
+}
+
+/// A mapped segment; unmapped on drop (never unlinked implicitly).
+#[derive(Debug)]
+pub(crate) struct Segment {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; concurrent access goes
+// through atomics or through byte copies whose exclusivity the exchange protocol ensures.
+unsafe impl Send for Segment {}
+// SAFETY: as above.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// Creates `name` exclusively (mode 0600), reserves `len` bytes of backing store so
+    /// that a full `/dev/shm` fails here and not later as SIGBUS, and maps it.
+    pub(crate) fn create(name: &str, len: usize) -> Result<Segment, CreateError> {
+        let fd = shm::open(
+            name,
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| {
+            if e == rustix::io::Errno::EXIST {
+                CreateError::Exists
+            } else {
+                CreateError::Other(e.into())
+            }
+        })?;
+        let reserve = rustix::fs::ftruncate(&fd, len as u64)
+            .and_then(|()| rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64));
+        if let Err(e) = reserve {
+            let _ = shm::unlink(name);
+            return Err(
+                if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::FBIG {
+                    CreateError::NoSpace(e.into())
+                } else {
+                    CreateError::Other(e.into())
+                },
+            );
+        }
+        Self::map(&fd, len).map_err(|e| {
+            let _ = shm::unlink(name);
+            CreateError::Other(e)
+        })
+    }
+
+    /// Opens an existing segment and maps its whole current length; `Ok(None)` when it
+    /// does not exist (yet) or has not been sized (yet).
+    pub(crate) fn open(name: &str) -> io::Result<Option<Segment>> {
+        let fd = match shm::open(name, shm::OFlags::RDWR, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) if e == rustix::io::Errno::NOENT => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let len = usize::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+        if len == 0 {
+            return Ok(None);
+        }
+        Self::map(&fd, len).map(Some)
+    }
+
+    /// Removes the name; the memory lives on while mapped.
+    pub(crate) fn unlink(name: &str) -> io::Result<()> {
+        shm::unlink(name).map_err(Into::into)
+    }
+
+    fn map(fd: &OwnedFd, len: usize) -> io::Result<Segment> {
+        // SAFETY: a fresh shared mapping of `len` bytes of `fd` at an address the kernel
+        // picks; it aliases no Rust object. The file is at least `len` bytes long
+        // (created with ftruncate, or measured with fstat).
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Segment { ptr, len })
+    }
+
+    /// The mapped length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn check(&self, offset: usize, len: usize, align: usize) {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len)
+                && offset.is_multiple_of(align),
+            "segment access [{offset}, +{len}) (align {align}) outside the {} mapped bytes",
+            self.len
+        );
+    }
+
+    /// The `AtomicU32` at `offset` (4-aligned, in bounds: checked).
+    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        self.check(offset, 4, 4);
+        #[allow(clippy::cast_ptr_alignment)] // alignment checked above
+        let word = self.ptr.as_ptr().wrapping_add(offset).cast::<u32>();
+        // SAFETY: in bounds and aligned (checked); `AtomicU32` has the layout of `u32`, any
+        // bit pattern is valid, and the mapping outlives `&self`. Other processes access
+        // the word only atomically.
+        unsafe { AtomicU32::from_ptr(word) }
+    }
+
+    /// The `AtomicU64` at `offset` (8-aligned, in bounds: checked).
+    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        self.check(offset, 8, 8);
+        #[allow(clippy::cast_ptr_alignment)] // alignment checked above
+        let word = self.ptr.as_ptr().wrapping_add(offset).cast::<u64>();
+        // SAFETY: as for `u32_at`, for 8 bytes.
+        unsafe { AtomicU64::from_ptr(word) }
+    }
+
+    /// Copies `data` to `offset`. The caller owns that range for writing under the
+    /// exchange protocol (no other process reads or writes it meanwhile).
+    pub(crate) fn write(&self, offset: usize, data: &[u8]) {
+        self.check(offset, data.len(), 1);
+        // SAFETY: in bounds (checked); `data` is ordinary memory of this process, so the
+        // ranges cannot overlap; exclusivity of the target range is the protocol's.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len());
+        }
+    }
+
+    /// The bytes at `[offset, offset + len)`. The caller reads a range that its owner
+    /// published and will not rewrite before this borrow ends (the exchange protocol).
+    pub(crate) fn read(&self, offset: usize, len: usize) -> &[u8] {
+        self.check(offset, len, 1);
+        // SAFETY: in bounds (checked), valid for reads while the mapping lives (`&self`);
+        // u8 has no invalid values; the protocol keeps writers out while it is borrowed.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
+    }
+
+    /// The address of `offset`, for shared regions handed to the user.
+    pub(crate) fn ptr_at(&self, offset: usize) -> NonNull<u8> {
+        self.check(offset, 0, 1);
+        // SAFETY: in bounds (checked), so the offset pointer stays inside the mapping.
+        unsafe { self.ptr.add(offset) }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created by `map` with this address and length, and no
+        // borrow of it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
