@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use cobre_comm::{BackendKind, create_communicator_with};
+use cobre_comm::{BackendKind, Communicator, create_communicator_with};
 use cobre_comm_launcher::{Launcher, shm_env, tcp_env};
 
 use crate::CliError;
 
-/// The marker in front of a rank's result line.
-const RESULT_MARKER: &str = "cobre-comm-result: ";
+/// The directory where each rank writes its result, as `<rank>.json` (files rather than
+/// standard output, which `mpiexec` may interleave between ranks).
+const RESULT_DIR_ENV: &str = "COBRE_COMM_RESULT_DIR";
 
 /// A backend a job can run on. `mpi-tcp` is MPI with its transport forced onto TCP
 /// (`UCX_TLS=tcp,self`), the fair reference for the tcp backend.
@@ -128,8 +129,36 @@ pub fn rank_main(args: &RankArgs) -> Result<ExitCode, CliError> {
         }
     }
     .map_err(|e| CliError::new(e.to_string()))?;
-    println!("{RESULT_MARKER}{line}");
+    let dir = std::env::var_os(RESULT_DIR_ENV)
+        .ok_or_else(|| CliError::new(format!("{RESULT_DIR_ENV} is not set: this command is started by `cobre-comm check` and `cobre-comm bench`")))?;
+    let path = PathBuf::from(dir).join(format!("{}.json", comm.rank()));
+    std::fs::write(&path, line)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A private temporary directory, removed on drop.
+struct ResultDir {
+    path: PathBuf,
+}
+
+impl ResultDir {
+    fn new() -> Result<ResultDir, CliError> {
+        let path = std::env::temp_dir().join(format!(
+            "cobre-comm-{}-{}",
+            std::process::id(),
+            cobre_comm_launcher::unique_token()
+        ));
+        std::fs::create_dir(&path)
+            .map_err(|e| CliError::new(format!("cannot create {}: {e}", path.display())))?;
+        Ok(ResultDir { path })
+    }
+}
+
+impl Drop for ResultDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Finds `program` on `PATH`.
@@ -173,6 +202,7 @@ pub fn run_self(
     }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(format!("cannot find this executable: {e}")))?;
+    let results = ResultDir::new()?;
     let mut args = vec!["__rank".to_string()];
     args.extend_from_slice(task);
     let launcher = match backend {
@@ -214,17 +244,13 @@ pub fn run_self(
         }
     };
     let report = launcher
-        .capture_stdout(true)
+        .env(RESULT_DIR_ENV, results.path.to_string_lossy())
         .forward_signals(true)
         .timeout(timeout)
         .run()
         .map_err(|e| CliError::new(e.to_string()))?;
-    let lines: Vec<String> = report
-        .ranks
-        .iter()
-        .flat_map(|r| r.stdout.lines())
-        .filter_map(|line| line.strip_prefix(RESULT_MARKER))
-        .map(str::to_string)
+    let lines: Vec<String> = (0..ranks)
+        .filter_map(|rank| std::fs::read_to_string(results.path.join(format!("{rank}.json"))).ok())
         .collect();
     if let Some(failure) = &report.failure {
         let what = if matches!(backend, JobBackend::Mpi | JobBackend::MpiTcp) {

@@ -27,9 +27,12 @@ use super::segment::{CreateError, Segment};
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
 use crate::types::{BackendError, CommError};
 
-/// Spins before yielding, and yields before sleeping.
-const SPINS: u32 = 2_000;
-const YIELDS: u32 = 50;
+/// Spins before yielding, and yields before sleeping. Yielding early keeps ranks that
+/// outnumber the cores fast: the rank being waited for gets the core (measured: 8 B
+/// allreduce at 4 ranks on 2 cores, 72 us with 2000 spins and 50 yields, 4.4 us with 100
+/// and 5000), while 2 ranks on 2 cores stay at about 0.3 us.
+const SPINS: u32 = 100;
+const YIELDS: u32 = 5000;
 /// Longest single futex sleep, and how often a sleeper checks its peers' processes.
 const NAP: Duration = Duration::from_millis(50);
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
