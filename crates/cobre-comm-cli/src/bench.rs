@@ -30,7 +30,8 @@ pub struct Args {
     #[arg(short = 'n', long = "ranks", value_name = "N", default_value_t = 2)]
     ranks: usize,
     /// Backends, comma-separated; ratio columns compare each with the last one
-    /// [default: shm when compiled in, else tcp].
+    /// [default: shm when compiled in, else tcp]. `local` always runs one rank: its
+    /// allgatherv row is the time of one memcpy of the same bytes.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "B1,B2,..")]
     backend: Vec<JobBackend>,
     /// Collectives, comma-separated [default: all four].
@@ -129,12 +130,19 @@ fn sweep(args: &Args, backends: &[JobBackend], timeout: Duration) -> Result<Exit
                 min_bytes: args.min_bytes,
                 max_bytes: args.max_bytes,
                 iters: args.iters.max(1),
-                warmup: (args.iters / 10).clamp(2, 100),
+                warmup: (args.iters / 5).clamp(10, 1000),
             };
             let json = serde_json::to_string(&config).map_err(|e| CliError::new(e.to_string()))?;
             let task =
                 ["bench", "--backend", backend.name(), "--config", &json].map(str::to_string);
-            let lines = run_self(backend, args.ranks, &task, timeout)?;
+            // `local` is one rank: its allgatherv is one memcpy of the whole payload, the
+            // floor the other backends are compared with.
+            let ranks = if backend == JobBackend::Local {
+                1
+            } else {
+                args.ranks
+            };
+            let lines = run_self(backend, ranks, &task, timeout)?;
             let results = parse::<RankResult>(&lines)?;
             report.results.extend(aggregate(backend.name(), &results));
             bar.inc(1);

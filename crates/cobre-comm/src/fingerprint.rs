@@ -74,12 +74,19 @@ pub(crate) const FINGERPRINT_BYTES: usize = 48;
 
 impl Fingerprint {
     fn typed<T: 'static>(seq: u64, op: Collective, count: usize) -> Fingerprint {
+        let elem = ElementType::of::<T>();
         Fingerprint {
             seq,
             op,
-            elem: ElementType::of::<T>(),
+            elem,
             elem_size: std::mem::size_of::<T>() as u32,
-            type_digest: type_digest::<T>(),
+            // The primitives are told apart by `elem`; hashing a type name is only needed
+            // (and only paid for) for the others.
+            type_digest: if elem == ElementType::Other {
+                type_digest::<T>()
+            } else {
+                0
+            },
             count: count as u64,
             counts_digest: 0,
             root: 0,

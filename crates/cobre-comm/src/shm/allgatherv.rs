@@ -19,7 +19,7 @@ pub(crate) fn allgatherv<T: CommData>(
     let mut state = job.begin()?;
     let fingerprint = Fingerprint::allgatherv::<T>(state.seq, counts);
     let elem = std::mem::size_of::<T>();
-    let chunk = job.layout.chunk;
+    let chunk = job.layout.payload();
     let bytes: Vec<usize> = counts.iter().map(|c| c * elem).collect();
     let steps = bytes
         .iter()
@@ -31,7 +31,7 @@ pub(crate) fn allgatherv<T: CommData>(
     let send = as_bytes(send);
     let recv = as_bytes_mut(recv);
     for k in 0..steps {
-        let generation = job.publish(&mut state, &fingerprint, &send[piece(job.rank, k)])?;
+        let generation = job.publish(&mut state, &fingerprint, &send[piece(job.rank, k)]);
         job.collect(
             &mut state,
             generation,

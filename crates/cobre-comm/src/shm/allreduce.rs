@@ -20,11 +20,11 @@ pub(crate) fn allreduce<T: CommData>(
     check_reducible::<T>()?;
     let mut state = job.begin()?;
     let fingerprint = Fingerprint::allreduce::<T>(state.seq, send.len(), op);
-    let per_step = job.layout.chunk / std::mem::size_of::<T>();
+    let per_step = job.layout.payload() / std::mem::size_of::<T>();
     let mut scratch: Vec<T> = Vec::new();
     for lo in (0..send.len()).step_by(per_step) {
         let hi = (lo + per_step).min(send.len());
-        let generation = job.publish(&mut state, &fingerprint, as_bytes(&send[lo..hi]))?;
+        let generation = job.publish(&mut state, &fingerprint, as_bytes(&send[lo..hi]));
         let out = &mut recv[lo..hi];
         job.collect(
             &mut state,

@@ -16,14 +16,14 @@ pub(crate) fn broadcast<T: CommData>(
     check_broadcast(root, job.size)?;
     let mut state = job.begin()?;
     let fingerprint = Fingerprint::broadcast::<T>(state.seq, buf.len(), root);
-    let chunk = job.layout.chunk;
+    let chunk = job.layout.payload();
     let buf = as_bytes_mut(buf);
     let steps = buf.len().div_ceil(chunk).max(1);
     let is_root = job.rank == root;
     for k in 0..steps {
         let range = (k * chunk).min(buf.len())..((k + 1) * chunk).min(buf.len());
         let data: &[u8] = if is_root { &buf[range.clone()] } else { &[] };
-        let generation = job.publish(&mut state, &fingerprint, data)?;
+        let generation = job.publish(&mut state, &fingerprint, data);
         job.collect(
             &mut state,
             generation,

@@ -1,10 +1,11 @@
 //! The job: attaching to the segment, and the exchange step every collective is made of.
 //!
-//! One step at generation `g`: a rank waits until every rank has finished reading the
-//! buffer it is about to reuse (`depart >= g - 2`: slots are double-buffered), writes its
-//! data and fingerprint into its slot, publishes `arrive = g`, waits until every rank has
-//! arrived at `g`, compares fingerprints, reads what it needs from the slots in rank
-//! order, and publishes `depart = g`.
+//! One step at generation `g`: a rank writes its data and fingerprint into its slot for
+//! `g` (slots are double-buffered), publishes `arrive = g`, waits until every rank has
+//! arrived at `g`, compares fingerprints, and reads what it needs from the slots in rank
+//! order. Double buffering makes a "done reading" signal unnecessary: a rank arrives at
+//! `g` only after reading step `g - 1`, so once every rank has arrived at `g - 1` nobody
+//! reads the buffers of `g - 2` any more, and step `g` may reuse them.
 //!
 //! Waiting spins briefly, then yields, then sleeps on a futex in the segment with a short
 //! timeout. Sleepers announce themselves, so publishers make the `futex_wake` system
@@ -21,7 +22,7 @@ use rustix::thread::futex;
 use super::config::ShmConfig;
 use super::layout::{
     H_ATTACHED, H_CHUNK, H_CREATOR, H_FAILED, H_LEN, H_MAGIC, H_SIZE, H_SLEEPERS, H_UNLINKED,
-    H_VERSION, H_WAKE, HEADER_BYTES, L_ARRIVE, L_DEPART, L_PID, Layout, MAGIC, VERSION,
+    H_VERSION, H_WAKE, HEADER_BYTES, L_ARRIVE, L_PID, Layout, MAGIC, VERSION,
 };
 use super::segment::{CreateError, Segment};
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
@@ -44,6 +45,8 @@ pub(crate) struct State {
     pub seq: u64,
     /// Exchange steps completed.
     generation: u64,
+    /// Digest of the fingerprint of the step in progress.
+    digest: u64,
     /// The error that broke the job, returned by every later call.
     poison: Option<CommError>,
 }
@@ -65,6 +68,15 @@ fn init_failed(message: String) -> BackendError {
         backend: "shm".into(),
         message,
     }
+}
+
+/// A 64-bit digest of an encoded fingerprint: peers compare digests, and read the full
+/// fingerprint only when they differ.
+fn digest(encoded: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(encoded);
+    hasher.finish()
 }
 
 /// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
@@ -374,34 +386,27 @@ impl Job {
 
     /// Publishes `data` (at most one chunk) with `fingerprint` as this rank's part of the
     /// next step; returns the step's generation.
-    pub(crate) fn publish(
-        &self,
-        state: &mut State,
-        fingerprint: &Fingerprint,
-        data: &[u8],
-    ) -> Result<u64, CommError> {
-        debug_assert!(data.len() <= self.layout.chunk);
+    pub(crate) fn publish(&self, state: &mut State, fingerprint: &Fingerprint, data: &[u8]) -> u64 {
+        debug_assert!(data.len() <= self.layout.payload());
         let generation = state.generation + 1;
-        let op = fingerprint.op.name();
-        if generation > 2 {
-            let reusable = generation - 2;
-            self.wait(op, |job, r| {
-                job.seg.u64_at(job.layout.line(r) + L_DEPART).load(SeqCst) >= reusable
-            })
-            .map_err(|e| Self::poison(state, e))?;
-        }
+        // The buffers of this generation were last used at `generation - 2`, and nobody
+        // reads them any more: every rank arrived at `generation - 1` (the previous collect
+        // saw it), and a rank publishes a step only after reading the one before.
+        let encoded = fingerprint.encode();
+        state.digest = digest(&encoded);
         self.seg
-            .write(self.layout.slot(self.rank, generation), data);
-        self.seg.write(
-            self.layout.fingerprint(self.rank, generation),
-            &fingerprint.encode(),
-        );
+            .write(self.layout.data(self.rank, generation, data.len()), data);
+        self.seg
+            .write(self.layout.fingerprint(self.rank, generation), &encoded);
+        self.seg
+            .u64_at(self.layout.digest(self.rank, generation))
+            .store(state.digest, SeqCst);
         self.seg
             .u64_at(self.layout.line(self.rank) + L_ARRIVE)
             .store(generation, SeqCst);
         self.notify();
         state.generation = generation;
-        Ok(generation)
+        generation
     }
 
     /// Waits for every rank's part of step `generation`, checks that all ranks run the
@@ -420,41 +425,44 @@ impl Job {
             job.seg.u64_at(job.layout.line(r) + L_ARRIVE).load(SeqCst) >= generation
         })
         .map_err(|e| Self::poison(state, e))?;
+        let mine = state.digest;
         for r in 0..self.size {
+            if self
+                .seg
+                .u64_at(self.layout.digest(r, generation))
+                .load(SeqCst)
+                == mine
+            {
+                continue;
+            }
             let bytes: &[u8; FINGERPRINT_BYTES] = self
                 .seg
                 .read(self.layout.fingerprint(r, generation), FINGERPRINT_BYTES)
                 .try_into()
                 .expect("fingerprint size");
-            let theirs = match Fingerprint::decode(bytes) {
-                Ok(fp) => fp,
-                Err(e) => {
-                    let error = CommError::Protocol {
-                        operation: op,
-                        message: format!("rank {r} published an unreadable fingerprint: {e}"),
-                    };
-                    return Err(Self::poison(state, error));
-                }
+            let error = match Fingerprint::decode(bytes) {
+                Ok(theirs) if theirs != *fingerprint => fingerprint.mismatch(self.rank, &theirs, r),
+                Ok(_) => CommError::Protocol {
+                    operation: op,
+                    message: format!(
+                        "rank {r}'s fingerprint digest does not match its fingerprint: the segment is corrupted"
+                    ),
+                },
+                Err(e) => CommError::Protocol {
+                    operation: op,
+                    message: format!("rank {r} published an unreadable fingerprint: {e}"),
+                },
             };
-            if theirs != *fingerprint {
-                return Err(Self::poison(
-                    state,
-                    fingerprint.mismatch(self.rank, &theirs, r),
-                ));
-            }
+            return Err(Self::poison(state, error));
         }
         let mut result = Ok(());
         for r in 0..self.size {
             let n = len(r);
-            if let Err(e) = read(r, self.seg.read(self.layout.slot(r, generation), n)) {
+            if let Err(e) = read(r, self.seg.read(self.layout.data(r, generation, n), n)) {
                 result = Err(e);
                 break;
             }
         }
-        self.seg
-            .u64_at(self.layout.line(self.rank) + L_DEPART)
-            .store(generation, SeqCst);
-        self.notify();
         result
     }
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! [0, 4096)                     header: magic, version, size, chunk, length, counters
 //! [4096, 4096 + 128 * size)     one 128-byte control line per rank (two cache lines)
-//! [slots, ...)                  two data slots of `chunk` bytes per rank (double buffer)
+//! [slots, ...)                  two slots of `chunk` bytes per rank (double buffer):
+//!                               the step's full fingerprint, then its data
 //! ```
 //!
 //! Every rank writes only its own control line and its own slots; all other accesses
@@ -39,17 +40,24 @@ pub(crate) const H_CREATOR: usize = 48;
 /// 1 once the name has been unlinked.
 pub(crate) const H_UNLINKED: usize = 52;
 
-// Control-line fields, relative to the line.
+// Control-line fields, relative to the line. The first cache line holds everything a
+// peer reads in a small step: the generation, the fingerprint digest and up to
+// `INLINE_BYTES` of data, each double-buffered by generation parity.
 /// Generation this rank last published (u64).
 pub(crate) const L_ARRIVE: usize = 0;
-/// Generation this rank last finished reading (u64).
-pub(crate) const L_DEPART: usize = 8;
-/// Process id of the rank (u32), 0 until attached.
-pub(crate) const L_PID: usize = 16;
-/// Fingerprints of the two buffers.
-pub(crate) const L_FINGERPRINT: usize = 24;
+/// Digests of the fingerprints of the two buffers (2 x u64).
+pub(crate) const L_DIGEST: usize = 8;
+/// Small payloads of the two buffers.
+pub(crate) const L_INLINE: usize = 24;
+/// Payloads up to this size travel in the control line instead of the slot.
+pub(crate) const INLINE_BYTES: usize = 16;
+/// Process id of the rank (u32), 0 until attached; in the second cache line.
+pub(crate) const L_PID: usize = 64;
+/// Each slot starts with the full fingerprint of its step (read only on a mismatch).
+pub(crate) const SLOT_HEADER: usize = 64;
 
-const _: () = assert!(L_FINGERPRINT + 2 * FINGERPRINT_BYTES <= LINE_BYTES);
+const _: () = assert!(L_INLINE + 2 * INLINE_BYTES <= 64);
+const _: () = assert!(FINGERPRINT_BYTES <= SLOT_HEADER);
 
 /// Offsets of one job's segment.
 #[derive(Debug, Clone, Copy)]
@@ -64,17 +72,40 @@ impl Layout {
         HEADER_BYTES + rank * LINE_BYTES
     }
 
+    pub(crate) fn digest(&self, rank: usize, generation: u64) -> usize {
+        self.line(rank) + L_DIGEST + (generation % 2) as usize * 8
+    }
+
+    pub(crate) fn inline(&self, rank: usize, generation: u64) -> usize {
+        self.line(rank) + L_INLINE + (generation % 2) as usize * INLINE_BYTES
+    }
+
+    /// The full fingerprint `rank` published at `generation`.
     pub(crate) fn fingerprint(&self, rank: usize, generation: u64) -> usize {
-        self.line(rank) + L_FINGERPRINT + (generation % 2) as usize * FINGERPRINT_BYTES
+        self.slot_base(rank, generation)
+    }
+
+    /// Bytes of data a step can carry.
+    pub(crate) fn payload(&self) -> usize {
+        self.chunk - SLOT_HEADER
     }
 
     fn slots_start(&self) -> usize {
         (HEADER_BYTES + self.size * LINE_BYTES).next_multiple_of(4096)
     }
 
-    /// The data slot `rank` writes at `generation`.
-    pub(crate) fn slot(&self, rank: usize, generation: u64) -> usize {
+    fn slot_base(&self, rank: usize, generation: u64) -> usize {
         self.slots_start() + (rank * 2 + (generation % 2) as usize) * self.chunk
+    }
+
+    /// Where the data `rank` publishes at `generation` goes: the control line for
+    /// payloads of at most [`INLINE_BYTES`], the slot otherwise.
+    pub(crate) fn data(&self, rank: usize, generation: u64, len: usize) -> usize {
+        if len <= INLINE_BYTES {
+            self.inline(rank, generation)
+        } else {
+            self.slot_base(rank, generation) + SLOT_HEADER
+        }
     }
 
     /// The total length of the segment.

@@ -95,7 +95,7 @@ impl<T: CommData> ShmRegion<T> {
                 Err(CreateError::Other(e)) => created = Err(format!("cannot create {name}: {e}")),
             }
         }
-        let generation = job.publish(&mut state, &fingerprint, &status(&created))?;
+        let generation = job.publish(&mut state, &fingerprint, &status(&created));
         let mut leader_status = Ok(());
         job.collect(
             &mut state,
@@ -125,7 +125,7 @@ impl<T: CommData> ShmRegion<T> {
                 Err(e) => mapped = Err(format!("cannot map {name}: {e}")),
             }
         }
-        let generation = job.publish(&mut state, &fingerprint, &status(&mapped))?;
+        let generation = job.publish(&mut state, &fingerprint, &status(&mapped));
         let mut first_failure = None;
         job.collect(
             &mut state,
