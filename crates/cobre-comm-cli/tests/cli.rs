@@ -110,6 +110,22 @@ fn check_on_three_tcp_ranks_passes() {
 }
 
 #[test]
+fn check_on_four_shm_ranks_passes() {
+    let out = cobre_comm(&["check", "-n", "4", "--backend", "shm"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("shared region lifecycle") && stdout.ends_with(" passed, 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn launch_defaults_to_shm_and_stops_a_job_past_its_timeout() {
+    let out = cobre_comm(&["launch", "-n", "2", "--timeout", "0.5", "--", "sh", "-c", "echo $COBRE_COMM_BACKEND; sleep 30"]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("[0] shm"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("longer than its timeout"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn info_names_the_backends_and_the_auto_pick() {
     let out = cobre_comm(&["info"]);
     let stdout = text(&out.stdout);
