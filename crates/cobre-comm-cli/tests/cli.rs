@@ -114,15 +114,36 @@ fn check_on_four_shm_ranks_passes() {
     let out = cobre_comm(&["check", "-n", "4", "--backend", "shm"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("shared region lifecycle") && stdout.ends_with(" passed, 0 failed\n"), "{stdout}");
+    assert!(
+        stdout.contains("shared region lifecycle") && stdout.ends_with(" passed, 0 failed\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn launch_defaults_to_shm_and_stops_a_job_past_its_timeout() {
-    let out = cobre_comm(&["launch", "-n", "2", "--timeout", "0.5", "--", "sh", "-c", "echo $COBRE_COMM_BACKEND; sleep 30"]);
+    let out = cobre_comm(&[
+        "launch",
+        "-n",
+        "2",
+        "--timeout",
+        "0.5",
+        "--",
+        "sh",
+        "-c",
+        "echo $COBRE_COMM_BACKEND; sleep 30",
+    ]);
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("[0] shm"), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("longer than its timeout"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("[0] shm"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("longer than its timeout"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
