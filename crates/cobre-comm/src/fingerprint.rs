@@ -126,6 +126,7 @@ impl Fingerprint {
         }
     }
 
+    #[cfg_attr(not(feature = "shm"), allow(dead_code))] // shared regions are shm's
     pub(crate) fn region<T: 'static>(seq: u64, count: usize) -> Fingerprint {
         Self::typed::<T>(seq, Collective::Region, count)
     }
