@@ -7,13 +7,13 @@
 //! crash leaves nothing in `/dev/shm`. Each rank owns a control line and two data slots;
 //! every collective is a sequence of exchange steps (see `exchange.rs`) that carry a
 //! fingerprint of the call, so ranks that disagree get
-//! [`CommError::CollectiveMismatch`](crate::CommError::CollectiveMismatch). Payloads of
+//! [`CommError::CollectiveMismatch`]. Payloads of
 //! any size are pipelined through the slots chunk by chunk. `allreduce` folds the
 //! contributions in rank order, so `Sum` is exactly `((x0 + x1) + x2) + ...`.
 //!
 //! A dead peer is noticed by every waiting survivor within about 100 ms and named in
-//! [`CommError::PeerLost`](crate::CommError::PeerLost); a silent one is reported as
-//! [`CommError::Timeout`](crate::CommError::Timeout) after `COBRE_SHM_TIMEOUT_SECS`.
+//! [`CommError::PeerLost`]; a silent one is reported as
+//! [`CommError::Timeout`] after `COBRE_SHM_TIMEOUT_SECS`.
 //! After such an error every call fails fast with the same error.
 
 mod allgatherv;
