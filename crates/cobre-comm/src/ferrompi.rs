@@ -220,6 +220,7 @@ impl Unsigned<i32> for u8 {
     fn to_ordered(self) -> i32 {
         i32::from(self)
     }
+    /// Truncation: exact for min/max, and the wrapping result for a sum.
     fn from_ordered(value: i32) -> u8 {
         value as u8
     }
@@ -319,13 +320,17 @@ impl Communicator for FerrompiBackend {
             ReduceOp::Min => ::ferrompi::ReduceOp::Min,
             ReduceOp::Max => ::ferrompi::ReduceOp::Max,
         };
-        if op != ReduceOp::Sum {
-            match ElementType::of::<T>() {
-                ElementType::U8 => return self.ordered_as::<u8, i32, T>(send, recv, mpi_op),
-                ElementType::U32 => return self.ordered_as::<u32, i64, T>(send, recv, mpi_op),
-                ElementType::U64 => return self.ordered_as::<u64, i64, T>(send, recv, mpi_op),
-                _ => {}
+        match (ElementType::of::<T>(), op) {
+            // Open MPI 4.1's vectorised MPI_SUM on MPI_UINT8_T saturates at 255 instead of
+            // wrapping; summing the bytes as i32 and truncating gives the wrapping sum.
+            (ElementType::U8, _) => return self.ordered_as::<u8, i32, T>(send, recv, mpi_op),
+            (ElementType::U32, ReduceOp::Min | ReduceOp::Max) => {
+                return self.ordered_as::<u32, i64, T>(send, recv, mpi_op);
             }
+            (ElementType::U64, ReduceOp::Min | ReduceOp::Max) => {
+                return self.ordered_as::<u64, i64, T>(send, recv, mpi_op);
+            }
+            _ => {}
         }
         self.world
             .allreduce(send, recv, mpi_op)
