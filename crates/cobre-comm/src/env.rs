@@ -111,17 +111,20 @@ impl<'a> EnvReader<'a> {
     }
 }
 
+/// A lookup over fixed `(name, value)` pairs, for tests of configuration parsing.
+#[cfg(test)]
+pub(crate) fn test_vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use test_vars as vars;
 
     #[test]
     fn reads_and_validates() {

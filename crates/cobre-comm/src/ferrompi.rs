@@ -499,14 +499,7 @@ impl<T: CommData> SharedRegion<T> for MpiRegion<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::env::test_vars as vars;
 
     #[test]
     fn a_world_of_one_under_a_multi_task_launcher_is_explained() {

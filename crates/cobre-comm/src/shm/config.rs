@@ -159,14 +159,7 @@ impl ShmConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::env::test_vars as vars;
 
     #[test]
     fn bad_values_name_the_variable() {

@@ -243,14 +243,7 @@ impl TcpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::env::test_vars as vars;
 
     #[test]
     fn parses_and_defaults() {
