@@ -21,7 +21,7 @@ fn allgatherv(c: &mut Criterion) {
         b.iter(|| {
             LocalBackend
                 .allgatherv(black_box(&send), black_box(&mut recv), &[1 << 17], &[0])
-                .unwrap()
+                .unwrap();
         });
     });
     group.finish();
@@ -38,7 +38,7 @@ fn allreduce(c: &mut Criterion) {
         b.iter(|| {
             LocalBackend
                 .allreduce(black_box(&send), black_box(&mut recv), ReduceOp::Sum)
-                .unwrap()
+                .unwrap();
         });
     });
     group.finish();
