@@ -5,6 +5,8 @@
 //! cargo bench -p cobre-comm --bench local
 //! ```
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
 use std::hint::black_box;
 
 use cobre_comm::{Communicator, LocalBackend, ReduceOp};
@@ -44,5 +46,9 @@ fn allreduce(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, allgatherv, allreduce);
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = allgatherv, allreduce
+}
 criterion_main!(benches);
