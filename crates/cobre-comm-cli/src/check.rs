@@ -40,6 +40,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
             "--timeout must be a positive number of seconds",
         ));
     }
+    crate::ranks::ensure_available(backend)?;
     println!(
         "cobre-comm check: conformance suite on {ranks} rank(s) of the {} backend",
         backend.name()

@@ -179,6 +179,24 @@ pub fn mpiexec() -> Result<PathBuf, CliError> {
     })
 }
 
+/// Fails with the library's explanation, plus how to build this tool with the backend,
+/// when `backend` is not compiled in.
+pub fn ensure_available(backend: JobBackend) -> Result<(), CliError> {
+    if backend.kind().is_available() {
+        return Ok(());
+    }
+    let reason = cobre_comm::select_backend(backend.kind())
+        .err()
+        .map_or_else(
+            || format!("backend {} is not available", backend.name()),
+            |e| e.to_string(),
+        );
+    Err(CliError::new(format!(
+        "{reason}; for this tool: cargo install --path crates/cobre-comm-cli --features {}",
+        backend.kind()
+    )))
+}
+
 /// Starts `ranks` ranks of this executable running `cobre-comm __rank <task...>` on
 /// `backend`, and returns each rank's result line (JSON), in rank order.
 pub fn run_self(
@@ -190,16 +208,7 @@ pub fn run_self(
     if ranks == 0 {
         return Err(CliError::usage("-n must be at least 1"));
     }
-    if !backend.kind().is_available() {
-        return Err(CliError::new(
-            cobre_comm::select_backend(backend.kind())
-                .err()
-                .map_or_else(
-                    || format!("backend {} is not available", backend.name()),
-                    |e| e.to_string(),
-                ),
-        ));
-    }
+    ensure_available(backend)?;
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(format!("cannot find this executable: {e}")))?;
     let results = ResultDir::new()?;
