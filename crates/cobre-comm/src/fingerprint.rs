@@ -67,6 +67,23 @@ pub(crate) struct Fingerprint {
     pub root: u32,
     /// Reduce operator code (0 when not a reduction).
     pub reduce: u8,
+    /// Why this rank refused the call ([`Refusal`] code), or 0 for a call it makes. A
+    /// refusal's `count` and `counts_digest` hold the expected and found values.
+    pub refused: u8,
+}
+
+/// Why a rank refused a call: the precondition it failed, as carried by a fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Refusal {
+    /// A buffer length, count or displacement (expected, found).
+    BufferSize = 1,
+    /// A broadcast root (root, size).
+    Root = 2,
+    /// An element type without a reduction kernel.
+    Reduction = 3,
+    /// Any other local error.
+    Other = 4,
 }
 
 /// The size of [`Fingerprint::encode`]'s output.
@@ -91,6 +108,7 @@ impl Fingerprint {
             counts_digest: 0,
             root: 0,
             reduce: 0,
+            refused: 0,
         }
     }
 
@@ -131,6 +149,46 @@ impl Fingerprint {
         Self::typed::<T>(seq, Collective::Region, count)
     }
 
+    /// The fingerprint this rank publishes instead of `self` when the call failed its
+    /// preconditions here: same sequence number and collective, and the reason.
+    pub(crate) fn refusal(&self, reason: &CommError) -> Fingerprint {
+        let (code, first, second) = match reason {
+            CommError::InvalidBufferSize {
+                expected, actual, ..
+            } => (Refusal::BufferSize, *expected as u64, *actual as u64),
+            CommError::InvalidRoot { root, size } => (Refusal::Root, *root as u64, *size as u64),
+            CommError::UnsupportedReduction { .. } => (Refusal::Reduction, 0, 0),
+            _ => (Refusal::Other, 0, 0),
+        };
+        Fingerprint {
+            count: first,
+            counts_digest: second,
+            root: 0,
+            reduce: 0,
+            refused: code as u8,
+            ..*self
+        }
+    }
+
+    /// Whether a peer that published `other` takes part in the same call as this rank:
+    /// equal fingerprints, or two refusals of the same call (whatever their reasons).
+    pub(crate) fn agrees_with(&self, other: &Fingerprint) -> bool {
+        self == other || (self.refused != 0 && other.refused != 0 && self.seq == other.seq)
+    }
+
+    /// The reason of a refusal, for messages.
+    fn refusal_reason(&self) -> String {
+        let (first, second) = (self.count, self.counts_digest);
+        match self.refused {
+            1 => {
+                format!("a buffer length, count or displacement: expected {first}, found {second}")
+            }
+            2 => format!("root {first} is not a rank of the {second} ranks"),
+            3 => "its element type has no reduction".into(),
+            _ => "a local error".into(),
+        }
+    }
+
     /// Little-endian wire form.
     pub(crate) fn encode(&self) -> [u8; FINGERPRINT_BYTES] {
         let mut out = [0_u8; FINGERPRINT_BYTES];
@@ -143,6 +201,7 @@ impl Fingerprint {
         out[40] = self.op as u8;
         out[41] = self.elem.code();
         out[42] = self.reduce;
+        out[43] = self.refused;
         out
     }
 
@@ -160,7 +219,10 @@ impl Fingerprint {
                 bytes[42]
             ));
         }
-        if bytes[43..].iter().any(|&b| b != 0) {
+        if bytes[43] > Refusal::Other as u8 {
+            return Err(format!("unknown refusal code {} in fingerprint", bytes[43]));
+        }
+        if bytes[44..].iter().any(|&b| b != 0) {
             return Err("non-zero reserved bytes in fingerprint".into());
         }
         Ok(Fingerprint {
@@ -173,6 +235,7 @@ impl Fingerprint {
             counts_digest: u64_at(24),
             root: u32_at(36),
             reduce: bytes[42],
+            refused: bytes[43],
         })
     }
 
@@ -180,6 +243,10 @@ impl Fingerprint {
     pub(crate) fn describe(&self) -> String {
         use std::fmt::Write as _;
         let mut text = format!("{} #{}", self.op.name(), self.seq);
+        if self.refused != 0 {
+            let _ = write!(text, " (refused: {})", self.refusal_reason());
+            return text;
+        }
         if self.op != Collective::Barrier {
             let ty = if self.elem == ElementType::Other {
                 format!("{}-byte elements", self.elem_size)
@@ -231,6 +298,30 @@ impl Fingerprint {
 
     /// The error for a disagreement between this rank and `peer`.
     pub(crate) fn mismatch(&self, my_rank: usize, other: &Fingerprint, peer: usize) -> CommError {
+        let operation = self.op.name();
+        if other.refused != 0 && self.refused == 0 && other.seq == self.seq {
+            return CommError::CollectiveMismatch {
+                operation,
+                message: format!(
+                    "rank {peer} refused {} because of {}; the call fails on every rank and the \
+                     communicator can no longer be used",
+                    self.describe(),
+                    other.refusal_reason()
+                ),
+            };
+        }
+        if self.refused != 0 && other.refused == 0 && other.seq == self.seq {
+            return CommError::CollectiveMismatch {
+                operation,
+                message: format!(
+                    "rank {my_rank} refused call #{} because of {}, but rank {peer} went on with {}; \
+                     the communicator can no longer be used",
+                    self.seq,
+                    self.refusal_reason(),
+                    other.describe()
+                ),
+            };
+        }
         CommError::CollectiveMismatch {
             operation: self.op.name(),
             message: format!(

@@ -1,25 +1,23 @@
 //! Allgatherv through the slots: in each step every rank publishes the next chunk of its
 //! contribution and copies everyone else's into place.
 
-use super::exchange::Job;
+use super::transport::ShmTransport;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
-use crate::precondition::check_allgatherv;
 use crate::traits::CommData;
 use crate::types::CommError;
 
 pub(crate) fn allgatherv<T: CommData>(
-    job: &Job,
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
     send: &[T],
     recv: &mut [T],
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), CommError> {
-    check_allgatherv(job.rank, job.size, send.len(), recv.len(), counts, displs)?;
-    let mut state = job.begin()?;
-    let fingerprint = Fingerprint::allgatherv::<T>(state.seq, counts);
+    let rank = link.job.rank;
     let elem = std::mem::size_of::<T>();
-    let chunk = job.layout.payload();
+    let chunk = link.job.layout.payload();
     let bytes: Vec<usize> = counts.iter().map(|c| c * elem).collect();
     let steps = bytes
         .iter()
@@ -31,14 +29,12 @@ pub(crate) fn allgatherv<T: CommData>(
     let send = as_bytes(send);
     let recv = as_bytes_mut(recv);
     for k in 0..steps {
-        let generation = job.publish(&mut state, &fingerprint, &send[piece(job.rank, k)]);
-        job.collect(
-            &mut state,
-            generation,
-            &fingerprint,
+        link.step(
+            fingerprint,
+            &send[piece(rank, k)],
             |r| piece(r, k).len(),
             |r, data| {
-                if r != job.rank {
+                if r != rank {
                     let start = displs[r] * elem + piece(r, k).start;
                     recv[start..start + data.len()].copy_from_slice(data);
                 }
@@ -46,8 +42,7 @@ pub(crate) fn allgatherv<T: CommData>(
             },
         )?;
     }
-    let own = displs[job.rank] * elem;
+    let own = displs[rank] * elem;
     recv[own..own + send.len()].copy_from_slice(send);
-    state.seq += 1;
     Ok(())
 }

@@ -2,37 +2,32 @@
 //! contribution, then folds all chunks in rank order (rank 0's, then rank 1's, ...) into
 //! its result, so `Sum` is exactly the rank-order fold on every rank.
 
-use super::exchange::Job;
+use super::transport::ShmTransport;
 use crate::datatype::as_bytes;
 use crate::fingerprint::Fingerprint;
-use crate::precondition::check_allreduce;
-use crate::reduce::{check_reducible, reduce_into};
+use crate::reduce::reduce_into;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
 pub(crate) fn allreduce<T: CommData>(
-    job: &Job,
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
 ) -> Result<(), CommError> {
-    check_allreduce(send.len(), recv.len())?;
-    check_reducible::<T>()?;
-    let mut state = job.begin()?;
-    let fingerprint = Fingerprint::allreduce::<T>(state.seq, send.len(), op);
-    let per_step = job.layout.payload() / std::mem::size_of::<T>();
+    let rank = link.job.rank;
+    let per_step = link.job.layout.payload() / std::mem::size_of::<T>();
     let mut scratch: Vec<T> = Vec::new();
     for lo in (0..send.len()).step_by(per_step) {
         let hi = (lo + per_step).min(send.len());
-        let generation = job.publish(&mut state, &fingerprint, as_bytes(&send[lo..hi]));
         let out = &mut recv[lo..hi];
-        job.collect(
-            &mut state,
-            generation,
-            &fingerprint,
+        link.step(
+            fingerprint,
+            as_bytes(&send[lo..hi]),
             |_| (hi - lo) * std::mem::size_of::<T>(),
             |r, data| {
-                let part: &[T] = if r == job.rank {
+                let part: &[T] = if r == rank {
                     &send[lo..hi]
                 } else if let Ok(aligned) = bytemuck::try_cast_slice(data) {
                     aligned
@@ -54,6 +49,5 @@ pub(crate) fn allreduce<T: CommData>(
             },
         )?;
     }
-    state.seq += 1;
     Ok(())
 }

@@ -14,7 +14,6 @@
 //! every survivor reports it. A rank that stays silent past the timeout is reported too.
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
@@ -38,17 +37,13 @@ const YIELDS: u32 = 5000;
 const NAP: Duration = Duration::from_millis(50);
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 
-/// Per-process state of the calls made so far.
+/// Per-process progress through the exchange steps.
 #[derive(Debug, Default)]
-pub(crate) struct State {
-    /// Collectives completed (fingerprint sequence number).
-    pub seq: u64,
+pub(crate) struct Steps {
     /// Exchange steps completed.
     generation: u64,
     /// Digest of the fingerprint of the step in progress.
     digest: u64,
-    /// The error that broke the job, returned by every later call.
-    poison: Option<CommError>,
 }
 
 /// This process's view of a shared-memory job.
@@ -60,7 +55,6 @@ pub(crate) struct Job {
     pub rank: usize,
     pub size: usize,
     pub timeout: Duration,
-    state: Mutex<State>,
 }
 
 fn init_failed(message: String) -> BackendError {
@@ -128,7 +122,6 @@ impl Job {
             rank: config.rank,
             size: config.size,
             timeout: config.timeout,
-            state: Mutex::new(State::default()),
         };
         job.join()?;
         Ok(job)
@@ -366,27 +359,9 @@ impl Job {
         }
     }
 
-    /// Locks the call state, failing fast when the job is already broken.
-    pub(crate) fn begin(&self) -> Result<MutexGuard<'_, State>, CommError> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| CommError::InvalidCommunicator)?;
-        match &state.poison {
-            Some(error) => Err(error.clone()),
-            None => Ok(state),
-        }
-    }
-
-    /// Records a fatal error: every later call returns it.
-    pub(crate) fn poison(state: &mut State, error: CommError) -> CommError {
-        state.poison = Some(error.clone());
-        error
-    }
-
     /// Publishes `data` (at most one chunk) with `fingerprint` as this rank's part of the
     /// next step; returns the step's generation.
-    pub(crate) fn publish(&self, state: &mut State, fingerprint: &Fingerprint, data: &[u8]) -> u64 {
+    pub(crate) fn publish(&self, state: &mut Steps, fingerprint: &Fingerprint, data: &[u8]) -> u64 {
         debug_assert!(data.len() <= self.layout.payload());
         let generation = state.generation + 1;
         // The buffers of this generation were last used at `generation - 2`, and nobody
@@ -414,7 +389,7 @@ impl Job {
     /// releases the step.
     pub(crate) fn collect(
         &self,
-        state: &mut State,
+        state: &mut Steps,
         generation: u64,
         fingerprint: &Fingerprint,
         len: impl Fn(usize) -> usize,
@@ -423,8 +398,7 @@ impl Job {
         let op = fingerprint.op.name();
         self.wait(op, |job, r| {
             job.seg.u64_at(job.layout.line(r) + L_ARRIVE).load(SeqCst) >= generation
-        })
-        .map_err(|e| Self::poison(state, e))?;
+        })?;
         let mine = state.digest;
         for r in 0..self.size {
             if self
@@ -441,6 +415,7 @@ impl Job {
                 .try_into()
                 .expect("fingerprint size");
             let error = match Fingerprint::decode(bytes) {
+                Ok(theirs) if fingerprint.agrees_with(&theirs) => continue,
                 Ok(theirs) if theirs != *fingerprint => fingerprint.mismatch(self.rank, &theirs, r),
                 Ok(_) => CommError::Protocol {
                     operation: op,
@@ -453,7 +428,7 @@ impl Job {
                     message: format!("rank {r} published an unreadable fingerprint: {e}"),
                 },
             };
-            return Err(Self::poison(state, error));
+            return Err(error);
         }
         let mut result = Ok(());
         for r in 0..self.size {

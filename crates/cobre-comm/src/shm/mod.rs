@@ -24,17 +24,23 @@ mod exchange;
 mod layout;
 mod region;
 mod segment;
+mod transport;
 
 use std::sync::Arc;
 
 pub use config::{DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, MAX_SIZE, ShmConfig};
 pub use region::ShmRegion;
 
+use crate::call::Calls;
 use crate::env::Lookup;
-use crate::fingerprint::Fingerprint;
 use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
 use crate::types::{BackendError, CommError, ReduceOp};
 use exchange::Job;
+use transport::ShmTransport;
+
+/// The calls of one process of a job, shared by its communicator, node communicator and
+/// regions.
+pub(crate) type ShmCalls = Calls<ShmTransport>;
 
 /// Many processes of one node, through POSIX shared memory.
 ///
@@ -54,6 +60,7 @@ use exchange::Job;
 #[derive(Debug, Clone)]
 pub struct ShmBackend {
     job: Arc<Job>,
+    calls: Arc<ShmCalls>,
 }
 
 impl ShmBackend {
@@ -66,8 +73,11 @@ impl ShmBackend {
     /// foreign segment), belongs to a different job configuration, `/dev/shm` is too
     /// small, or not every rank joins within the timeout.
     pub fn new(config: &ShmConfig) -> Result<Self, BackendError> {
+        let job = Arc::new(Job::attach(config)?);
+        let calls = Calls::new(job.rank, job.size, ShmTransport::new(Arc::clone(&job)));
         Ok(ShmBackend {
-            job: Arc::new(Job::attach(config)?),
+            job,
+            calls: Arc::new(calls),
         })
     }
 
@@ -84,17 +94,9 @@ impl ShmBackend {
     }
 }
 
-/// Runs a one-step collective that moves no data (barrier, fence).
-pub(crate) fn synchronize(
-    job: &Job,
-    make: impl FnOnce(u64) -> Fingerprint,
-) -> Result<(), CommError> {
-    let mut state = job.begin()?;
-    let fingerprint = make(state.seq);
-    let generation = job.publish(&mut state, &fingerprint, &[]);
-    job.collect(&mut state, generation, &fingerprint, |_| 0, |_, _| Ok(()))?;
-    state.seq += 1;
-    Ok(())
+/// A barrier: one step that moves no data.
+fn barrier(calls: &ShmCalls) -> Result<(), CommError> {
+    calls.barrier(|link, fp| link.step(fp, &[], |_| 0, |_, _| Ok(())))
 }
 
 impl Communicator for ShmBackend {
@@ -105,7 +107,10 @@ impl Communicator for ShmBackend {
         counts: &[usize],
         displs: &[usize],
     ) -> Result<(), CommError> {
-        allgatherv::allgatherv(&self.job, send, recv, counts, displs)
+        self.calls
+            .allgatherv(send, recv.len(), counts, displs, |link, fp| {
+                allgatherv::allgatherv(link, fp, send, recv, counts, displs)
+            })
     }
 
     fn allreduce<T: CommData>(
@@ -114,15 +119,20 @@ impl Communicator for ShmBackend {
         recv: &mut [T],
         op: ReduceOp,
     ) -> Result<(), CommError> {
-        allreduce::allreduce(&self.job, send, recv, op)
+        self.calls
+            .allreduce::<T>(send.len(), recv.len(), op, |link, fp| {
+                allreduce::allreduce(link, fp, send, recv, op)
+            })
     }
 
     fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
-        broadcast::broadcast(&self.job, buf, root)
+        self.calls.broadcast::<T>(buf.len(), root, |link, fp| {
+            broadcast::broadcast(link, fp, buf, root)
+        })
     }
 
     fn barrier(&self) -> Result<(), CommError> {
-        synchronize(&self.job, Fingerprint::barrier)
+        barrier(&self.calls)
     }
 
     fn rank(&self) -> usize {
@@ -137,6 +147,7 @@ impl Communicator for ShmBackend {
 /// The ranks of the node: all of them (the job is one node).
 struct ShmNode {
     job: Arc<Job>,
+    calls: Arc<ShmCalls>,
 }
 
 impl LocalCommunicator for ShmNode {
@@ -149,7 +160,7 @@ impl LocalCommunicator for ShmNode {
     }
 
     fn barrier(&self) -> Result<(), CommError> {
-        synchronize(&self.job, Fingerprint::barrier)
+        barrier(&self.calls)
     }
 }
 
@@ -157,12 +168,13 @@ impl SharedMemoryProvider for ShmBackend {
     type Region<T: CommData> = ShmRegion<T>;
 
     fn create_shared_region<T: CommData>(&self, count: usize) -> Result<ShmRegion<T>, CommError> {
-        ShmRegion::create(&self.job, count)
+        ShmRegion::create(&self.calls, count)
     }
 
     fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
         Ok(Box::new(ShmNode {
             job: Arc::clone(&self.job),
+            calls: Arc::clone(&self.calls),
         }))
     }
 

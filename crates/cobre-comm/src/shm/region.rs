@@ -4,9 +4,9 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::exchange::Job;
+use super::ShmCalls;
 use super::segment::{CreateError, Segment};
-use super::synchronize;
+use super::transport::ShmTransport;
 use crate::fingerprint::Fingerprint;
 use crate::traits::{CommData, SharedRegion};
 use crate::types::CommError;
@@ -56,96 +56,28 @@ pub struct ShmRegion<T: CommData> {
     segment: Option<Segment>,
     ptr: NonNull<T>,
     len: usize,
-    job: Arc<Job>,
+    calls: Arc<ShmCalls>,
     _elements: PhantomData<T>,
 }
 
 impl<T: CommData> ShmRegion<T> {
-    pub(crate) fn create(job: &Arc<Job>, count: usize) -> Result<Self, CommError> {
-        let bytes =
-            count
-                .checked_mul(std::mem::size_of::<T>())
-                .ok_or(CommError::AllocationFailed {
-                    requested_bytes: usize::MAX,
-                    message: format!(
-                        "{count} elements of {} bytes overflow the address space",
-                        std::mem::size_of::<T>()
-                    ),
-                })?;
-        let mut state = job.begin()?;
-        let fingerprint = Fingerprint::region::<T>(state.seq, count);
-        let name = format!("{}.r{}", job.name, state.seq);
-        let failed = |message: String| CommError::AllocationFailed {
+    pub(crate) fn create(calls: &Arc<ShmCalls>, count: usize) -> Result<Self, CommError> {
+        let elem = std::mem::size_of::<T>();
+        let bytes = count.checked_mul(elem).ok_or(CommError::AllocationFailed {
+            requested_bytes: usize::MAX,
+            message: format!("{count} elements of {elem} bytes overflow the address space"),
+        });
+        let checked = bytes.as_ref().map(drop).map_err(Clone::clone);
+        let bytes = bytes.unwrap_or(0);
+        let allocated = calls.run(
+            checked,
+            |seq| Fingerprint::region::<T>(seq, count),
+            |link, fp| allocate(link, fp, bytes),
+        )?;
+        let segment = allocated.map_err(|message| CommError::AllocationFailed {
             requested_bytes: bytes,
             message,
-        };
-
-        // Step 1: rank 0 creates the segment and says whether it could.
-        let mut segment = None;
-        let mut created: Result<(), String> = Ok(());
-        if job.rank == 0 && bytes > 0 {
-            match Segment::create(&name, bytes) {
-                Ok(seg) => segment = Some(seg),
-                Err(CreateError::Exists) => {
-                    created = Err(format!("a segment named {name} exists already"));
-                }
-                Err(CreateError::NoSpace(e)) => {
-                    created = Err(format!("/dev/shm has no room for {bytes} bytes ({e})"));
-                }
-                Err(CreateError::Other(e)) => created = Err(format!("cannot create {name}: {e}")),
-            }
-        }
-        let generation = job.publish(&mut state, &fingerprint, &status(&created));
-        let mut leader_status = Ok(());
-        job.collect(
-            &mut state,
-            generation,
-            &fingerprint,
-            |_| STATUS_BYTES,
-            |r, data| {
-                if r == 0 {
-                    leader_status = parse_status(data);
-                }
-                Ok(())
-            },
-        )?;
-        if let Err(message) = leader_status {
-            state.seq += 1;
-            return Err(failed(format!(
-                "rank 0 could not allocate the region: {message}"
-            )));
-        }
-
-        // Step 2: the others map it; everyone says whether that worked; then the name goes.
-        let mut mapped: Result<(), String> = Ok(());
-        if job.rank != 0 && bytes > 0 {
-            match Segment::open(&name) {
-                Ok(Some(seg)) if seg.len() >= bytes => segment = Some(seg),
-                Ok(_) => mapped = Err(format!("segment {name} is missing or too short")),
-                Err(e) => mapped = Err(format!("cannot map {name}: {e}")),
-            }
-        }
-        let generation = job.publish(&mut state, &fingerprint, &status(&mapped));
-        let mut first_failure = None;
-        job.collect(
-            &mut state,
-            generation,
-            &fingerprint,
-            |_| STATUS_BYTES,
-            |r, data| {
-                if let (None, Err(message)) = (&first_failure, parse_status(data)) {
-                    first_failure = Some(format!("rank {r} could not map the region: {message}"));
-                }
-                Ok(())
-            },
-        )?;
-        if job.rank == 0 && bytes > 0 {
-            let _ = Segment::unlink(&name);
-        }
-        state.seq += 1;
-        if let Some(message) = first_failure {
-            return Err(failed(message));
-        }
+        })?;
         let ptr = segment
             .as_ref()
             .map_or(NonNull::dangling(), |seg| seg.ptr_at(0).cast::<T>());
@@ -153,10 +85,84 @@ impl<T: CommData> ShmRegion<T> {
             segment,
             ptr,
             len: count,
-            job: Arc::clone(job),
+            calls: Arc::clone(calls),
             _elements: PhantomData,
         })
     }
+}
+
+/// The collective part of an allocation, in two steps. `Ok(Err(message))` is a failure
+/// every rank agrees on (the communicator stays usable); `Err` breaks the job.
+fn allocate(
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
+    bytes: usize,
+) -> Result<Result<Option<Segment>, String>, CommError> {
+    let job = Arc::clone(&link.job);
+    let name = format!("{}.r{}", job.name, fingerprint.seq);
+
+    // Step 1: rank 0 creates the segment and says whether it could.
+    let mut segment = None;
+    let mut created: Result<(), String> = Ok(());
+    if job.rank == 0 && bytes > 0 {
+        match Segment::create(&name, bytes) {
+            Ok(seg) => segment = Some(seg),
+            Err(CreateError::Exists) => {
+                created = Err(format!("a segment named {name} exists already"));
+            }
+            Err(CreateError::NoSpace(e)) => {
+                created = Err(format!("/dev/shm has no room for {bytes} bytes ({e})"));
+            }
+            Err(CreateError::Other(e)) => created = Err(format!("cannot create {name}: {e}")),
+        }
+    }
+    let mut leader_status = Ok(());
+    link.step(
+        fingerprint,
+        &status(&created),
+        |_| STATUS_BYTES,
+        |r, data| {
+            if r == 0 {
+                leader_status = parse_status(data);
+            }
+            Ok(())
+        },
+    )?;
+    if let Err(message) = leader_status {
+        return Ok(Err(format!(
+            "rank 0 could not allocate the region: {message}"
+        )));
+    }
+
+    // Step 2: the others map it; everyone says whether that worked; then the name goes.
+    let mut mapped: Result<(), String> = Ok(());
+    if job.rank != 0 && bytes > 0 {
+        match Segment::open(&name) {
+            Ok(Some(seg)) if seg.len() >= bytes => segment = Some(seg),
+            Ok(_) => mapped = Err(format!("segment {name} is missing or too short")),
+            Err(e) => mapped = Err(format!("cannot map {name}: {e}")),
+        }
+    }
+    let mut first_failure = None;
+    let stepped = link.step(
+        fingerprint,
+        &status(&mapped),
+        |_| STATUS_BYTES,
+        |r, data| {
+            if let (None, Err(message)) = (&first_failure, parse_status(data)) {
+                first_failure = Some(format!("rank {r} could not map the region: {message}"));
+            }
+            Ok(())
+        },
+    );
+    if job.rank == 0 && bytes > 0 {
+        let _ = Segment::unlink(&name);
+    }
+    stepped?;
+    Ok(match first_failure {
+        Some(message) => Err(message),
+        None => Ok(segment),
+    })
 }
 
 // SAFETY: the region is shared memory owned by this value (its mapping lives in
@@ -182,6 +188,10 @@ impl<T: CommData> SharedRegion<T> for ShmRegion<T> {
     }
 
     fn fence(&self) -> Result<(), CommError> {
-        synchronize(&self.job, |seq| Fingerprint::region::<T>(seq, self.len))
+        self.calls.run(
+            Ok(()),
+            |seq| Fingerprint::region::<T>(seq, self.len),
+            |link, fp| link.step(fp, &[], |_| 0, |_, _| Ok(())),
+        )
     }
 }

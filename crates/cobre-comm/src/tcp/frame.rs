@@ -119,7 +119,7 @@ pub(crate) fn check_data(
 ) -> Result<(), DataError> {
     match frame {
         Frame::Data { fingerprint, len } => {
-            if fingerprint != expected {
+            if !expected.agrees_with(fingerprint) {
                 Err(DataError::Mismatch(*fingerprint))
             } else if *len != expected_len as u64 {
                 Err(DataError::Length(format!(

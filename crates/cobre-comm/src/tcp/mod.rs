@@ -34,18 +34,14 @@ mod rendezvous;
 mod split;
 mod transport;
 
-use std::sync::{Mutex, PoisonError};
-
 pub use config::TcpConfig;
 
+use crate::call::Calls;
 use crate::datatype::{as_bytes, as_bytes_mut};
-use crate::fingerprint::Fingerprint;
 use crate::local::{HeapRegion, LocalBackend};
-use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
-use crate::reduce::check_reducible;
 use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
 use crate::types::{BackendError, CommError, ReduceOp};
-use transport::{Fail, Mesh};
+use transport::Mesh;
 
 /// Broadcasts of at least this many bytes (on 3 ranks or more) use scatter + allgather.
 const BROADCAST_SPLIT_BYTES: usize = 256 << 10;
@@ -89,15 +85,7 @@ const BROADCAST_SPLIT_BYTES: usize = 256 << 10;
 pub struct TcpBackend {
     rank: usize,
     size: usize,
-    inner: Mutex<Inner>,
-}
-
-struct Inner {
-    mesh: Mesh,
-    /// Sequence number of the next collective.
-    seq: u64,
-    /// The error that broke the job, returned by every later call.
-    poisoned: Option<CommError>,
+    calls: Calls<Mesh>,
 }
 
 impl std::fmt::Debug for TcpBackend {
@@ -131,11 +119,7 @@ impl TcpBackend {
         Ok(TcpBackend {
             rank: config.rank,
             size: config.size,
-            inner: Mutex::new(Inner {
-                mesh,
-                seq: 0,
-                poisoned: None,
-            }),
+            calls: Calls::new(config.rank, config.size, mesh),
         })
     }
 
@@ -157,39 +141,13 @@ impl TcpBackend {
     ) -> Result<TcpBackend, BackendError> {
         TcpBackend::new(&TcpConfig::from_lookup(lookup)?)
     }
-
-    /// Runs one collective with the next sequence number; poisons the communicator and
-    /// tells the other ranks when it fails.
-    fn run(
-        &self,
-        fingerprint: impl FnOnce(u64) -> Fingerprint,
-        body: impl FnOnce(&mut Mesh, &Fingerprint) -> Result<(), Fail>,
-    ) -> Result<(), CommError> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(err) = &inner.poisoned {
-            return Err(err.clone());
-        }
-        let fp = fingerprint(inner.seq);
-        inner.seq += 1;
-        if self.size == 1 {
-            return body(&mut inner.mesh, &fp).map_err(|f| f.err);
-        }
-        match body(&mut inner.mesh, &fp) {
-            Ok(()) => Ok(()),
-            Err(fail) => {
-                inner.mesh.abort(&fail.report);
-                inner.poisoned = Some(fail.err.clone());
-                Err(fail.err)
-            }
-        }
-    }
 }
 
 impl Drop for TcpBackend {
     fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if inner.poisoned.is_none() {
-            inner.mesh.goodbye();
+        let (mesh, healthy) = self.calls.transport_mut();
+        if healthy {
+            mesh.goodbye();
         }
     }
 }
@@ -202,19 +160,17 @@ impl Communicator for TcpBackend {
         counts: &[usize],
         displs: &[usize],
     ) -> Result<(), CommError> {
-        check_allgatherv(self.rank, self.size, send.len(), recv.len(), counts, displs)?;
-        let elem = std::mem::size_of::<T>();
-        let ranges: Vec<(usize, usize)> = counts
-            .iter()
-            .zip(displs)
-            .map(|(&c, &d)| (d * elem, (d + c) * elem))
-            .collect();
-        self.run(
-            |seq| Fingerprint::allgatherv::<T>(seq, counts),
-            |mesh, fp| {
+        self.calls
+            .allgatherv(send, recv.len(), counts, displs, |mesh, fp| {
+                // The ranges were checked to fit in `recv`.
+                let elem = std::mem::size_of::<T>();
+                let ranges: Vec<(usize, usize)> = counts
+                    .iter()
+                    .zip(displs)
+                    .map(|(&c, &d)| (d * elem, (d + c) * elem))
+                    .collect();
                 allgatherv_direct::allgatherv(mesh, fp, as_bytes(send), as_bytes_mut(recv), &ranges)
-            },
-        )
+            })
     }
 
     fn allreduce<T: CommData>(
@@ -223,32 +179,25 @@ impl Communicator for TcpBackend {
         recv: &mut [T],
         op: ReduceOp,
     ) -> Result<(), CommError> {
-        check_allreduce(send.len(), recv.len())?;
-        check_reducible::<T>()?;
-        self.run(
-            |seq| Fingerprint::allreduce::<T>(seq, send.len(), op),
-            |mesh, fp| allreduce::allreduce(mesh, fp, send, recv, op),
-        )
+        self.calls
+            .allreduce::<T>(send.len(), recv.len(), op, |mesh, fp| {
+                allreduce::allreduce(mesh, fp, send, recv, op)
+            })
     }
 
     fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
-        check_broadcast(root, self.size)?;
-        let len = buf.len();
-        self.run(
-            |seq| Fingerprint::broadcast::<T>(seq, len, root),
-            |mesh, fp| {
-                let bytes = as_bytes_mut(buf);
-                if mesh.size >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES {
-                    broadcast_scatter_allgather::broadcast(mesh, fp, bytes, root)
-                } else {
-                    broadcast_direct::broadcast(mesh, fp, bytes, root)
-                }
-            },
-        )
+        self.calls.broadcast::<T>(buf.len(), root, |mesh, fp| {
+            let bytes = as_bytes_mut(buf);
+            if mesh.size >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES {
+                broadcast_scatter_allgather::broadcast(mesh, fp, bytes, root)
+            } else {
+                broadcast_direct::broadcast(mesh, fp, bytes, root)
+            }
+        })
     }
 
     fn barrier(&self) -> Result<(), CommError> {
-        self.run(Fingerprint::barrier, barrier_dissemination::barrier)
+        self.calls.barrier(barrier_dissemination::barrier)
     }
 
     fn rank(&self) -> usize {

@@ -19,6 +19,7 @@ use super::frame::{
     self, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame, HEADER_BYTES,
     MAX_ABORT_PAYLOAD,
 };
+use crate::call::Transport;
 use crate::fingerprint::Fingerprint;
 use crate::types::CommError;
 
@@ -499,7 +500,9 @@ impl Mesh {
         match frame::decode(&header) {
             Err(what) => Err(self.protocol(op, p, &what)),
             Ok(Frame::Data { fingerprint, .. }) => {
-                if fingerprint.seq < fp.seq || (fingerprint.seq == fp.seq && fingerprint != *fp) {
+                if fingerprint.seq < fp.seq
+                    || (fingerprint.seq == fp.seq && !fp.agrees_with(&fingerprint))
+                {
                     Err(self.mismatch(fp, &fingerprint, p))
                 } else {
                     Ok(false)
@@ -676,6 +679,32 @@ impl Mesh {
             }
             let _ = peer.stream.shutdown(Shutdown::Write);
         }
+    }
+}
+
+impl Transport for Mesh {
+    type Failure = Fail;
+
+    fn error(failure: &Fail) -> CommError {
+        failure.err.clone()
+    }
+
+    /// Sends the refusal to every peer and reads one frame from each: every peer's
+    /// refusal of the same call, or the first frame of a peer that made it (a mismatch).
+    /// Every peer watches every connection during its calls, so the ranks that made the
+    /// call see the refusal at once.
+    fn refuse(&mut self, refusal: &Fingerprint) -> Result<(), Fail> {
+        let peers: Vec<usize> = (0..self.size).filter(|&p| p != self.rank).collect();
+        let mut sends: Vec<SendOp<'_>> = peers
+            .iter()
+            .map(|&p| SendOp::new(p, refusal, &[]))
+            .collect();
+        let mut recvs: Vec<RecvOp<'_>> = peers.iter().map(|&p| RecvOp::new(p, &mut [])).collect();
+        self.exchange(refusal, &mut sends, &mut recvs)
+    }
+
+    fn broken(&mut self, failure: &Fail) {
+        self.abort(&failure.report);
     }
 }
 
