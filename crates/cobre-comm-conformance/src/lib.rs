@@ -14,6 +14,8 @@
 //! non-contiguous (reversed, gapped) displacements, up to [`Options::max_len`] elements;
 //! `allreduce` with each [`ReduceOp`](cobre_comm::ReduceOp) on each of the seven primitive
 //! types at lengths from 1 to [`Options::max_len`], compared with the rank-order fold
+//! computed by the kit's own oracle ([`TestValue::combine`], plain loops in rank order,
+//! never the library's kernels, so a wrong kernel cannot pass unnoticed)
 //! (bit-exact when [`Options::bit_exact_sum`]) and identical on every rank; `broadcast`
 //! from every root; `barrier`; a long mixed sequence of collectives checked against a
 //! reference; every precondition error row (and the communicator still works after each);

@@ -1,7 +1,7 @@
 //! Test data: deterministic per-rank contributions for the seven primitive types, and the
 //! comparisons used to check results.
 
-use cobre_comm::{CommData, ElementType};
+use cobre_comm::{CommData, ElementType, ReduceOp};
 
 /// A primitive the kit can generate, reduce and compare.
 pub trait TestValue: CommData + PartialEq + std::fmt::Debug {
@@ -12,6 +12,20 @@ pub trait TestValue: CommData + PartialEq + std::fmt::Debug {
     fn random(rng: &mut fastrand::Rng) -> Self;
     /// The value as `f64` (for error bounds of inexact sums).
     fn to_f64(self) -> f64;
+    /// `self` combined with `next` by `op`: the kit's own oracle, written with plain
+    /// operators and independent of the library's reduction kernels (integers wrap on
+    /// overflow; floats compare with `<` and `>`).
+    #[must_use]
+    fn combine(self, next: Self, op: ReduceOp) -> Self;
+}
+
+/// The oracle's minimum and maximum: plain comparisons.
+fn pick<T: PartialOrd>(a: T, b: T, op: ReduceOp) -> T {
+    let take_b = match op {
+        ReduceOp::Min => b < a,
+        _ => b > a,
+    };
+    if take_b { b } else { a }
 }
 
 macro_rules! int_value {
@@ -25,6 +39,12 @@ macro_rules! int_value {
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            fn combine(self, next: Self, op: ReduceOp) -> Self {
+                match op {
+                    ReduceOp::Sum => self.wrapping_add(next),
+                    _ => pick(self, next, op),
+                }
+            }
         }
     )*};
 }
@@ -33,6 +53,12 @@ int_value!(i32, i64, u8, u32, u64);
 const MAGNITUDES: [f64; 4] = [1e-3, 1.0, 1e8, 1e16];
 
 impl TestValue for f64 {
+    fn combine(self, next: Self, op: ReduceOp) -> Self {
+        match op {
+            ReduceOp::Sum => self + next,
+            _ => pick(self, next, op),
+        }
+    }
     const NAME: &'static str = "f64";
     fn random(rng: &mut fastrand::Rng) -> Self {
         (rng.f64() - 0.5) * MAGNITUDES[rng.usize(..MAGNITUDES.len())]
@@ -43,6 +69,12 @@ impl TestValue for f64 {
 }
 
 impl TestValue for f32 {
+    fn combine(self, next: Self, op: ReduceOp) -> Self {
+        match op {
+            ReduceOp::Sum => self + next,
+            _ => pick(self, next, op),
+        }
+    }
     const NAME: &'static str = "f32";
     fn random(rng: &mut fastrand::Rng) -> Self {
         ((rng.f64() - 0.5) * MAGNITUDES[rng.usize(..3)]) as f32
