@@ -115,16 +115,58 @@ pub struct FerrompiBackend {
     size: usize,
     node_rank: usize,
     node_size: usize,
+    threads: ThreadRule,
     mpi: Mpi,
 }
 
+/// Which threads may call MPI, from the thread level `MPI_Init_thread` provided: under
+/// `Funneled` (what this backend asks for) or `Serialized`, only the thread that
+/// initialised MPI; under `Multiple`, any thread. Every MPI call this crate makes is
+/// checked against it first, so safe code cannot break MPI's threading rule even though
+/// the communicator is `Send + Sync`.
+#[derive(Debug, Clone, Copy)]
+struct ThreadRule {
+    owner: std::thread::ThreadId,
+    level: ThreadLevel,
+}
+
+impl ThreadRule {
+    fn here(level: ThreadLevel) -> ThreadRule {
+        ThreadRule {
+            owner: std::thread::current().id(),
+            level,
+        }
+    }
+
+    /// Fails unless the calling thread may call MPI.
+    fn check(&self, operation: &'static str) -> Result<(), CommError> {
+        if self.level == ThreadLevel::Multiple {
+            return Ok(());
+        }
+        let here = std::thread::current().id();
+        if here == self.owner {
+            return Ok(());
+        }
+        Err(CommError::CollectiveFailed {
+            operation,
+            mpi_error_code: -1,
+            message: format!(
+                "called from thread {here:?}, but MPI was initialised at thread level {:?} by thread {:?}, \
+                 and at that level only that thread may call MPI: make every call on this communicator \
+                 (and its node communicator and regions) from the thread that created it",
+                self.level, self.owner
+            ),
+        })
+    }
+}
+
 // SAFETY: `ferrompi::Mpi` is !Send/!Sync only to keep MPI calls on the thread that
-// initialised MPI. MPI is initialised at `Funneled`: the contract of this backend (and of
-// `Communicator`: callers serialise collectives) is that every call is made from the
-// initialising thread, and the handle itself holds no thread-local state.
+// initialised MPI. Every method that calls MPI first checks `threads` (`ThreadRule::check`),
+// which refuses any thread but the initialising one unless MPI provided
+// `MPI_THREAD_MULTIPLE`, and the handle itself holds no thread-local state.
 unsafe impl Send for FerrompiBackend {}
-// SAFETY: as above; `&self` methods only make MPI calls, which the Funneled contract keeps
-// on one thread at a time.
+// SAFETY: as above: the thread check keeps every MPI call on the initialising thread (so
+// calls are also serialised) unless MPI allows any thread at any time.
 unsafe impl Sync for FerrompiBackend {}
 
 impl std::fmt::Debug for FerrompiBackend {
@@ -164,6 +206,14 @@ impl FerrompiBackend {
         }
         let mpi = Mpi::init_thread(ThreadLevel::Funneled)
             .map_err(|e| failed(format!("MPI_Init_thread failed: {e}")))?;
+        let level = mpi.thread_level();
+        if level < ThreadLevel::Funneled {
+            return Err(failed(format!(
+                "MPI_Init_thread provided thread level {level:?}, expected at least Funneled: this MPI library \
+                 cannot be used with threads in the program; use an MPI built with thread support"
+            )));
+        }
+        let threads = ThreadRule::here(level);
         let world = mpi.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
         if let Some(error) = launcher_mismatch(size, lookup) {
@@ -182,6 +232,7 @@ impl FerrompiBackend {
             size,
             node_rank,
             node_size,
+            threads,
             mpi,
         })
     }
@@ -283,6 +334,7 @@ impl Communicator for FerrompiBackend {
         displs: &[usize],
     ) -> Result<(), CommError> {
         const OP: &str = "allgatherv";
+        self.threads.check(OP)?;
         check_allgatherv(self.rank, self.size, send.len(), recv.len(), counts, displs)?;
         let counts = counts
             .iter()
@@ -312,6 +364,7 @@ impl Communicator for FerrompiBackend {
         op: ReduceOp,
     ) -> Result<(), CommError> {
         const OP: &str = "allreduce";
+        self.threads.check(OP)?;
         check_allreduce(send.len(), recv.len())?;
         check_reducible::<T>()?;
         to_mpi_int(OP, "send.len()", send.len())?;
@@ -339,6 +392,7 @@ impl Communicator for FerrompiBackend {
 
     fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
         const OP: &str = "broadcast";
+        self.threads.check(OP)?;
         check_broadcast(root, self.size)?;
         to_mpi_int(OP, "buf.len()", buf.len())?;
         self.world
@@ -347,6 +401,7 @@ impl Communicator for FerrompiBackend {
     }
 
     fn barrier(&self) -> Result<(), CommError> {
+        self.threads.check("barrier")?;
         self.world.barrier().map_err(|e| mpi_error("barrier", &e))
     }
 
@@ -364,6 +419,7 @@ struct MpiNode {
     comm: MpiComm,
     rank: usize,
     size: usize,
+    threads: ThreadRule,
 }
 
 impl LocalCommunicator for MpiNode {
@@ -376,6 +432,7 @@ impl LocalCommunicator for MpiNode {
     }
 
     fn barrier(&self) -> Result<(), CommError> {
+        self.threads.check("barrier")?;
         self.comm.barrier().map_err(|e| mpi_error("barrier", &e))
     }
 }
@@ -384,16 +441,23 @@ impl SharedMemoryProvider for FerrompiBackend {
     type Region<T: CommData> = MpiRegion<T>;
 
     fn create_shared_region<T: CommData>(&self, count: usize) -> Result<MpiRegion<T>, CommError> {
-        MpiRegion::allocate(&self.node, self.node_rank == 0, count)
+        self.threads.check("create_shared_region")?;
+        MpiRegion::allocate(&self.node, self.node_rank == 0, count, self.threads)
     }
 
     fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+        self.threads.check("split_local")?;
         let comm = self
             .world
             .split_shared()
             .map_err(|e| mpi_error("split_local", &e))?;
         let (rank, size) = (comm.rank() as usize, comm.size() as usize);
-        Ok(Box::new(MpiNode { comm, rank, size }))
+        Ok(Box::new(MpiNode {
+            comm,
+            rank,
+            size,
+            threads: self.threads,
+        }))
     }
 
     fn is_leader(&self) -> bool {
@@ -422,11 +486,12 @@ pub struct MpiRegion<T: CommData> {
     len: usize,
     /// The window; fences need `&mut`, regions are shared by `&self`.
     window: Mutex<Win<T>>,
+    threads: ThreadRule,
 }
 
 // SAFETY: the region is memory of an MPI window that stays mapped while `window` lives;
 // `ptr` is only dereferenced through `as_slice`/`as_mut_slice`, whose borrows are tied to
-// the region. MPI calls (fences) follow the backend's Funneled contract.
+// the region. MPI calls (fences) are checked against the backend's thread rule first.
 unsafe impl<T: CommData> Send for MpiRegion<T> {}
 // SAFETY: as above; shared access only reads (`as_slice`) or fences under the mutex.
 unsafe impl<T: CommData> Sync for MpiRegion<T> {}
@@ -440,7 +505,12 @@ impl<T: CommData> std::fmt::Debug for MpiRegion<T> {
 }
 
 impl<T: CommData> MpiRegion<T> {
-    fn allocate(node: &MpiComm, leader: bool, count: usize) -> Result<Self, CommError> {
+    fn allocate(
+        node: &MpiComm,
+        leader: bool,
+        count: usize,
+        threads: ThreadRule,
+    ) -> Result<Self, CommError> {
         let requested_bytes = count.saturating_mul(std::mem::size_of::<T>());
         let failed = |e: ::ferrompi::Error| CommError::AllocationFailed {
             requested_bytes,
@@ -466,6 +536,7 @@ impl<T: CommData> MpiRegion<T> {
             ptr,
             len,
             window: Mutex::new(window),
+            threads,
         })
     }
 }
@@ -486,6 +557,7 @@ impl<T: CommData> SharedRegion<T> for MpiRegion<T> {
     }
 
     fn fence(&self) -> Result<(), CommError> {
+        self.threads.check("fence")?;
         let mut window = self
             .window
             .lock()

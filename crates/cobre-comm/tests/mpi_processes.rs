@@ -68,6 +68,7 @@ fn rank(case: &str) -> ExitCode {
                 }
             }
         }
+        "other-thread" => other_thread(&comm),
         other => {
             eprintln!("unknown case {other}");
             false
@@ -82,6 +83,38 @@ fn rank(case: &str) -> ExitCode {
 }
 
 /// Leader writes, fence, followers read the leader's data (true shared memory), twice.
+/// MPI was initialised at `Funneled`: a call from another thread is a clear error (and
+/// makes no MPI call), after which the initialising thread goes on normally.
+fn other_thread<C: Communicator + SharedMemoryProvider>(comm: &C) -> bool {
+    let refused = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut total = [0_u64];
+            let reduce = comm.allreduce(&[1], &mut total, cobre_comm::ReduceOp::Sum);
+            let node = comm.split_local().map(|_| ());
+            (reduce, node, comm.barrier())
+        })
+        .join()
+        .unwrap()
+    });
+    let all_refused = [&refused.0, &refused.1, &refused.2].iter().all(|r| {
+        matches!(r, Err(cobre_comm::CommError::CollectiveFailed { message, .. })
+            if message.contains("only that thread may call MPI"))
+    });
+    if !all_refused {
+        eprintln!(
+            "calls from another thread gave {refused:?}, expected CollectiveFailed naming the thread rule"
+        );
+        return false;
+    }
+    let mut total = [0_u64];
+    let here = comm.allreduce(&[1], &mut total, cobre_comm::ReduceOp::Sum);
+    if here.is_err() || total[0] != comm.size() as u64 {
+        eprintln!("the initialising thread's allreduce gave {here:?} and {total:?}");
+        return false;
+    }
+    true
+}
+
 fn region<C: Communicator + SharedMemoryProvider>(comm: &C) -> bool {
     let node = comm.split_local().expect("split_local");
     let mut region = comm
@@ -179,6 +212,7 @@ fn driver() -> ExitCode {
         (4, "suite"),
         (3, "region"),
         (1, "second-init"),
+        (2, "other-thread"),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (ranks, case) in cases {
