@@ -194,6 +194,7 @@ pub struct Launcher {
     capture_stdout: bool,
     prefix: bool,
     forward_signals: bool,
+    stop_on_failure: bool,
 }
 
 impl Launcher {
@@ -209,6 +210,7 @@ impl Launcher {
             capture_stdout: false,
             prefix: true,
             forward_signals: false,
+            stop_on_failure: true,
         }
     }
 
@@ -274,6 +276,30 @@ impl Launcher {
     #[must_use]
     pub fn forward_signals(mut self, forward: bool) -> Launcher {
         self.forward_signals = forward;
+        self
+    }
+
+    /// Whether the first rank that fails stops the others (default: yes, as `mpiexec`
+    /// does). Tests of failure handling turn it off to watch how the surviving ranks
+    /// react; the report still names the first failure, and the timeout still applies.
+    ///
+    /// ```
+    /// use cobre_comm_launcher::Launcher;
+    ///
+    /// let report = Launcher::new("sh")
+    ///     .args(["-c", "if [ $R = 0 ]; then exit 3; fi; echo survived"])
+    ///     .ranks(2)
+    ///     .rank_env(vec![vec![("R".into(), "0".into())], vec![("R".into(), "1".into())]])
+    ///     .capture_stdout(true)
+    ///     .stop_on_failure(false)
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(report.exit_code(), 3);
+    /// assert_eq!(report.ranks[1].stdout, "survived\n");
+    /// ```
+    #[must_use]
+    pub fn stop_on_failure(mut self, stop: bool) -> Launcher {
+        self.stop_on_failure = stop;
         self
     }
 
@@ -405,6 +431,7 @@ impl Launcher {
         inbox: &mpsc::Receiver<(usize, Outcome)>,
     ) -> (Vec<Option<Outcome>>, Option<Failure>) {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; self.ranks];
+        let mut first_failure = None;
         let deadline = self.timeout.map(|t| start + t);
         while outcomes.iter().any(Option::is_none) {
             let received = match deadline {
@@ -416,8 +443,11 @@ impl Launcher {
             match received {
                 Ok((rank, outcome)) => {
                     outcomes[rank] = Some(outcome);
-                    if !outcome.is_success() {
-                        return (outcomes, Some(Failure::Rank { rank, outcome }));
+                    if !outcome.is_success() && first_failure.is_none() {
+                        first_failure = Some(Failure::Rank { rank, outcome });
+                        if self.stop_on_failure {
+                            return (outcomes, first_failure);
+                        }
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -429,7 +459,7 @@ impl Launcher {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        (outcomes, None)
+        (outcomes, first_failure)
     }
 }
 

@@ -27,6 +27,10 @@ use crate::types::CommError;
 /// already received; far above any socket buffer).
 const MAX_STASH: usize = 256 << 20;
 
+/// How long a rank that aborts waits for its peers to close their side, so its abort
+/// report is not destroyed by a connection reset when the process exits.
+const ABORT_LINGER: Duration = Duration::from_millis(300);
+
 /// How long an exchange retries without sleeping after its last progress.
 const SPIN: Duration = Duration::from_micros(50);
 
@@ -523,7 +527,44 @@ impl Mesh {
     }
 
     /// Runs `sends` and `recvs` to completion, all at once.
+    ///
+    /// On failure, frames already begun are finished first (briefly, best effort): a
+    /// frame cut in the middle would keep this rank's abort report from reaching that
+    /// peer, which would then blame this rank for the failure instead of the rank that
+    /// caused it.
     pub(crate) fn exchange(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+    ) -> Result<(), Fail> {
+        let result = self.progress_all(fp, sends, recvs);
+        if result.is_err() {
+            self.finish_started(sends);
+        }
+        result
+    }
+
+    /// Completes the frames of `sends` that are partly sent, within a short deadline.
+    /// Their payload is the call's own valid data, so the peer receives a whole frame.
+    fn finish_started(&mut self, sends: &[SendOp<'_>]) {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        for s in sends.iter().filter(|s| s.done > 0 && !s.finished()) {
+            let Some(peer) = self.peers[s.peer].as_mut() else {
+                continue;
+            };
+            if peer.departed || peer.eof {
+                continue;
+            }
+            let header = &s.header[s.done.min(HEADER_BYTES)..];
+            let payload = &s.payload[s.done.saturating_sub(HEADER_BYTES)..];
+            if send_all(peer, &[header, payload], deadline).is_ok() {
+                peer.out_partial = false;
+            }
+        }
+    }
+
+    fn progress_all(
         &mut self,
         fp: &Fingerprint,
         sends: &mut [SendOp<'_>],
@@ -666,6 +707,56 @@ impl Mesh {
                 let _ = send_all(peer, &[&header, &body], deadline);
             }
             let _ = peer.stream.shutdown(Shutdown::Write);
+        }
+        self.drain_until_closed(Instant::now() + ABORT_LINGER);
+    }
+
+    /// Reads and discards what the peers still send until each closes its side or
+    /// `deadline` passes. A process that exits with unread bytes in a socket makes the
+    /// kernel reset the connection, and a reset destroys what the peer has not read yet:
+    /// the abort report just sent. Draining first lets the report arrive.
+    fn drain_until_closed(&mut self, deadline: Instant) {
+        let mut sink = [0_u8; 64 << 10];
+        let mut open: Vec<usize> = (0..self.peers.len())
+            .filter(|&p| self.peers[p].as_ref().is_some_and(|peer| !peer.eof))
+            .collect();
+        while !open.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let mut fds: Vec<PollFd<'_>> = open
+                .iter()
+                .filter_map(|&p| self.peers[p].as_ref())
+                .map(|peer| PollFd::new(&peer.stream, PollFlags::IN | PollFlags::RDHUP))
+                .collect();
+            let _ = poll(&mut fds, Some(&timespec(left)));
+            let ready: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
+            drop(fds);
+            let mut still_open = Vec::with_capacity(open.len());
+            for (&p, ready) in open.iter().zip(ready) {
+                let Some(peer) = self.peers[p].as_mut() else {
+                    continue;
+                };
+                if !ready {
+                    still_open.push(p);
+                    continue;
+                }
+                match (&peer.stream).read(&mut sink) {
+                    Ok(0) => peer.eof = true,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        still_open.push(p);
+                    }
+                    Err(_) => peer.eof = true,
+                    Ok(_) => still_open.push(p),
+                }
+            }
+            open = still_open;
         }
     }
 
