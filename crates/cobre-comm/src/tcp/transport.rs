@@ -716,7 +716,7 @@ impl Mesh {
     /// kernel reset the connection, and a reset destroys what the peer has not read yet:
     /// the abort report just sent. Draining first lets the report arrive.
     fn drain_until_closed(&mut self, deadline: Instant) {
-        let mut sink = [0_u8; 64 << 10];
+        let mut sink = vec![0_u8; 16 << 10];
         let mut open: Vec<usize> = (0..self.peers.len())
             .filter(|&p| self.peers[p].as_ref().is_some_and(|peer| !peer.eof))
             .collect();
