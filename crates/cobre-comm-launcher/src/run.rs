@@ -184,6 +184,7 @@ struct Spawned {
 
 /// Starts the ranks of a job; see the crate documentation.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // independent builder switches, each with its setter
 pub struct Launcher {
     program: OsString,
     args: Vec<OsString>,

@@ -743,7 +743,7 @@ impl Mesh {
                     continue;
                 }
                 match (&peer.stream).read(&mut sink) {
-                    Ok(0) => peer.eof = true,
+                    Ok(n) if n > 0 => still_open.push(p),
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -752,8 +752,8 @@ impl Mesh {
                     {
                         still_open.push(p);
                     }
-                    Err(_) => peer.eof = true,
-                    Ok(_) => still_open.push(p),
+                    // The end of the stream, or a reset: nothing more will come.
+                    _ => peer.eof = true,
                 }
             }
             open = still_open;
