@@ -191,6 +191,7 @@ impl<X: Transport> Calls<X> {
     }
 
     /// [`Calls::with_transport`] for an owner.
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))] // tcp says goodbye on drop
     pub(crate) fn transport_mut(&mut self) -> (&mut X, bool) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         (&mut state.transport, state.poison.is_none())

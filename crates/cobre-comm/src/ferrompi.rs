@@ -487,6 +487,16 @@ pub struct MpiRegion<T: CommData> {
     /// The window; fences need `&mut`, regions are shared by `&self`.
     window: Mutex<Win<T>>,
     threads: ThreadRule,
+    /// The shared word of the access rule, at the start of the leader's window memory
+    /// (`None` for an empty region).
+    word: Option<NonNull<std::sync::atomic::AtomicU64>>,
+    access: crate::access::AccessRule,
+}
+
+/// Elements of `T` before the region's data in the window: room for the access word,
+/// keeping the data aligned for `T`.
+fn header_elements<T>() -> usize {
+    64_usize.div_ceil(std::mem::size_of::<T>().max(1))
 }
 
 // SAFETY: the region is memory of an MPI window that stays mapped while `window` lives;
@@ -516,17 +526,28 @@ impl<T: CommData> MpiRegion<T> {
             requested_bytes,
             message: format!("MPI_Win_allocate_shared: {e}"),
         };
-        let mut window =
-            Win::<T>::allocate_shared(node, if leader { count } else { 0 }).map_err(failed)?;
-        let (ptr, len) = {
+        let header = if count == 0 {
+            0
+        } else {
+            header_elements::<T>()
+        };
+        let mut window = Win::<T>::allocate_shared(node, if leader { header + count } else { 0 })
+            .map_err(failed)?;
+        let (base, len) = {
             let mut view = window.remote(0).map_err(failed)?;
             // SAFETY: no process writes the region yet (the leader writes only after this
             // collective allocation returns, and the region is zero-filled by ferrompi),
             // and the slice is turned into a pointer at once; later accesses go through
-            // `as_slice`/`as_mut_slice` under the fence protocol.
+            // `as_slice`/`as_mut_slice` under the access rule.
             let slice = unsafe { view.as_mut_slice() };
             (NonNull::from(slice).cast::<T>(), view.len())
         };
+        let len = len.saturating_sub(header);
+        // SAFETY: the window holds `header + len` elements from `base`; `header` elements
+        // are at most 64 bytes plus one element, inside it.
+        let ptr = unsafe { base.add(header) };
+        let word = (header > 0 && base.as_ptr().cast::<u64>().is_aligned())
+            .then(|| base.cast::<std::sync::atomic::AtomicU64>());
         // Opens the first fence epoch: the leader's stores made before the user's fence are
         // published by it.
         window
@@ -537,22 +558,36 @@ impl<T: CommData> MpiRegion<T> {
             len,
             window: Mutex::new(window),
             threads,
+            word,
+            access: crate::access::AccessRule::new(leader, node.rank() as usize),
         })
+    }
+
+    fn access_word(&self) -> Option<&std::sync::atomic::AtomicU64> {
+        // SAFETY: the word is 8 aligned bytes at the start of the window memory, which
+        // stays mapped while `self.window` lives; it is only accessed atomically.
+        self.word.map(|w| unsafe { w.as_ref() })
     }
 }
 
 impl<T: CommData> SharedRegion<T> for MpiRegion<T> {
     fn as_slice(&self) -> &[T] {
+        if let Some(word) = self.access_word() {
+            self.access.read(word);
+        }
         // SAFETY: `ptr` points to `len` elements of the leader's window region, mapped
-        // while `self.window` lives; every bit pattern is a valid `T` (Pod). Writes by the
-        // leader happen, per the documented lifecycle, only between fences in which no
-        // rank reads.
+        // while `self.window` lives; every bit pattern is a valid `T` (Pod). The access
+        // rule just checked that no other process writes in this epoch.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     fn as_mut_slice(&mut self) -> &mut [T] {
+        if let Some(word) = self.access_word() {
+            self.access.write(word);
+        }
         // SAFETY: as for `as_slice`; `&mut self` makes the slice unique in this process,
-        // and the lifecycle keeps other processes from reading while the leader writes.
+        // and the access rule just checked that this is the leader and that no other
+        // process reads in this epoch.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
@@ -564,7 +599,9 @@ impl<T: CommData> SharedRegion<T> for MpiRegion<T> {
             .map_err(|_| CommError::InvalidCommunicator)?;
         window
             .fence(WinFenceAssert::none(), WinFenceAssert::none(), |_| Ok(()))
-            .map_err(|e| mpi_error("fence", &e))
+            .map_err(|e| mpi_error("fence", &e))?;
+        self.access.fenced();
+        Ok(())
     }
 }
 

@@ -52,6 +52,8 @@
 //! assert_eq!(run(&comm), n * (n + 1.0) / 2.0);
 //! ```
 
+#[cfg(any(feature = "shm", feature = "mpi"))]
+mod access;
 #[cfg(any(feature = "shm", feature = "tcp"))]
 mod call;
 pub mod datatype;

@@ -284,6 +284,18 @@ pub trait SharedMemoryProvider: Send + Sync {
 
 /// A typed region of node-shared memory; see [`SharedMemoryProvider`] for the lifecycle.
 ///
+/// # Access rule (`shm` and `mpi`)
+/// The fences cut a region's life into epochs. In each epoch either the leader writes and
+/// no other rank touches the region, or any ranks read and nobody writes: the first access
+/// of the epoch decides, recorded in the shared memory itself. A follower that writes, a
+/// leader that writes while other ranks read (since the last fence), and a follower that
+/// reads while the leader writes each panic with a message that names the rule, instead
+/// of racing with another process. So: allocate, the leader writes, `fence`, everyone
+/// reads; to rewrite, `fence` again, the leader writes, `fence`, everyone reads. A slice
+/// kept from before a fence and used after it is not caught (the signatures, fixed by the
+/// 0.18 API, cannot tie it to the epoch): drop slices before fencing. On
+/// [`HeapRegion`](crate::HeapRegion) every rank has a private copy and nothing can race.
+///
 /// # Example
 /// ```
 /// use cobre_comm::{HeapRegion, SharedRegion};
@@ -295,8 +307,15 @@ pub trait SharedMemoryProvider: Send + Sync {
 /// ```
 pub trait SharedRegion<T: CommData>: Send + Sync {
     /// The region's contents, for reading (after the fence).
+    ///
+    /// # Panics
+    /// On a follower, when the leader has written the region since the last fence.
     fn as_slice(&self) -> &[T];
     /// The region's contents, for the leader to populate (before the fence).
+    ///
+    /// # Panics
+    /// On a follower; on the leader, when another rank has read the region since the last
+    /// fence.
     fn as_mut_slice(&mut self) -> &mut [T];
     /// Makes the leader's writes visible to every rank of the node. Collective.
     ///

@@ -7,9 +7,14 @@ use std::sync::Arc;
 use super::ShmCalls;
 use super::segment::{CreateError, Segment};
 use super::transport::ShmTransport;
+use crate::access::AccessRule;
 use crate::fingerprint::Fingerprint;
 use crate::traits::{CommData, SharedRegion};
 use crate::types::CommError;
+
+/// The region's segment starts with one page for the access word ([`AccessRule`]); the
+/// elements follow, page-aligned.
+const REGION_HEADER: usize = 4096;
 
 /// Bytes every rank publishes to report how its part of an allocation went: a status
 /// byte, a length, and a message.
@@ -57,6 +62,7 @@ pub struct ShmRegion<T: CommData> {
     ptr: NonNull<T>,
     len: usize,
     calls: Arc<ShmCalls>,
+    access: AccessRule,
     _elements: PhantomData<T>,
 }
 
@@ -69,25 +75,36 @@ impl<T: CommData> ShmRegion<T> {
         });
         let checked = bytes.as_ref().map(drop).map_err(Clone::clone);
         let bytes = bytes.unwrap_or(0);
+        let mut rank = 0;
         let allocated = calls.run(
             checked,
             |seq| Fingerprint::region::<T>(seq, count),
-            |link, fp| allocate(link, fp, bytes),
+            |link, fp| {
+                rank = link.job.rank;
+                let segment_bytes = if bytes == 0 { 0 } else { REGION_HEADER + bytes };
+                allocate(link, fp, segment_bytes)
+            },
         )?;
         let segment = allocated.map_err(|message| CommError::AllocationFailed {
             requested_bytes: bytes,
             message,
         })?;
-        let ptr = segment
-            .as_ref()
-            .map_or(NonNull::dangling(), |seg| seg.ptr_at(0).cast::<T>());
+        let ptr = segment.as_ref().map_or(NonNull::dangling(), |seg| {
+            seg.ptr_at(REGION_HEADER).cast::<T>()
+        });
         Ok(ShmRegion {
             segment,
             ptr,
             len: count,
             calls: Arc::clone(calls),
+            access: AccessRule::new(rank == 0, rank),
             _elements: PhantomData,
         })
+    }
+
+    /// The shared word of the access rule (none for an empty region: nothing to race on).
+    fn access_word(&self) -> Option<&std::sync::atomic::AtomicU64> {
+        self.segment.as_ref().map(|seg| seg.u64_at(0))
     }
 }
 
@@ -166,7 +183,7 @@ fn allocate(
 }
 
 // SAFETY: the region is shared memory owned by this value (its mapping lives in
-// `segment`); access follows the documented lifecycle.
+// `segment`); every access is checked against the access rule (`AccessRule`).
 unsafe impl<T: CommData> Send for ShmRegion<T> {}
 // SAFETY: as above; `&self` only reads, or synchronises through the job.
 unsafe impl<T: CommData> Sync for ShmRegion<T> {}
@@ -174,16 +191,23 @@ unsafe impl<T: CommData> Sync for ShmRegion<T> {}
 impl<T: CommData> SharedRegion<T> for ShmRegion<T> {
     fn as_slice(&self) -> &[T] {
         debug_assert!(self.segment.is_some() || self.len == 0);
+        if let Some(word) = self.access_word() {
+            self.access.read(word);
+        }
         // SAFETY: `ptr` is the page-aligned start of a mapping of at least
         // `len * size_of::<T>()` bytes that lives as long as `self.segment` (or dangling
-        // and aligned with `len == 0`); every bit pattern is a valid `T` (Pod). The leader
-        // writes only between fences, when, per the lifecycle, no rank reads.
+        // and aligned with `len == 0`); every bit pattern is a valid `T` (Pod). The access
+        // rule just checked that no other process writes in this epoch.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     fn as_mut_slice(&mut self) -> &mut [T] {
+        if let Some(word) = self.access_word() {
+            self.access.write(word);
+        }
         // SAFETY: as for `as_slice`; `&mut self` makes the slice unique in this process,
-        // and the lifecycle keeps other ranks from reading while the leader writes.
+        // and the access rule just checked that this is the leader and that no other
+        // process reads in this epoch.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
@@ -192,6 +216,8 @@ impl<T: CommData> SharedRegion<T> for ShmRegion<T> {
             Ok(()),
             |seq| Fingerprint::region::<T>(seq, self.len),
             |link, fp| link.step(fp, &[], |_| 0, |_, _| Ok(())),
-        )
+        )?;
+        self.access.fenced();
+        Ok(())
     }
 }
