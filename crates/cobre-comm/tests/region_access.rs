@@ -54,7 +54,12 @@ fn child() {
             }
             comm.barrier().unwrap(); // the leader has written in this epoch
             if !leader {
-                println!("read: {}", caught(|| drop(region.as_slice()[0])));
+                println!(
+                    "read: {}",
+                    caught(|| {
+                        let _ = region.as_slice()[0];
+                    })
+                );
             }
         }
         "allowed" => {
