@@ -691,14 +691,12 @@ impl Attack {
             loop {
                 open.retain_mut(|s| {
                     let mut probe = [0_u8; 64];
-                    let alive = match std::io::Read::read(s, &mut probe) {
-                        Ok(_) => !trickle || s.write_all(b"C").is_ok(),
-                        Err(e) => {
-                            e.kind() == std::io::ErrorKind::WouldBlock
-                                && (!trickle || s.write_all(b"C").is_ok())
-                        }
+                    // Closed by the server (end or error): replaced below.
+                    let open = match std::io::Read::read(s, &mut probe) {
+                        Ok(n) => n > 0,
+                        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
                     };
-                    alive
+                    open && (!trickle || s.write_all(b"C").is_ok())
                 });
                 while open.len() < conns && opened < 20 * conns {
                     match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
@@ -908,12 +906,11 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
             .map(|r| Rank::spawn("start_fails", r, size, port, &env))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(20);
-        for r in 1..3 {
-            let pid = ranks[r].child.id();
+        for (r, rank) in ranks.iter().enumerate().skip(1) {
             assert!(
-                wait_joined(pid, port, deadline),
+                wait_joined(rank.child.id(), port, deadline),
                 "rank {r} never joined:\n{}",
-                ranks[r].text()
+                rank.text()
             );
         }
         ranks[2].child.kill().expect("kill -9");
