@@ -24,12 +24,13 @@ mod follower;
 mod mesh;
 mod pending;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::SendFlags;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::TcpConfig;
@@ -138,27 +139,49 @@ fn readable(revents: PollFlags) -> bool {
     revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
 }
 
-/// Writes a small handshake message on a connection with nothing queued, without
-/// blocking: a short write means the peer does not read, and is an error.
-fn send_small(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    let mut out = stream;
+/// Sends on `stream` without raising `SIGPIPE` if the peer is gone.
+fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     loop {
-        match out.write(bytes) {
-            Ok(n) if n == bytes.len() => return Ok(()),
-            Ok(n) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("the peer took {n} of {} bytes", bytes.len()),
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match rustix::net::send(stream, bytes, SendFlags::NOSIGNAL) {
+            Err(e) if e == rustix::io::Errno::INTR => {}
+            result => return result.map_err(io::Error::from),
         }
     }
 }
 
-/// Reads exactly `buf.len()` bytes from a blocking stream within `timeout`.
+/// Writes a small handshake message on a non-blocking connection with nothing queued: a
+/// short write means the peer does not read, and is an error.
+fn send_small(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    let n = send(stream, bytes)?;
+    if n == bytes.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("the peer took {n} of {} bytes", bytes.len()),
+        ))
+    }
+}
+
+/// Writes all of `bytes` within `timeout`, whatever the blocking mode of `stream`
+/// (which it leaves non-blocking).
+fn send_all(stream: &TcpStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    let mut done = 0;
+    while done < bytes.len() {
+        match send(stream, &bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) => return Err(e),
+        }
+    }
+    stream.set_nonblocking(true)
+}
+
+/// Reads exactly `buf.len()` bytes within `timeout` (leaving `stream` blocking).
 fn read_exact_timeout(stream: &mut TcpStream, buf: &mut [u8], timeout: Duration) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
     stream.read_exact(buf)
 }

@@ -4,7 +4,7 @@
 //! While it waits, rank 0 watches every connection: a rank that joined and then goes
 //! away ends the start-up at once, and rank 0 tells the others which rank it was.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Instant;
@@ -13,7 +13,8 @@ use rustix::event::PollFlags;
 
 use super::pending::{Handshake, Log, Pending};
 use super::{
-    bind_listener, failed, handshake_deadline, list, log, poll_until, readable, send_small,
+    bind_listener, failed, handshake_deadline, list, log, poll_until, readable, send_all,
+    send_small,
 };
 use crate::tcp::config::{ENV_TIMEOUT, TcpConfig};
 use crate::tcp::handshake::{
@@ -120,11 +121,12 @@ impl Lobby<'_> {
             let until = pending.next_expiry().map_or(deadline, |t| t.min(deadline));
             let (listener_ready, pending_ready, members_ready) =
                 self.poll_gathering(listener, &pending, until);
-            if listener_ready {
-                pending.accept_all(listener, &mut log, challenge);
-            }
+            // Progress first: accepting may drop the oldest, shifting the indices polled.
             for handshake in pending.progress(&pending_ready, &mut log) {
                 self.admit(handshake, &mut log);
+            }
+            if listener_ready {
+                pending.accept_all(listener, &mut log, challenge);
             }
             for r in members_ready {
                 self.check_member(r)?;
@@ -246,12 +248,7 @@ impl Lobby<'_> {
             let Some(member) = member else { continue };
             let welcome = Welcome::new(key, &member.hello.nonce, session, addrs.clone());
             let left_time = deadline.saturating_duration_since(Instant::now());
-            let mut stream = &member.stream;
-            stream
-                .set_nonblocking(false)
-                .and_then(|()| stream.set_write_timeout(Some(left_time.max(TICK_MIN))))
-                .and_then(|()| stream.write_all(&welcome.encode()))
-                .and_then(|()| stream.set_nonblocking(true))
+            send_all(&member.stream, &welcome.encode(), left_time)
                 .map_err(|e| left(r, &format!("rank 0 cannot send it the welcome: {e}")))?;
         }
         Ok(())
@@ -346,6 +343,3 @@ impl Lobby<'_> {
         }
     }
 }
-
-/// The shortest write timeout (zero would mean none).
-const TICK_MIN: std::time::Duration = std::time::Duration::from_millis(1);

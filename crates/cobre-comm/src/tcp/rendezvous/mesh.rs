@@ -5,7 +5,7 @@
 //! the session and the token; anything else is refused.
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -15,7 +15,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::follower::Joined;
 use super::pending::{Handshake, Log, Pending};
-use super::{failed, from_rank_0, handshake_deadline, list, poll_until, readable, send_small};
+use super::{
+    failed, from_rank_0, handshake_deadline, list, poll_until, readable, send_all, send_small,
+};
 use crate::tcp::config::{ENV_TIMEOUT, TcpConfig};
 use crate::tcp::handshake::{
     KIND_GO, KIND_MESH_ACK, KIND_READY, MESH_HELLO_BYTES, MeshHello, PREFIX_BYTES, Session,
@@ -183,12 +185,13 @@ impl Builder<'_> {
                     "rank {rank}: rank 0 sent handshake message kind {kind} while the mesh formed"
                 ));
             }
+            // Progress first: accepting may drop the oldest, shifting the indices polled.
+            for handshake in self.incoming.progress(&ready.incoming, &mut self.log) {
+                self.accept(handshake);
+            }
             if ready.listener {
                 self.incoming
                     .accept_all(&self.listener, &mut self.log, |_| Ok(()));
-            }
-            for handshake in self.incoming.progress(&ready.incoming, &mut self.log) {
-                self.accept(handshake);
             }
             for i in ready.links {
                 self.progress_link(i);
@@ -358,9 +361,7 @@ impl Builder<'_> {
     fn ready_and_go(&mut self, deadline: Instant) -> Result<(), String> {
         let rank = self.config.rank;
         let left = deadline.saturating_duration_since(Instant::now());
-        self.coordinator
-            .set_write_timeout(Some(left.max(Duration::from_millis(1))))
-            .and_then(|()| self.coordinator.write_all(&prefix(KIND_READY)))
+        send_all(&self.coordinator, &prefix(KIND_READY), left)
             .map_err(|e| format!("rank {rank}: cannot tell rank 0 it is ready: {e}"))?;
         let left = deadline.saturating_duration_since(Instant::now());
         match from_rank_0(&mut self.coordinator, rank, left)? {
