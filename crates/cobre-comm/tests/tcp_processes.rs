@@ -1057,48 +1057,15 @@ fn rank_0_listens_on_loopback_unless_told_otherwise() {
 }
 
 /// The body of every child process; does nothing in a normal test run.
-#[allow(clippy::too_many_lines)] // one arm per role
 #[test]
 fn child_rank() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
     };
     match role.as_str() {
-        "conformance" => {
-            let comm = TcpBackend::from_env().expect("join");
-            let options: Options =
-                cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
-            assert!(options.bit_exact_sum);
-            let report = run_suite(&comm, &options);
-            assert!(
-                report.results.len() > 40,
-                "only {} checks ran",
-                report.results.len()
-            );
-            assert!(
-                report.passed(),
-                "rank {}: {:#?}",
-                report.rank,
-                report.failures()
-            );
-            println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
-        }
+        "conformance" => role_conformance(),
         "small" => small(&TcpBackend::from_env().expect("join")),
-        "factory" => {
-            let selection = cobre_comm::select_backend(cobre_comm::BackendKind::Auto).unwrap();
-            assert_eq!(
-                selection.backend,
-                cobre_comm::BackendKind::Tcp,
-                "{}",
-                selection.reason
-            );
-            let comm = cobre_comm::create_communicator().expect("join");
-            assert!(matches!(comm, cobre_comm::CommBackend::Tcp(_)), "{comm:?}");
-            let cobre_comm::CommBackend::Tcp(tcp) = &comm else {
-                unreachable!()
-            };
-            small(tcp);
-        }
+        "factory" => role_factory(),
         "staggered_drop" => {
             let comm = TcpBackend::from_env().expect("join");
             small(&comm);
@@ -1132,26 +1099,7 @@ fn child_rank() {
             let err = TcpBackend::from_env().expect_err("must be refused");
             println!("REFUSED: {err}");
         }
-        "mismatch" => {
-            let comm = TcpBackend::from_env().expect("join");
-            comm.barrier().unwrap();
-            let mut buf = [1.0_f64; 4];
-            let result = if comm.rank() == 1 {
-                comm.broadcast(&mut buf, 0)
-            } else {
-                let send = buf;
-                comm.allreduce(&send, &mut buf, ReduceOp::Sum)
-            };
-            let err = result.expect_err("a mismatch");
-            assert!(
-                matches!(err, CommError::CollectiveMismatch { .. }),
-                "rank {}: {err}",
-                comm.rank()
-            );
-            // Poisoned: the next call fails fast with the same error.
-            assert_eq!(comm.barrier().unwrap_err(), err);
-            println!("MISMATCH SEEN rank {}: {err}", comm.rank());
-        }
+        "mismatch" => role_mismatch(),
         "root_mismatch" => {
             let comm = TcpBackend::from_env().expect("join");
             let mut buf = vec![7_u32; 1000];
@@ -1165,40 +1113,102 @@ fn child_rank() {
             );
             println!("MISMATCH SEEN rank {}: {err}", comm.rank());
         }
-        "forever" => {
-            let comm = TcpBackend::from_env().expect("join");
-            let start = Instant::now();
-            let mut i = 0_u64;
-            loop {
-                let send = [i as f64, 1.0];
-                let mut recv = [0.0; 2];
-                let result = comm
-                    .allreduce(&send, &mut recv, ReduceOp::Sum)
-                    .and_then(|()| {
-                        if i.is_multiple_of(3) {
-                            comm.barrier()
-                        } else {
-                            let mut big = vec![comm.rank() as u8; 100_000];
-                            comm.broadcast(&mut big, (i as usize) % comm.size())
-                        }
-                    });
-                if i == 20 {
-                    println!("RUNNING");
-                }
-                if let Err(e) = result {
-                    println!("FAILED AFTER {i} calls: {e}");
-                    // Later calls fail fast with the same error.
-                    assert_eq!(comm.barrier().unwrap_err(), e);
-                    return;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "nobody was killed"
-                );
-                i += 1;
-            }
-        }
+        "forever" => role_forever(),
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// Role `conformance`: the whole suite.
+fn role_conformance() {
+    let comm = TcpBackend::from_env().expect("join");
+    let options: Options = cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
+    assert!(options.bit_exact_sum);
+    let report = run_suite(&comm, &options);
+    assert!(
+        report.results.len() > 40,
+        "only {} checks ran",
+        report.results.len()
+    );
+    assert!(
+        report.passed(),
+        "rank {}: {:#?}",
+        report.rank,
+        report.failures()
+    );
+    println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
+}
+
+/// Role `factory`: the backend built through auto-detection.
+fn role_factory() {
+    let selection = cobre_comm::select_backend(cobre_comm::BackendKind::Auto).unwrap();
+    assert_eq!(
+        selection.backend,
+        cobre_comm::BackendKind::Tcp,
+        "{}",
+        selection.reason
+    );
+    let comm = cobre_comm::create_communicator().expect("join");
+    assert!(matches!(comm, cobre_comm::CommBackend::Tcp(_)), "{comm:?}");
+    let cobre_comm::CommBackend::Tcp(tcp) = &comm else {
+        unreachable!()
+    };
+    small(tcp);
+}
+
+/// Role `mismatch`: rank 1 broadcasts while the others reduce.
+fn role_mismatch() {
+    let comm = TcpBackend::from_env().expect("join");
+    comm.barrier().unwrap();
+    let mut buf = [1.0_f64; 4];
+    let result = if comm.rank() == 1 {
+        comm.broadcast(&mut buf, 0)
+    } else {
+        let send = buf;
+        comm.allreduce(&send, &mut buf, ReduceOp::Sum)
+    };
+    let err = result.expect_err("a mismatch");
+    assert!(
+        matches!(err, CommError::CollectiveMismatch { .. }),
+        "rank {}: {err}",
+        comm.rank()
+    );
+    // Poisoned: the next call fails fast with the same error.
+    assert_eq!(comm.barrier().unwrap_err(), err);
+    println!("MISMATCH SEEN rank {}: {err}", comm.rank());
+}
+
+/// Role `forever`: collectives until one fails (a rank is killed or stopped).
+fn role_forever() {
+    let comm = TcpBackend::from_env().expect("join");
+    let start = Instant::now();
+    let mut i = 0_u64;
+    loop {
+        let send = [i as f64, 1.0];
+        let mut recv = [0.0; 2];
+        let result = comm
+            .allreduce(&send, &mut recv, ReduceOp::Sum)
+            .and_then(|()| {
+                if i.is_multiple_of(3) {
+                    comm.barrier()
+                } else {
+                    let mut big = vec![comm.rank() as u8; 100_000];
+                    comm.broadcast(&mut big, (i as usize) % comm.size())
+                }
+            });
+        if i == 20 {
+            println!("RUNNING");
+        }
+        if let Err(e) = result {
+            println!("FAILED AFTER {i} calls: {e}");
+            // Later calls fail fast with the same error.
+            assert_eq!(comm.barrier().unwrap_err(), e);
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nobody was killed"
+        );
+        i += 1;
     }
 }
 
