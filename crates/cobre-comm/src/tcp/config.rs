@@ -72,7 +72,7 @@ fn strip_brackets(host: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// How a [`TcpBackend`](crate::TcpBackend) joins its job.
+/// How a `TcpBackend` (feature `tcp`) joins its job.
 ///
 /// Every rank of a job needs the same `size`, `port`, `token`, and each its own `rank`.
 /// Rank 0 listens on `bind:port`; the other ranks connect to `coordinator:port`.
