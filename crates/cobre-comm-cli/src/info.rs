@@ -54,7 +54,7 @@ fn relevant_environment() -> Vec<(String, String)> {
                 || k == "UCX_TLS"
         })
         .map(|(k, v)| {
-            if k == "COBRE_TCP_TOKEN" {
+            if k == cobre_comm::tcp_config::ENV_SECRET {
                 (k, "(set, hidden)".to_string())
             } else {
                 (k, v)

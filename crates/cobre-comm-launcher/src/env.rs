@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use cobre_comm::tcp_config as tcp;
+
 /// A random 128-bit value in hex, for segment names and tokens.
 ///
 /// # Panics
@@ -124,15 +126,15 @@ pub fn tcp_env(
         .map(|rank| {
             let mut vars = vec![
                 ("COBRE_COMM_BACKEND".to_string(), "tcp".to_string()),
-                ("COBRE_TCP_COORDINATOR".to_string(), "127.0.0.1".to_string()),
-                ("COBRE_TCP_BIND".to_string(), "127.0.0.1".to_string()),
-                ("COBRE_TCP_PORT".to_string(), port.to_string()),
-                ("COBRE_TCP_TOKEN".to_string(), token.clone()),
-                ("COBRE_TCP_RANK".to_string(), rank.to_string()),
-                ("COBRE_TCP_SIZE".to_string(), ranks.to_string()),
+                (tcp::ENV_COORDINATOR.to_string(), "127.0.0.1".to_string()),
+                (tcp::ENV_BIND.to_string(), "127.0.0.1".to_string()),
+                (tcp::ENV_PORT.to_string(), port.to_string()),
+                (tcp::ENV_TOKEN.to_string(), token.clone()),
+                (tcp::ENV_RANK.to_string(), rank.to_string()),
+                (tcp::ENV_SIZE.to_string(), ranks.to_string()),
             ];
             if let Some(t) = timeout {
-                vars.push(("COBRE_TCP_TIMEOUT_SECS".to_string(), seconds(t)));
+                vars.push((tcp::ENV_TIMEOUT.to_string(), seconds(t)));
             }
             vars
         })

@@ -12,10 +12,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cobre_comm::tcp_config::{ENV_BIND, ENV_COORDINATOR, ENV_PORT, ENV_RANK, ENV_SIZE, ENV_TOKEN};
 use cobre_comm::{Communicator, ReduceOp, TcpBackend};
 
 fn main() {
-    if std::env::var_os("COBRE_TCP_RANK").is_some() {
+    if std::env::var_os(ENV_RANK).is_some() {
         let comm = TcpBackend::from_env().expect("join the job");
         run(&comm);
         return;
@@ -35,12 +36,12 @@ fn main() {
     let mut children: Vec<_> = (0..ranks)
         .map(|r| {
             Command::new(&exe)
-                .env("COBRE_TCP_RANK", r.to_string())
-                .env("COBRE_TCP_SIZE", ranks.to_string())
-                .env("COBRE_TCP_COORDINATOR", "127.0.0.1")
-                .env("COBRE_TCP_BIND", "127.0.0.1")
-                .env("COBRE_TCP_PORT", port.to_string())
-                .env("COBRE_TCP_TOKEN", &token)
+                .env(ENV_RANK, r.to_string())
+                .env(ENV_SIZE, ranks.to_string())
+                .env(ENV_COORDINATOR, "127.0.0.1")
+                .env(ENV_BIND, "127.0.0.1")
+                .env(ENV_PORT, port.to_string())
+                .env(ENV_TOKEN, &token)
                 .stdout(if r == 0 {
                     Stdio::inherit()
                 } else {

@@ -206,10 +206,10 @@ pub(crate) fn select_with(
             reason: format!("MPI launcher variables are set ({})", launcher.join(", ")),
         });
     }
-    if set("COBRE_TCP_COORDINATOR") && BackendKind::Tcp.is_available() {
+    if set(crate::tcp_config::ENV_COORDINATOR) && BackendKind::Tcp.is_available() {
         return Ok(Selection {
             backend: BackendKind::Tcp,
-            reason: "COBRE_TCP_COORDINATOR is set".into(),
+            reason: format!("{} is set", crate::tcp_config::ENV_COORDINATOR),
         });
     }
     if set("COBRE_SHM_NAME") && BackendKind::Shm.is_available() {

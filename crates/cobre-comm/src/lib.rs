@@ -70,6 +70,8 @@ pub mod reduce;
 pub mod shm;
 #[cfg(feature = "tcp")]
 pub mod tcp;
+#[path = "tcp/config.rs"]
+pub mod tcp_config;
 pub mod traits;
 pub mod types;
 

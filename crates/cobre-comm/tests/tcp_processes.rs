@@ -560,49 +560,512 @@ fn a_cut_link_between_namespaces_is_reported_at_the_timeout() {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Start-up under attack and under loss (docs/RELIABILITY.md, "tcp start-up").
+
+/// One row of the kernel's TCP tables (`/proc/net/tcp`, `/proc/net/tcp6`).
+struct Socket {
+    /// The local address in the kernel's hex form (`0100007F` is 127.0.0.1).
+    local_ip: String,
+    local_port: u16,
+    listening: bool,
+    inode: u64,
+}
+
+fn tcp_table() -> Vec<Socket> {
+    let mut rows = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some((ip, port)) = fields.get(1).and_then(|a| a.split_once(':')) else {
+                continue;
+            };
+            rows.push(Socket {
+                local_ip: ip.to_string(),
+                local_port: u16::from_str_radix(port, 16).unwrap_or(0),
+                listening: fields.get(3) == Some(&"0A"),
+                inode: fields.get(9).and_then(|i| i.parse().ok()).unwrap_or(0),
+            });
+        }
+    }
+    rows
+}
+
+/// The addresses (kernel hex form) listening on `port` on this machine.
+fn listen_addresses(port: u16) -> Vec<String> {
+    tcp_table()
+        .into_iter()
+        .filter(|s| s.listening && s.local_port == port)
+        .map(|s| s.local_ip)
+        .collect()
+}
+
+/// The ports process `pid` listens on.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<u64> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    tcp_table()
+        .into_iter()
+        .filter(|s| s.listening && inodes.contains(&s.inode))
+        .map(|s| s.local_port)
+        .collect()
+}
+
+/// Bytes process `pid` has received on its connection to `port` (rank 0's), as `ss`
+/// reports them; `None` without such a connection or without `ss`.
+fn bytes_received(pid: u32, port: u16) -> Option<u64> {
+    let out = Command::new("ss")
+        .args(["-tinpH", "state", "established"])
+        .arg(format!("( dport = :{port} )"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.contains(&format!("pid={pid},")) {
+            let info = lines.next().unwrap_or_default();
+            return Some(
+                info.split_whitespace()
+                    .find_map(|f| f.strip_prefix("bytes_received:"))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            );
+        }
+    }
+    None
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `deadline` passes (false).
+fn wait_until(deadline: Instant, mut condition: impl FnMut() -> bool) -> bool {
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Bytes rank 0 sends a rank up to the moment it accepts its hello: the challenge (40
+/// bytes) and the "joined" notice (8 bytes).
+const JOINED_BYTES: u64 = 48;
+
+/// Waits until the rank `rank` (process `pid`) is admitted by rank 0 on `port`.
+fn wait_joined(pid: u32, port: u16, deadline: Instant) -> bool {
+    wait_until(deadline, || {
+        bytes_received(pid, port).is_some_and(|n| n >= JOINED_BYTES)
+    })
+}
+
+/// A slow-loris attacker: keeps `conns` connections open to `addr` (opening a new one
+/// for each the server drops), writing one byte a second on each when `trickle`, until
+/// stopped or `limit` has passed. At most `20 * conns` connections in all.
+struct Attack {
+    stop: mpsc::Sender<()>,
+    handle: Option<thread::JoinHandle<usize>>,
+}
+
+impl Attack {
+    fn start(addr: std::net::SocketAddr, conns: usize, trickle: bool, limit: Duration) -> Attack {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let handle = thread::spawn(move || {
+            let end = Instant::now() + limit;
+            let mut opened = 0;
+            let mut open: Vec<TcpStream> = Vec::new();
+            loop {
+                open.retain_mut(|s| {
+                    let mut probe = [0_u8; 64];
+                    // Closed by the server (end or error): replaced below.
+                    let open = match std::io::Read::read(s, &mut probe) {
+                        Ok(n) => n > 0,
+                        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                    };
+                    open && (!trickle || s.write_all(b"C").is_ok())
+                });
+                while open.len() < conns && opened < 20 * conns {
+                    match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                        Ok(s) => {
+                            let _ = s.set_nonblocking(true);
+                            open.push(s);
+                            opened += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let left = end.saturating_duration_since(Instant::now());
+                match stopped.recv_timeout(left.min(Duration::from_secs(1))) {
+                    Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
+                    _ => return opened,
+                }
+            }
+        });
+        Attack {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the attack and returns how many connections it opened.
+    fn stop(mut self) -> usize {
+        let _ = self.stop.send(());
+        self.handle.take().map_or(0, |h| h.join().unwrap_or(0))
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
+}
+
+/// Spawns ranks `from..size` (role `small`) and expects every rank of `ranks` and of
+/// the new ones to pass by `deadline`.
+fn finish_small_job(
+    mut ranks: Vec<Rank>,
+    from: usize,
+    size: usize,
+    port: u16,
+    env: &[(&str, &str)],
+    deadline: Instant,
+) -> Vec<Rank> {
+    ranks.extend((from..size).map(|r| Rank::spawn("small", r, size, port, env)));
+    for (r, rank) in ranks.iter_mut().enumerate() {
+        assert_eq!(
+            rank.finish(deadline),
+            Some(true),
+            "rank {r} did not complete the job:\n{}",
+            rank.text()
+        );
+        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+    }
+    ranks
+}
+
+fn wait_listening(port: u16, deadline: Instant) {
+    assert!(
+        wait_until(deadline, || !listen_addresses(port).is_empty()),
+        "rank 0 never listened on port {port}"
+    );
+}
+
+#[test]
+fn slow_loris_connections_do_not_keep_the_job_from_forming() {
+    // 64 connections to rank 0's port, each writing one byte a second (and replaced as
+    // soon as rank 0 drops it), while the real ranks join.
+    let (size, port) = (4, free_port());
+    let start = Instant::now();
+    let ranks = vec![Rank::spawn("small", 0, size, port, &[])];
+    wait_listening(port, start + Duration::from_secs(20));
+    let attack = Attack::start(
+        ([127, 0, 0, 1], port).into(),
+        64,
+        true,
+        Duration::from_secs(30),
+    );
+    let ranks = finish_small_job(
+        ranks,
+        1,
+        size,
+        port,
+        &[],
+        Instant::now() + Duration::from_secs(12),
+    );
+    let opened = attack.stop();
+    assert!(opened >= 64, "the attack opened only {opened} connections");
+    drop(ranks);
+}
+
+#[test]
+fn a_flood_beyond_the_pending_bound_drops_the_oldest_and_the_job_forms() {
+    // More silent connections than rank 0 keeps pending handshakes for: the oldest are
+    // dropped, and the real ranks, which answer at once, get in.
+    let (size, port) = (3, free_port());
+    let start = Instant::now();
+    let ranks = vec![Rank::spawn("small", 0, size, port, &[])];
+    wait_listening(port, start + Duration::from_secs(20));
+    let flood: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert_eq!(flood.len(), 300, "the flood could not connect");
+    let ranks = finish_small_job(
+        ranks,
+        1,
+        size,
+        port,
+        &[],
+        Instant::now() + Duration::from_secs(12),
+    );
+    let log = ranks[0].text();
+    assert!(
+        log.contains("oldest"),
+        "rank 0 did not report dropping the oldest connections:\n{log}"
+    );
+    drop(flood);
+}
+
+#[test]
+fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
+    // Six silent connections, random bytes and a forged mesh hello on rank 1's mesh
+    // listener before rank 2 exists; the job still forms well within its 10 s timeout,
+    // and the forged hello is never acknowledged.
+    let (size, port) = (3, free_port());
+    let env = [("COBRE_TCP_TIMEOUT_SECS", "10")];
+    let start = Instant::now();
+    let mut ranks = vec![
+        Rank::spawn("small", 0, size, port, &env),
+        Rank::spawn("small", 1, size, port, &env),
+    ];
+    let pid = ranks[1].child.id();
+    let mut mesh_port = None;
+    assert!(
+        wait_until(start + Duration::from_secs(20), || {
+            mesh_port = listening_ports(pid).into_iter().next();
+            mesh_port.is_some()
+        }),
+        "rank 1 never listened:\n{}",
+        ranks[1].text()
+    );
+    let mesh = ([127, 0, 0, 1], mesh_port.unwrap()).into();
+    let silent: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("silent peer"))
+        .collect();
+    let mut garbage =
+        TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("garbage peer");
+    let noise: Vec<u8> = (0..256_u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    garbage.write_all(&noise).expect("write garbage");
+    // A well-formed mesh hello (magic, version 2, kind 5) of rank 2 to rank 1, with a
+    // session and a tag this job never issued.
+    let mut forged =
+        TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("forged peer");
+    let mut hello = b"CBHS\x02\x05\0\0".to_vec();
+    hello.extend_from_slice(&[0x5a; 16]);
+    hello.extend_from_slice(&2_u32.to_le_bytes());
+    hello.extend_from_slice(&1_u32.to_le_bytes());
+    hello.extend_from_slice(&[0xa5; 32]);
+    forged.write_all(&hello).expect("write forged hello");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let ranks_done = finish_small_job(std::mem::take(&mut ranks), 2, size, port, &env, deadline);
+    forged
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut ack = [0_u8; 8];
+    let got = std::io::Read::read(&mut forged, &mut ack).unwrap_or(0);
+    assert_eq!(
+        got,
+        0,
+        "rank 1 acknowledged a forged mesh hello: {:?}",
+        &ack[..got]
+    );
+    drop((silent, garbage, ranks_done));
+}
+
+/// The start-up error line of a rank that was expected to fail.
+fn start_failure(rank: &mut Rank, deadline: Instant, who: usize) -> String {
+    assert_eq!(
+        rank.finish(deadline),
+        Some(true),
+        "rank {who} did not fail its start-up in time:\n{}",
+        rank.text()
+    );
+    let text = rank.text();
+    text.lines()
+        .find(|l| l.contains("START FAILED"))
+        .unwrap_or_else(|| panic!("rank {who} started or failed otherwise:\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
+    if Command::new("ss").arg("-V").output().is_err() {
+        eprintln!("no `ss` on this machine: cannot see when a rank has joined; skipping");
+        return;
+    }
+    let env = [("COBRE_TCP_TIMEOUT_SECS", "30")];
+    // 1. Rank 2 of 4 joins rank 0 and is killed while rank 3 is still missing.
+    {
+        let (size, port) = (4, free_port());
+        let mut ranks: Vec<Rank> = (0..3)
+            .map(|r| Rank::spawn("start_fails", r, size, port, &env))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for (r, rank) in ranks.iter().enumerate().skip(1) {
+            assert!(
+                wait_joined(rank.child.id(), port, deadline),
+                "rank {r} never joined:\n{}",
+                rank.text()
+            );
+        }
+        ranks[2].child.kill().expect("kill -9");
+        let killed = Instant::now();
+        for r in [0, 1] {
+            let line = start_failure(&mut ranks[r], killed + Duration::from_secs(5), r);
+            assert!(
+                line.contains("rank 2"),
+                "rank {r} does not name rank 2: {line}"
+            );
+            let took = ranks[r].exited_at.expect("exited") - killed;
+            assert!(
+                took < Duration::from_secs(2),
+                "rank {r} took {took:?}: {line}"
+            );
+        }
+    }
+    // 2. Rank 0 of 3 is killed after rank 1 joined, before rank 2 exists.
+    {
+        let (size, port) = (3, free_port());
+        let mut ranks: Vec<Rank> = (0..2)
+            .map(|r| Rank::spawn("start_fails", r, size, port, &env))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid = ranks[1].child.id();
+        assert!(
+            wait_joined(pid, port, deadline),
+            "rank 1 never joined:\n{}",
+            ranks[1].text()
+        );
+        ranks[0].child.kill().expect("kill -9");
+        let killed = Instant::now();
+        let line = start_failure(&mut ranks[1], killed + Duration::from_secs(5), 1);
+        assert!(
+            line.contains("rank 0"),
+            "rank 1 does not name rank 0: {line}"
+        );
+        let took = ranks[1].exited_at.expect("exited") - killed;
+        assert!(
+            took < Duration::from_secs(2),
+            "rank 1 took {took:?}: {line}"
+        );
+    }
+    // 3. While the mesh forms: rank 1 of 3 is stopped after joining, rank 2 joins (the
+    //    welcome goes out, rank 2 waits for rank 1 to accept it), then rank 1 is killed.
+    {
+        let (size, port) = (3, free_port());
+        let mut ranks: Vec<Rank> = (0..2)
+            .map(|r| Rank::spawn("start_fails", r, size, port, &env))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid1 = ranks[1].child.id();
+        assert!(
+            wait_joined(pid1, port, deadline),
+            "rank 1 never joined:\n{}",
+            ranks[1].text()
+        );
+        let stopped = Command::new("kill")
+            .args(["-STOP", &pid1.to_string()])
+            .status();
+        assert!(stopped.is_ok_and(|s| s.success()), "cannot stop rank 1");
+        ranks.push(Rank::spawn("start_fails", 2, size, port, &env));
+        let pid2 = ranks[2].child.id();
+        // More than the joined notice: the welcome has arrived.
+        assert!(
+            wait_until(deadline, || bytes_received(pid2, port)
+                .is_some_and(|n| n > JOINED_BYTES)),
+            "rank 2 never got the welcome:\n{}",
+            ranks[2].text()
+        );
+        ranks[1].child.kill().expect("kill -9");
+        let killed = Instant::now();
+        for r in [0, 2] {
+            let line = start_failure(&mut ranks[r], killed + Duration::from_secs(5), r);
+            assert!(
+                line.contains("rank 1"),
+                "rank {r} does not name rank 1: {line}"
+            );
+            let took = ranks[r].exited_at.expect("exited") - killed;
+            assert!(
+                took < Duration::from_secs(2),
+                "rank {r} took {took:?}: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rank_0_listens_on_loopback_unless_told_otherwise() {
+    // No COBRE_TCP_BIND, no token, the coordinator on this machine: loopback only.
+    let (size, port) = (2, free_port());
+    let open = [("COBRE_TCP_BIND", ""), ("COBRE_TCP_TOKEN", "")];
+    let start = Instant::now();
+    let ranks = vec![Rank::spawn("small", 0, size, port, &open)];
+    wait_listening(port, start + Duration::from_secs(20));
+    let addrs = listen_addresses(port);
+    assert!(
+        addrs
+            .iter()
+            .all(|a| a == "0100007F" || a == "00000000000000000000000001000000"),
+        "rank 0 listens beyond loopback: {addrs:?}"
+    );
+    let ranks = finish_small_job(
+        ranks,
+        1,
+        size,
+        port,
+        &open,
+        Instant::now() + Duration::from_secs(20),
+    );
+    assert!(!ranks[0].text().contains("WARNING"), "{}", ranks[0].text());
+    // The coordinator names another host (a documentation address nobody contacts): rank 0
+    // must be reachable from it, so it listens on every interface and, without a token,
+    // says loudly that anyone who reaches the port can join.
+    let port = free_port();
+    let remote = [
+        ("COBRE_TCP_BIND", ""),
+        ("COBRE_TCP_TOKEN", ""),
+        ("COBRE_TCP_COORDINATOR", "192.0.2.1"),
+    ];
+    let start = Instant::now();
+    let ranks = vec![Rank::spawn("small", 0, size, port, &remote)];
+    wait_listening(port, start + Duration::from_secs(20));
+    let addrs = listen_addresses(port);
+    assert!(
+        addrs.iter().any(|a| a.chars().all(|c| c == '0')),
+        "rank 0 does not listen on every interface: {addrs:?}"
+    );
+    let ranks = finish_small_job(
+        ranks,
+        1,
+        size,
+        port,
+        &open,
+        Instant::now() + Duration::from_secs(20),
+    );
+    let log = ranks[0].text();
+    assert!(
+        log.contains("WARNING")
+            && log.contains("COBRE_TCP_TOKEN")
+            && log.contains(&port.to_string()),
+        "rank 0 did not warn about listening without a token:\n{log}"
+    );
+}
+
 /// The body of every child process; does nothing in a normal test run.
-#[allow(clippy::too_many_lines)] // one arm per role
 #[test]
 fn child_rank() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
     };
     match role.as_str() {
-        "conformance" => {
-            let comm = TcpBackend::from_env().expect("join");
-            let options: Options =
-                cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
-            assert!(options.bit_exact_sum);
-            let report = run_suite(&comm, &options);
-            assert!(
-                report.results.len() > 40,
-                "only {} checks ran",
-                report.results.len()
-            );
-            assert!(
-                report.passed(),
-                "rank {}: {:#?}",
-                report.rank,
-                report.failures()
-            );
-            println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
-        }
+        "conformance" => role_conformance(),
         "small" => small(&TcpBackend::from_env().expect("join")),
-        "factory" => {
-            let selection = cobre_comm::select_backend(cobre_comm::BackendKind::Auto).unwrap();
-            assert_eq!(
-                selection.backend,
-                cobre_comm::BackendKind::Tcp,
-                "{}",
-                selection.reason
-            );
-            let comm = cobre_comm::create_communicator().expect("join");
-            assert!(matches!(comm, cobre_comm::CommBackend::Tcp(_)), "{comm:?}");
-            let cobre_comm::CommBackend::Tcp(tcp) = &comm else {
-                unreachable!()
-            };
-            small(tcp);
-        }
+        "factory" => role_factory(),
         "staggered_drop" => {
             let comm = TcpBackend::from_env().expect("join");
             small(&comm);
@@ -628,30 +1091,15 @@ fn child_rank() {
             Ok(comm) => small(&comm),
             Err(e) => println!("REFUSED: {e}"),
         },
+        "start_fails" => match TcpBackend::from_env() {
+            Ok(comm) => println!("STARTED rank {}", comm.rank()),
+            Err(e) => println!("START FAILED: {e}"),
+        },
         "expect_refused" => {
             let err = TcpBackend::from_env().expect_err("must be refused");
             println!("REFUSED: {err}");
         }
-        "mismatch" => {
-            let comm = TcpBackend::from_env().expect("join");
-            comm.barrier().unwrap();
-            let mut buf = [1.0_f64; 4];
-            let result = if comm.rank() == 1 {
-                comm.broadcast(&mut buf, 0)
-            } else {
-                let send = buf;
-                comm.allreduce(&send, &mut buf, ReduceOp::Sum)
-            };
-            let err = result.expect_err("a mismatch");
-            assert!(
-                matches!(err, CommError::CollectiveMismatch { .. }),
-                "rank {}: {err}",
-                comm.rank()
-            );
-            // Poisoned: the next call fails fast with the same error.
-            assert_eq!(comm.barrier().unwrap_err(), err);
-            println!("MISMATCH SEEN rank {}: {err}", comm.rank());
-        }
+        "mismatch" => role_mismatch(),
         "root_mismatch" => {
             let comm = TcpBackend::from_env().expect("join");
             let mut buf = vec![7_u32; 1000];
@@ -665,40 +1113,102 @@ fn child_rank() {
             );
             println!("MISMATCH SEEN rank {}: {err}", comm.rank());
         }
-        "forever" => {
-            let comm = TcpBackend::from_env().expect("join");
-            let start = Instant::now();
-            let mut i = 0_u64;
-            loop {
-                let send = [i as f64, 1.0];
-                let mut recv = [0.0; 2];
-                let result = comm
-                    .allreduce(&send, &mut recv, ReduceOp::Sum)
-                    .and_then(|()| {
-                        if i.is_multiple_of(3) {
-                            comm.barrier()
-                        } else {
-                            let mut big = vec![comm.rank() as u8; 100_000];
-                            comm.broadcast(&mut big, (i as usize) % comm.size())
-                        }
-                    });
-                if i == 20 {
-                    println!("RUNNING");
-                }
-                if let Err(e) = result {
-                    println!("FAILED AFTER {i} calls: {e}");
-                    // Later calls fail fast with the same error.
-                    assert_eq!(comm.barrier().unwrap_err(), e);
-                    return;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "nobody was killed"
-                );
-                i += 1;
-            }
-        }
+        "forever" => role_forever(),
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// Role `conformance`: the whole suite.
+fn role_conformance() {
+    let comm = TcpBackend::from_env().expect("join");
+    let options: Options = cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
+    assert!(options.bit_exact_sum);
+    let report = run_suite(&comm, &options);
+    assert!(
+        report.results.len() > 40,
+        "only {} checks ran",
+        report.results.len()
+    );
+    assert!(
+        report.passed(),
+        "rank {}: {:#?}",
+        report.rank,
+        report.failures()
+    );
+    println!("CONFORMANCE PASSED rank {} of {}", report.rank, report.size);
+}
+
+/// Role `factory`: the backend built through auto-detection.
+fn role_factory() {
+    let selection = cobre_comm::select_backend(cobre_comm::BackendKind::Auto).unwrap();
+    assert_eq!(
+        selection.backend,
+        cobre_comm::BackendKind::Tcp,
+        "{}",
+        selection.reason
+    );
+    let comm = cobre_comm::create_communicator().expect("join");
+    assert!(matches!(comm, cobre_comm::CommBackend::Tcp(_)), "{comm:?}");
+    let cobre_comm::CommBackend::Tcp(tcp) = &comm else {
+        unreachable!()
+    };
+    small(tcp);
+}
+
+/// Role `mismatch`: rank 1 broadcasts while the others reduce.
+fn role_mismatch() {
+    let comm = TcpBackend::from_env().expect("join");
+    comm.barrier().unwrap();
+    let mut buf = [1.0_f64; 4];
+    let result = if comm.rank() == 1 {
+        comm.broadcast(&mut buf, 0)
+    } else {
+        let send = buf;
+        comm.allreduce(&send, &mut buf, ReduceOp::Sum)
+    };
+    let err = result.expect_err("a mismatch");
+    assert!(
+        matches!(err, CommError::CollectiveMismatch { .. }),
+        "rank {}: {err}",
+        comm.rank()
+    );
+    // Poisoned: the next call fails fast with the same error.
+    assert_eq!(comm.barrier().unwrap_err(), err);
+    println!("MISMATCH SEEN rank {}: {err}", comm.rank());
+}
+
+/// Role `forever`: collectives until one fails (a rank is killed or stopped).
+fn role_forever() {
+    let comm = TcpBackend::from_env().expect("join");
+    let start = Instant::now();
+    let mut i = 0_u64;
+    loop {
+        let send = [i as f64, 1.0];
+        let mut recv = [0.0; 2];
+        let result = comm
+            .allreduce(&send, &mut recv, ReduceOp::Sum)
+            .and_then(|()| {
+                if i.is_multiple_of(3) {
+                    comm.barrier()
+                } else {
+                    let mut big = vec![comm.rank() as u8; 100_000];
+                    comm.broadcast(&mut big, (i as usize) % comm.size())
+                }
+            });
+        if i == 20 {
+            println!("RUNNING");
+        }
+        if let Err(e) = result {
+            println!("FAILED AFTER {i} calls: {e}");
+            // Later calls fail fast with the same error.
+            assert_eq!(comm.barrier().unwrap_err(), e);
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nobody was killed"
+        );
+        i += 1;
     }
 }
 

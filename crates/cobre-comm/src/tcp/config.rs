@@ -1,7 +1,13 @@
 //! Configuration of the TCP backend: [`TcpConfig`], from code or from the `COBRE_TCP_*`
 //! environment variables.
+//!
+//! This module is the one place that names those variables, their defaults, their parsers
+//! and the advice given about them. It is compiled with or without the `tcp` feature
+//! (as `cobre_comm::tcp_config`), so that backend auto-detection, the launcher and the
+//! `cobre-comm` tool name the variables from here too.
+#![cfg_attr(not(feature = "tcp"), allow(dead_code))]
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::env::{EnvReader, process_env};
@@ -19,8 +25,21 @@ pub const ENV_SIZE: &str = "COBRE_TCP_SIZE";
 pub const ENV_TIMEOUT: &str = "COBRE_TCP_TIMEOUT_SECS";
 /// Optional shared secret every rank must know (proved with HMAC-SHA256, never sent).
 pub const ENV_TOKEN: &str = "COBRE_TCP_TOKEN";
-/// Optional IP address rank 0 listens on (default: every interface).
+/// Optional IP address rank 0 listens on (default: loopback, unless the coordinator is
+/// another host; see [`TcpConfig::bind`](TcpConfig#structfield.bind)).
 pub const ENV_BIND: &str = "COBRE_TCP_BIND";
+/// Every `COBRE_TCP_*` variable, in the order the documentation lists them.
+pub const ENV_ALL: [&str; 7] = [
+    ENV_COORDINATOR,
+    ENV_PORT,
+    ENV_RANK,
+    ENV_SIZE,
+    ENV_TIMEOUT,
+    ENV_TOKEN,
+    ENV_BIND,
+];
+/// The variable whose value is secret (shown as set or unset, never printed).
+pub const ENV_SECRET: &str = ENV_TOKEN;
 
 /// The port rank 0 listens on when `COBRE_TCP_PORT` is not set.
 pub const DEFAULT_PORT: u16 = 29500;
@@ -30,16 +49,42 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_SIZE: usize = 4096;
 
 const BACKEND: &str = "tcp";
+/// What to do about missing required variables.
+const HINT_REQUIRED: &str =
+    "set them for every rank, or start the ranks with `cobre-comm launch -n N --backend tcp`";
+/// What to do about a missing coordinator.
+const HINT_COORDINATOR: &str = "ranks other than 0 need the host of rank 0";
+/// What `COBRE_TCP_BIND` must look like.
+const EXPECTED_BIND: &str = "an IP address such as 127.0.0.1, 0.0.0.0 or ::";
 
-/// How a [`TcpBackend`](crate::TcpBackend) joins its job.
+/// Parses a `COBRE_TCP_BIND` value (brackets around an IPv6 address allowed).
+///
+/// ```
+/// use cobre_comm::tcp_config::parse_bind;
+/// assert_eq!(parse_bind("[::1]"), Some("::1".parse().unwrap()));
+/// assert_eq!(parse_bind("eth0"), None);
+/// ```
+pub fn parse_bind(value: &str) -> Option<IpAddr> {
+    strip_brackets(value).parse().ok()
+}
+
+fn strip_brackets(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// How a `TcpBackend` (feature `tcp`) joins its job.
 ///
 /// Every rank of a job needs the same `size`, `port`, `token`, and each its own `rank`.
 /// Rank 0 listens on `bind:port`; the other ranks connect to `coordinator:port`.
 ///
-/// * `bind` (rank 0 only): the address to listen on. `None` (the default) listens on every
-///   interface (`[::]` accepting IPv4 and IPv6, or `0.0.0.0` where IPv6 is off), so any
-///   host that can reach the port can try to join: set a `token` on shared networks, or
-///   bind a private interface (`127.0.0.1` for a single machine).
+/// * `bind` (rank 0 only): the address to listen on. `None` (the default) listens on
+///   loopback (`127.0.0.1`, or the loopback address given as `coordinator`) when
+///   `coordinator` is unset, `localhost` or a loopback address: nothing outside this
+///   machine can reach the job. When `coordinator` names another host, rank 0 must be
+///   reachable from the network, so it listens on every interface (`[::]` accepting IPv4
+///   and IPv6, or `0.0.0.0` where IPv6 is off); without a `token` it then prints a
+///   warning on standard error, since any host that can reach the port can take a rank.
+///   Set `bind` to a private interface to narrow it.
 /// * `token`: without a token anyone who can reach the port can take a free rank; with
 ///   one, peers prove they know it (HMAC-SHA256 over random nonces) and it never travels.
 /// * `timeout`: how long the rendezvous may take, and how long a collective waits for a
@@ -77,7 +122,8 @@ pub struct TcpConfig {
     pub timeout: Duration,
     /// Shared secret; `None` accepts any peer that speaks the protocol.
     pub token: Option<String>,
-    /// Listen address of rank 0; `None` listens on every interface.
+    /// Listen address of rank 0; `None` listens on loopback unless `coordinator` names
+    /// another host (then on every interface).
     pub bind: Option<IpAddr>,
 }
 
@@ -97,7 +143,7 @@ impl std::fmt::Debug for TcpConfig {
 
 impl TcpConfig {
     /// Rank `rank` of a job of `size` ranks, with the defaults: no coordinator, port
-    /// 29500, a 60 s timeout, no token, listening on every interface.
+    /// 29500, a 60 s timeout, no token, no bind address (so rank 0 listens on loopback).
     ///
     /// ```
     /// let config = cobre_comm::TcpConfig::new(0, 1);
@@ -148,8 +194,7 @@ impl TcpConfig {
     /// ```
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<TcpConfig, BackendError> {
         let env = EnvReader::new(BACKEND, lookup);
-        let hint = "set them for every rank, or start the ranks with `cobre-comm launch -n N --backend tcp`";
-        env.require(&[ENV_RANK, ENV_SIZE], hint)?;
+        env.require(&[ENV_RANK, ENV_SIZE], HINT_REQUIRED)?;
         let size = env
             .usize_in(ENV_SIZE, 1, MAX_SIZE)?
             .expect("checked by require");
@@ -158,10 +203,7 @@ impl TcpConfig {
             .expect("checked by require");
         let coordinator = env.get(ENV_COORDINATOR);
         if rank > 0 && coordinator.is_none() {
-            env.require(
-                &[ENV_COORDINATOR],
-                "ranks other than 0 need the host of rank 0",
-            )?;
+            env.require(&[ENV_COORDINATOR], HINT_COORDINATOR)?;
         }
         let port = env
             .usize_in(ENV_PORT, 1, usize::from(u16::MAX))?
@@ -170,18 +212,7 @@ impl TcpConfig {
         let token = env.get(ENV_TOKEN);
         let bind = env
             .get(ENV_BIND)
-            .map(|v| {
-                v.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .map_err(|_| {
-                        env.invalid(
-                            ENV_BIND,
-                            &v,
-                            "an IP address such as 127.0.0.1, 0.0.0.0 or ::",
-                        )
-                    })
-            })
+            .map(|v| parse_bind(&v).ok_or_else(|| env.invalid(ENV_BIND, &v, EXPECTED_BIND)))
             .transpose()?;
         Ok(TcpConfig {
             rank,
@@ -221,7 +252,7 @@ impl TcpConfig {
             return Err(BackendError::MissingConfiguration {
                 backend: BACKEND.into(),
                 missing: vec![ENV_COORDINATOR.into()],
-                hint: "ranks other than 0 need the host of rank 0".into(),
+                hint: HINT_COORDINATOR.into(),
             });
         }
         if self.timeout.is_zero() {
@@ -237,6 +268,81 @@ impl TcpConfig {
     /// The key of the HMAC proofs: the token's bytes (empty without a token).
     pub(crate) fn key(&self) -> &[u8] {
         self.token.as_deref().map_or(&[], str::as_bytes)
+    }
+
+    /// The coordinator's host name or address, without brackets (empty when unset).
+    pub(crate) fn coordinator_host(&self) -> &str {
+        strip_brackets(self.coordinator.as_deref().unwrap_or_default())
+    }
+
+    /// The addresses rank 0 tries to listen on, in order (the first that binds is used):
+    /// `bind` when set; otherwise loopback when the coordinator is unset, `localhost` or a
+    /// loopback address; otherwise every interface, IPv6 and IPv4 then IPv4 only.
+    pub(crate) fn listen_candidates(&self) -> Vec<IpAddr> {
+        if let Some(ip) = self.bind {
+            return vec![ip];
+        }
+        let host = self.coordinator_host();
+        let loopback = if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        } else {
+            host.parse::<IpAddr>().ok().filter(IpAddr::is_loopback)
+        };
+        match loopback {
+            Some(ip) => vec![ip],
+            None => vec![
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ],
+        }
+    }
+
+    /// What rank 0 says when it cannot listen on `shown`.
+    pub(crate) fn listen_error(&self, shown: &str, error: &std::io::Error) -> String {
+        format!(
+            "rank 0 cannot listen on {shown} port {} ({error}); is another job using {ENV_PORT}={}? \
+             ({ENV_BIND} chooses the address)",
+            self.port, self.port
+        )
+    }
+
+    /// The warning rank 0 prints when it listens at `addr`, beyond loopback, without a
+    /// token; `None` when there is nothing to warn about.
+    pub(crate) fn exposure_warning(&self, addr: SocketAddr) -> Option<String> {
+        if self.token.is_some() || addr.ip().is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "WARNING: rank 0 listens on {addr} without {ENV_TOKEN}: any host that can reach \
+             port {} can take a rank of this job or disturb its start-up. Set {ENV_TOKEN} to the \
+             same secret on every rank (`cobre-comm launch` does), or {ENV_BIND} to a private \
+             address",
+            addr.port()
+        ))
+    }
+
+    /// Advice for a rank that cannot reach rank 0.
+    pub(crate) fn unreachable_hint() -> String {
+        format!(
+            "rank 0 listens on loopback only unless its own {ENV_COORDINATOR} names another \
+             host or {ENV_BIND} is set; every rank needs the same {ENV_PORT}"
+        )
+    }
+
+    /// What a rank says when rank 0 did not hear from every rank in time.
+    pub(crate) fn missing_ranks_error(&self, missing: &str) -> String {
+        format!(
+            "rank 0 waited {:?} on port {} but rank(s) {missing} did not join ({ENV_TIMEOUT})",
+            self.timeout, self.port
+        )
+    }
+
+    /// What a rank says when two processes claim `rank`.
+    pub(crate) fn duplicate_rank_error(rank: usize, first: SocketAddr) -> String {
+        format!(
+            "rank {rank} is already taken by the peer at {first}; every rank must have its own \
+             {ENV_RANK}"
+        )
     }
 }
 
@@ -281,7 +387,66 @@ mod tests {
         assert!(
             text(&[(ENV_RANK, "0"), (ENV_SIZE, "1"), (ENV_TIMEOUT, "0")]).contains(ENV_TIMEOUT)
         );
+        assert!(
+            text(&[(ENV_RANK, "0"), (ENV_SIZE, "1"), (ENV_BIND, "eth0")])
+                .contains("such as 127.0.0.1")
+        );
         assert!(TcpConfig::new(3, 2).validate().is_err());
         assert!(TcpConfig::new(1, 2).validate().is_err());
+    }
+
+    #[test]
+    fn rank_0_listens_on_loopback_unless_the_coordinator_is_another_host() {
+        let with = |coordinator: Option<&str>, bind: Option<&str>| TcpConfig {
+            coordinator: coordinator.map(String::from),
+            bind: bind.and_then(parse_bind),
+            ..TcpConfig::new(0, 2)
+        };
+        let ips = |c: TcpConfig| c.listen_candidates();
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(ips(with(None, None)), vec![v4]);
+        assert_eq!(ips(with(Some("localhost"), None)), vec![v4]);
+        assert_eq!(
+            ips(with(Some("[::1]"), None)),
+            vec!["::1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            ips(with(Some("127.0.0.2"), None)),
+            vec!["127.0.0.2".parse::<IpAddr>().unwrap()]
+        );
+        let everywhere = ips(with(Some("node01"), None));
+        assert!(
+            everywhere.iter().all(IpAddr::is_unspecified),
+            "{everywhere:?}"
+        );
+        assert!(
+            ips(with(Some("10.0.0.1"), None))
+                .iter()
+                .all(IpAddr::is_unspecified)
+        );
+        assert_eq!(
+            ips(with(Some("node01"), Some("10.1.2.3"))),
+            vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn listening_beyond_loopback_without_a_token_warns() {
+        let open = TcpConfig::new(0, 2);
+        let outside: SocketAddr = "[::]:4000".parse().unwrap();
+        let warning = open.exposure_warning(outside).expect("a warning");
+        assert!(
+            warning.contains(ENV_TOKEN) && warning.contains("4000"),
+            "{warning}"
+        );
+        assert!(
+            open.exposure_warning("127.0.0.1:4000".parse().unwrap())
+                .is_none()
+        );
+        let closed = TcpConfig {
+            token: Some("t".into()),
+            ..open
+        };
+        assert!(closed.exposure_warning(outside).is_none());
     }
 }

@@ -10,8 +10,9 @@ use proptest::prelude::*;
 
 use super::frame::{self, AbortReport, Frame, HEADER_BYTES, MAX_ABORT_PAYLOAD};
 use super::handshake::{
-    CHALLENGE_BYTES, Challenge, HELLO_BYTES, Hello, MESH_HELLO_BYTES, MeshHello, PREFIX_BYTES,
-    Reject, WELCOME_FIXED, Welcome, decode_prefix,
+    CHALLENGE_BYTES, Challenge, HELLO_BYTES, Hello, KIND_ABORT, KIND_REJECT, MAX_REASON,
+    MESH_HELLO_BYTES, MeshHello, Notice, PREFIX_BYTES, WELCOME_FIXED, Welcome, check_hello,
+    check_mesh_hello, decode_prefix,
 };
 use super::transport::{Mesh, Peer, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
@@ -85,9 +86,54 @@ proptest! {
             prop_assert_eq!(u32::from_le_bytes(fixed[16..20].try_into().unwrap()) as usize, size);
         }
         let _ = Welcome::decode_entries(&entries);
-        if let Ok(n) = Reject::decode_len(reject) {
-            prop_assert!(n <= super::handshake::MAX_REASON);
+        if let Ok(n) = Notice::decode_len(reject) {
+            prop_assert!(n <= MAX_REASON);
         }
+    }
+
+    /// The checks rank 0 and the mesh listeners run on a complete message refuse
+    /// arbitrary bytes (they would need the token's HMAC) and never panic.
+    #[test]
+    fn handshake_checks_refuse_arbitrary_bytes(
+        hello in array::<HELLO_BYTES>(),
+        mesh in array::<MESH_HELLO_BYTES>(),
+        challenge in array::<32>(),
+        session in array::<16>(),
+        size in 0_usize..5000,
+        rank in 0_usize..5000,
+    ) {
+        prop_assert!(check_hello(&hello, &challenge, b"token", size).is_err());
+        prop_assert!(check_mesh_hello(&mesh, &session, b"token", rank, size).is_err());
+    }
+
+    /// A valid message with one bit flipped is refused by its check.
+    #[test]
+    fn flipped_handshake_bits_are_refused(at in 0_usize..HELLO_BYTES, mesh_at in 0_usize..MESH_HELLO_BYTES, bit in 0_u8..8) {
+        let challenge = [3_u8; 32];
+        let mut hello = Hello::new(b"k", &challenge, 1, 4, 7, [9; 32]).encode();
+        prop_assert!(check_hello(&hello, &challenge, b"k", 4).is_ok());
+        hello[at] ^= 1 << bit;
+        prop_assert!(check_hello(&hello, &challenge, b"k", 4).is_err());
+        let session = [4_u8; 16];
+        let mut mesh = MeshHello::new(b"k", session, 3, 2).encode();
+        prop_assert_eq!(check_mesh_hello(&mesh, &session, b"k", 2, 4), Ok(3));
+        mesh[mesh_at] ^= 1 << bit;
+        prop_assert!(check_mesh_hello(&mesh, &session, b"k", 2, 4).is_err());
+    }
+
+    /// Notices (refusals and aborts) round-trip any reason, cut to the longest allowed on
+    /// a character boundary, and decode arbitrary text without failing.
+    #[test]
+    fn notices_round_trip_and_decode_any_text(reason in ".{0,600}", abort in any::<bool>(), raw in proptest::collection::vec(any::<u8>(), 0..MAX_REASON)) {
+        let notice = if abort { Notice::abort(reason.clone()) } else { Notice::reject(reason.clone()) };
+        let bytes = notice.encode();
+        let kind = decode_prefix(bytes[..PREFIX_BYTES].try_into().unwrap());
+        prop_assert_eq!(kind, Ok(if abort { KIND_ABORT } else { KIND_REJECT }));
+        let n = Notice::decode_len(bytes[PREFIX_BYTES..PREFIX_BYTES + 4].try_into().unwrap()).unwrap();
+        prop_assert_eq!(n, bytes.len() - PREFIX_BYTES - 4);
+        let text = Notice::decode_reason(&bytes[PREFIX_BYTES + 4..]);
+        prop_assert!(reason.starts_with(&text));
+        let _ = Notice::decode_reason(&raw);
     }
 }
 

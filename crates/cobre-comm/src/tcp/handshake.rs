@@ -6,10 +6,14 @@
 //! 2. rank `r` answers with a [`Hello`]: its rank, the job size, the port of its mesh
 //!    listener, a nonce of its own, and `HMAC(token, "hello" | nonce0 | rank | size | port |
 //!    nonce_r)`;
-//! 3. once every rank has joined, rank 0 answers each with a [`Welcome`]: a random session
-//!    id, the mesh address of every rank and `HMAC(token, "welcome" | nonce_r | session |
-//!    addresses)`, which proves to `r` that rank 0 knows the token too; or with a
-//!    [`Reject`] saying why the hello was refused.
+//! 3. rank 0 checks the hello at once and answers with a *joined* notice, or with a
+//!    [`Notice`] of kind [`KIND_REJECT`] saying why the hello was refused;
+//! 4. once every rank has joined, rank 0 sends each a [`Welcome`]: a random session id,
+//!    the mesh address of every rank and `HMAC(token, "welcome" | nonce_r | session |
+//!    addresses)`, which proves to `r` that rank 0 knows the token too;
+//! 5. each rank builds its part of the mesh and says *ready*; when every rank is ready,
+//!    rank 0 says *go* to all. If a joined rank is lost before that, rank 0 sends the
+//!    others a [`Notice`] of kind [`KIND_ABORT`] naming it.
 //!
 //! Mesh, on the connection from rank `s` to rank `r < s`: `s` sends a [`MeshHello`] with
 //! the session id and `HMAC(token, "mesh" | session | s | r)`; `r` answers with a mesh ack.
@@ -24,8 +28,8 @@ use sha2::Sha256;
 
 /// Handshake magic.
 pub(crate) const MAGIC: [u8; 4] = *b"CBHS";
-/// Handshake protocol version.
-pub(crate) const VERSION: u8 = 1;
+/// Handshake protocol version (2: joined, abort, ready and go messages).
+pub(crate) const VERSION: u8 = 2;
 /// Bytes of a nonce.
 pub(crate) const NONCE_BYTES: usize = 32;
 /// Bytes of a session id.
@@ -44,6 +48,14 @@ pub(crate) const KIND_WELCOME: u8 = 3;
 pub(crate) const KIND_REJECT: u8 = 4;
 pub(crate) const KIND_MESH: u8 = 5;
 pub(crate) const KIND_MESH_ACK: u8 = 6;
+/// Rank 0 accepted the hello: the rank holds its place until the welcome.
+pub(crate) const KIND_JOINED: u8 = 7;
+/// Rank 0 ends the start-up (a rank was lost, the rendezvous timed out).
+pub(crate) const KIND_ABORT: u8 = 8;
+/// A rank has connected to every other rank.
+pub(crate) const KIND_READY: u8 = 9;
+/// Every rank is ready: the job starts.
+pub(crate) const KIND_GO: u8 = 10;
 
 pub(crate) type Nonce = [u8; NONCE_BYTES];
 pub(crate) type Session = [u8; SESSION_BYTES];
@@ -90,7 +102,7 @@ pub(crate) fn decode_prefix(bytes: [u8; PREFIX_BYTES]) -> Result<u8, String> {
     if bytes[6] != 0 || bytes[7] != 0 {
         return Err("non-zero reserved bytes in handshake".into());
     }
-    if !(KIND_CHALLENGE..=KIND_MESH_ACK).contains(&bytes[5]) {
+    if !(KIND_CHALLENGE..=KIND_GO).contains(&bytes[5]) {
         return Err(format!("unknown handshake message kind {}", bytes[5]));
     }
     Ok(bytes[5])
@@ -208,13 +220,31 @@ impl Hello {
     }
 }
 
-/// Rank 0's refusal.
+/// A reason in words from rank 0: why it refused a hello ([`KIND_REJECT`]) or why it
+/// ended the start-up ([`KIND_ABORT`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reject {
+pub(crate) struct Notice {
+    pub kind: u8,
     pub reason: String,
 }
 
-impl Reject {
+impl Notice {
+    /// A refusal of a hello.
+    pub(crate) fn reject(reason: String) -> Notice {
+        Notice {
+            kind: KIND_REJECT,
+            reason,
+        }
+    }
+
+    /// The end of the start-up.
+    pub(crate) fn abort(reason: String) -> Notice {
+        Notice {
+            kind: KIND_ABORT,
+            reason,
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut text = self.reason.as_str();
         if text.len() > MAX_REASON {
@@ -224,7 +254,7 @@ impl Reject {
             }
             text = &text[..cut];
         }
-        let mut out = prefix(KIND_REJECT).to_vec();
+        let mut out = prefix(self.kind).to_vec();
         out.extend_from_slice(&(text.len() as u16).to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(text.as_bytes());
@@ -236,10 +266,18 @@ impl Reject {
         let len = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
         if len > MAX_REASON {
             return Err(format!(
-                "reject reason of {len} bytes, expected at most {MAX_REASON}"
+                "notice of {len} bytes, expected at most {MAX_REASON}"
             ));
         }
+        if bytes[2] != 0 || bytes[3] != 0 {
+            return Err("non-zero reserved bytes in notice".into());
+        }
         Ok(len)
+    }
+
+    /// The reason text, never failing: invalid UTF-8 is replaced.
+    pub(crate) fn decode_reason(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
     }
 }
 
@@ -421,6 +459,67 @@ impl MeshHello {
     }
 }
 
+/// Rank 0's check of a complete hello answering `challenge` in a job of `size` ranks
+/// under `key`: the rank it claims, or why it is refused.
+pub(crate) fn check_hello(
+    bytes: &[u8; HELLO_BYTES],
+    challenge: &Nonce,
+    key: &[u8],
+    size: usize,
+) -> Result<Hello, String> {
+    let hello = Hello::decode(bytes)?;
+    if hello.size as usize != size {
+        return Err(format!(
+            "the peer claims a job of {} ranks, expected {size} ({} differs)",
+            hello.size,
+            crate::tcp_config::ENV_SIZE
+        ));
+    }
+    if hello.rank == 0 || hello.rank as usize >= size {
+        return Err(format!(
+            "the peer claims rank {}, expected a rank from 1 to {}",
+            hello.rank,
+            size - 1
+        ));
+    }
+    if !hello.verify(key, challenge) {
+        return Err(format!(
+            "the peer claiming rank {} did not prove the shared token ({} differs)",
+            hello.rank,
+            crate::tcp_config::ENV_TOKEN
+        ));
+    }
+    Ok(hello)
+}
+
+/// Rank `rank`'s check of a complete mesh hello in session `session` of a job of `size`
+/// ranks under `key`: the rank that connects (above `rank`), or why it is refused.
+pub(crate) fn check_mesh_hello(
+    bytes: &[u8; MESH_HELLO_BYTES],
+    session: &Session,
+    key: &[u8],
+    rank: usize,
+    size: usize,
+) -> Result<usize, String> {
+    let hello = MeshHello::decode(bytes)?;
+    let from = hello.from as usize;
+    if hello.session != *session {
+        return Err("the peer belongs to another job (session differs)".into());
+    }
+    if hello.to as usize != rank || from <= rank || from >= size {
+        return Err(format!(
+            "the peer says it is rank {from} connecting to rank {}, expected a rank from {} to {} connecting to rank {rank}",
+            hello.to,
+            rank + 1,
+            size.saturating_sub(1)
+        ));
+    }
+    if !hello.verify(key) {
+        return Err("the peer did not prove the shared token".into());
+    }
+    Ok(from)
+}
+
 /// Random bytes from the operating system.
 pub(crate) fn random<const N: usize>() -> Result<[u8; N], String> {
     let mut out = [0_u8; N];
@@ -431,6 +530,42 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hello_checks_size_rank_and_token() {
+        let challenge = [7_u8; 32];
+        let hello =
+            |rank, size, key: &[u8]| Hello::new(key, &challenge, rank, size, 1, [1; 32]).encode();
+        assert_eq!(
+            check_hello(&hello(2, 4, b"k"), &challenge, b"k", 4).map(|h| h.rank),
+            Ok(2)
+        );
+        let err = |bytes| check_hello(&bytes, &challenge, b"k", 4).unwrap_err();
+        assert!(err(hello(2, 5, b"k")).contains("expected 4 (COBRE_TCP_SIZE differs)"));
+        assert!(err(hello(0, 4, b"k")).contains("expected a rank from 1 to 3"));
+        assert!(err(hello(4, 4, b"k")).contains("expected a rank from 1 to 3"));
+        assert!(err(hello(2, 4, b"x")).contains("COBRE_TCP_TOKEN differs"));
+        assert!(check_hello(&hello(2, 4, b"k"), &[8; 32], b"k", 4).is_err());
+    }
+
+    #[test]
+    fn mesh_hello_checks_session_ranks_and_token() {
+        let session = [5_u8; 16];
+        let m = |s, from, to, key: &[u8]| MeshHello::new(key, s, from, to).encode();
+        assert_eq!(
+            check_mesh_hello(&m(session, 3, 1, b"k"), &session, b"k", 1, 4),
+            Ok(3)
+        );
+        let err = |bytes| check_mesh_hello(&bytes, &session, b"k", 1, 4).unwrap_err();
+        assert!(err(m([6; 16], 3, 1, b"k")).contains("another job"));
+        assert!(err(m(session, 3, 2, b"k")).contains("connecting to rank 1"));
+        assert!(err(m(session, 1, 1, b"k")).contains("expected a rank from 2 to 3"));
+        assert!(err(m(session, 4, 1, b"k")).contains("expected a rank from 2 to 3"));
+        assert!(err(m(session, 3, 1, b"x")).contains("did not prove the shared token"));
+        let mut forged = m(session, 3, 1, b"k");
+        forged[40] ^= 1;
+        assert!(err(forged).contains("did not prove"));
+    }
 
     #[test]
     fn hello_proves_the_token() {
@@ -478,13 +613,15 @@ mod tests {
         let back = MeshHello::decode(&m.encode()).unwrap();
         assert!(back.verify(b"k"));
         assert!(!back.verify(b""));
-        let r = Reject {
-            reason: "x".repeat(1000),
-        }
-        .encode();
+        let r = Notice::reject("x".repeat(1000)).encode();
         assert_eq!(r.len(), 8 + 4 + MAX_REASON);
-        assert_eq!(Reject::decode_len(r[8..12].try_into().unwrap()), Ok(512));
-        assert!(Reject::decode_len([0xff, 0xff, 0, 0]).is_err());
+        assert_eq!(decode_prefix(r[..8].try_into().unwrap()), Ok(KIND_REJECT));
+        assert_eq!(Notice::decode_len(r[8..12].try_into().unwrap()), Ok(512));
+        assert!(Notice::decode_len([0xff, 0xff, 0, 0]).is_err());
+        assert!(Notice::decode_len([1, 0, 0, 1]).is_err());
+        let a = Notice::abort("rank 2 left".into()).encode();
+        assert_eq!(decode_prefix(a[..8].try_into().unwrap()), Ok(KIND_ABORT));
+        assert_eq!(Notice::decode_reason(&a[12..]), "rank 2 left");
         assert!(Challenge::decode(&[0; CHALLENGE_BYTES]).is_err());
     }
 }

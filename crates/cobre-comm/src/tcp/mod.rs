@@ -25,7 +25,7 @@ mod allreduce;
 mod barrier_dissemination;
 mod broadcast_direct;
 mod broadcast_scatter_allgather;
-pub(crate) mod config;
+pub use crate::tcp_config as config;
 pub(crate) mod frame;
 #[cfg(test)]
 mod fuzz_tests;

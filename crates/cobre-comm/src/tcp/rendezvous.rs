@@ -1,37 +1,87 @@
 //! Rendezvous at rank 0 and construction of the full mesh.
 //!
-//! Rank 0 listens; every other rank connects (retrying until the deadline, so it may start
-//! first), answers rank 0's challenge, and announces the port of its own mesh listener.
-//! A connection that fails the handshake (bad magic or version, a rank out of range or
-//! already taken, a different job size, a wrong token, garbage, silence) is refused,
-//! logged on standard error, and does not disturb the job. When every rank has joined,
-//! rank 0 sends each the session id and everyone's mesh address; each rank `s` then
-//! connects to every rank `0 < r < s` and accepts the ranks above it, authenticating each
-//! connection with the session id and the token.
+//! Rank 0 listens (`coordinator.rs`); every other rank connects (`follower.rs`, retrying
+//! until the deadline, so it may start first), answers rank 0's challenge, and announces
+//! the port of its own mesh listener. Rank 0 admits or refuses each hello at once; when
+//! every rank has joined it sends each the session id and everyone's mesh address. Each
+//! rank `s` then connects to every rank `0 < r < s` and accepts the ranks above it,
+//! authenticating each connection with the session id and the token (`mesh.rs`), and
+//! tells rank 0 it is ready; when every rank is ready rank 0 says go, and the job starts.
+//!
+//! Defences (threat model and tests in `docs/RELIABILITY.md`):
+//! * Connections that have not proved who they are wait in a bounded queue
+//!   (`pending.rs`): every listener is driven without blocking, each connection gets
+//!   [`HANDSHAKE_DEADLINE`] from its accept (bytes trickled in do not extend it), and when
+//!   [`MAX_PENDING_HANDSHAKES`] are waiting the oldest is dropped for the newcomer. A real
+//!   rank answers within one round trip, so silent, slow or garbage connections cannot
+//!   keep it out. Refusals are logged on standard error, at a bounded rate.
+//! * A rank lost during start-up (its connection to rank 0 closes) is seen by rank 0 at
+//!   once, and rank 0 tells every other rank (an abort notice naming it); a rank that
+//!   loses rank 0 fails at once too. Nobody waits for the timeout.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::thread;
+mod coordinator;
+mod follower;
+mod mesh;
+mod pending;
+
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::SendFlags;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::TcpConfig;
-use super::handshake::{
-    CHALLENGE_BYTES, Challenge, ENTRY_BYTES, HELLO_BYTES, Hello, KIND_MESH_ACK, KIND_REJECT,
-    KIND_WELCOME, MESH_HELLO_BYTES, MeshHello, Nonce, PREFIX_BYTES, Reject, Session, WELCOME_FIXED,
-    Welcome, decode_prefix, prefix, random,
-};
+use super::handshake::{KIND_ABORT, MAX_REASON, Notice, PREFIX_BYTES, decode_prefix};
 use super::transport::{Mesh, Peer};
 use crate::types::BackendError;
 
-/// Handshakes rank 0 runs at once; more connections are closed straight away.
-const MAX_PENDING_HANDSHAKES: usize = 64;
-/// How long one connection may take to complete its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections a listener keeps waiting for their handshake; one more drops the
+/// oldest.
+pub(crate) const MAX_PENDING_HANDSHAKES: usize = 128;
+/// How long a connection may take, counted from its accept, to complete its handshake.
+pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
+/// Longest wait of an event loop between two looks at its deadlines.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Joins the job described by `config` and returns the connected mesh.
+pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
+    config.validate()?;
+    let streams = match (config.size, config.rank) {
+        (1, _) => vec![None],
+        (_, 0) => coordinator::run(config)?,
+        _ => follower::run(config)?,
+    };
+    Ok(Mesh {
+        rank: config.rank,
+        size: config.size,
+        timeout: config.timeout,
+        peers: into_peers(streams)?,
+        scratch: Vec::new(),
+    })
+}
+
+/// The connections, configured for the collectives.
+fn into_peers(streams: Vec<Option<TcpStream>>) -> Result<Vec<Option<Peer>>, BackendError> {
+    streams
+        .into_iter()
+        .enumerate()
+        .map(|(r, stream)| {
+            stream
+                .map(|s| {
+                    s.set_read_timeout(None)
+                        .and_then(|()| s.set_write_timeout(None))
+                        .and_then(|()| Peer::new(s))
+                        .map_err(|e| {
+                            failed(format!("cannot configure the connection to rank {r}: {e}"))
+                        })
+                })
+                .transpose()
+        })
+        .collect()
+}
 
 fn failed(message: String) -> BackendError {
     BackendError::InitializationFailed {
@@ -44,33 +94,12 @@ fn log(message: &str) {
     eprintln!("cobre-comm tcp: {message}");
 }
 
-/// Joins the job described by `config` and returns the connected mesh.
-pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
-    config.validate()?;
-    let mut peers: Vec<Option<Peer>> = (0..config.size).map(|_| None).collect();
-    if config.size > 1 {
-        let streams = if config.rank == 0 {
-            coordinate(config)?
-        } else {
-            follow(config)?
-        };
-        for (r, stream) in streams.into_iter().enumerate() {
-            if let Some(stream) = stream {
-                peers[r] = Some(Peer::new(stream).map_err(|e| {
-                    failed(format!("cannot configure the connection to rank {r}: {e}"))
-                })?);
-            }
-        }
-    }
-    Ok(Mesh {
-        rank: config.rank,
-        size: config.size,
-        timeout: config.timeout,
-        peers,
-        scratch: Vec::new(),
-    })
+/// The handshake deadline of `config`'s job (never longer than its timeout).
+fn handshake_deadline(config: &TcpConfig) -> Duration {
+    HANDSHAKE_DEADLINE.min(config.timeout)
 }
 
+/// A non-blocking listener on `ip:port` (`[::]` also accepts IPv4).
 fn bind_listener(ip: IpAddr, port: u16) -> io::Result<TcpListener> {
     let addr = SocketAddr::new(ip, port);
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -80,444 +109,121 @@ fn bind_listener(ip: IpAddr, port: u16) -> io::Result<TcpListener> {
     }
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
+/// Waits until one of `interest` is ready or `until` (at most [`TICK`]) and returns what
+/// each is ready for. A failed poll reports nothing ready: callers look at their
+/// deadlines and poll again.
+fn poll_until(interest: &[(BorrowedFd<'_>, PollFlags)], until: Instant) -> Vec<PollFlags> {
+    let mut fds: Vec<PollFd<'_>> = interest
+        .iter()
+        .map(|(fd, flags)| PollFd::from_borrowed_fd(*fd, *flags))
+        .collect();
+    let wait = until
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(1), TICK);
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) => fds.iter().map(PollFd::revents).collect(),
+        Err(_) => vec![PollFlags::empty(); fds.len()],
+    }
+}
+
+/// Whether `revents` says there is something to read (data, an end, an error).
+fn readable(revents: PollFlags) -> bool {
+    revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+}
+
+/// Sends on `stream` without raising `SIGPIPE` if the peer is gone.
+fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::send(stream, bytes, SendFlags::NOSIGNAL) {
+            Err(e) if e == rustix::io::Errno::INTR => {}
+            result => return result.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Writes a small handshake message on a non-blocking connection with nothing queued: a
+/// short write means the peer does not read, and is an error.
+fn send_small(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    let n = send(stream, bytes)?;
+    if n == bytes.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("the peer took {n} of {} bytes", bytes.len()),
+        ))
+    }
+}
+
+/// Writes all of `bytes` within `timeout`, whatever the blocking mode of `stream`
+/// (which it leaves non-blocking).
+fn send_all(stream: &TcpStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    let mut done = 0;
+    while done < bytes.len() {
+        match send(stream, &bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) => return Err(e),
+        }
+    }
+    stream.set_nonblocking(true)
+}
+
+/// Reads exactly `buf.len()` bytes within `timeout` (leaving `stream` blocking).
 fn read_exact_timeout(stream: &mut TcpStream, buf: &mut [u8], timeout: Duration) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
     stream.read_exact(buf)
 }
 
-/// The outcome of one handshake thread at rank 0.
-type Joined = Result<(Hello, TcpStream, SocketAddr), (SocketAddr, String)>;
-
-/// Rank 0: accept every other rank.
-#[allow(clippy::too_many_lines)] // one linear sequence of steps
-fn coordinate(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
-    let listener = match config.bind {
-        Some(ip) => bind_listener(ip, config.port),
-        None => bind_listener(IpAddr::V6(Ipv6Addr::UNSPECIFIED), config.port)
-            .or_else(|_| bind_listener(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port)),
-    }
-    .map_err(|e| {
-        failed(format!(
-            "rank 0 cannot listen on {}:{} ({e}); is another job using COBRE_TCP_PORT={}?",
-            config
-                .bind
-                .map_or_else(|| "every interface".to_string(), |ip| ip.to_string()),
-            config.port,
-            config.port
-        ))
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| failed(format!("cannot configure the listener: {e}")))?;
-    let deadline = Instant::now() + config.timeout;
-    let (tx, rx) = mpsc::channel::<Joined>();
-    let pending = Arc::new(AtomicUsize::new(0));
-    let key: Arc<[u8]> = Arc::from(config.key());
-    let size = config.size;
-    let mut joined: Vec<Option<(Hello, TcpStream, SocketAddr)>> = (0..size).map(|_| None).collect();
-    let mut count = 1;
-    while count < size {
-        let now = Instant::now();
-        if now >= deadline {
-            let missing: Vec<String> = (1..size)
-                .filter(|&r| joined[r].is_none())
-                .map(|r| r.to_string())
-                .collect();
-            return Err(failed(format!(
-                "rank 0 waited {:?} on port {} but rank(s) {} did not join (COBRE_TCP_TIMEOUT_SECS)",
-                config.timeout,
-                config.port,
-                missing.join(", ")
-            )));
-        }
-        let mut idle = true;
-        match listener.accept() {
-            Ok((stream, addr)) => {
-                idle = false;
-                if pending.load(Ordering::SeqCst) >= MAX_PENDING_HANDSHAKES {
-                    log(&format!(
-                        "refused a connection from {addr}: too many pending handshakes"
-                    ));
-                } else {
-                    pending.fetch_add(1, Ordering::SeqCst);
-                    let (tx, pending, key) = (tx.clone(), Arc::clone(&pending), Arc::clone(&key));
-                    let timeout = HANDSHAKE_TIMEOUT.min(config.timeout);
-                    thread::spawn(move || {
-                        let result = greet(stream, addr, &key, size, timeout);
-                        pending.fetch_sub(1, Ordering::SeqCst);
-                        let _ = tx.send(result);
-                    });
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => log(&format!("accept failed: {e}")),
-        }
-        while let Ok(result) = rx.try_recv() {
-            idle = false;
-            match result {
-                Ok((hello, mut stream, addr)) => {
-                    let r = hello.rank as usize;
-                    if let Some((_, _, first)) = &joined[r] {
-                        let reason = format!(
-                            "rank {r} is already taken by the peer at {first}; every rank must have its own COBRE_TCP_RANK"
-                        );
-                        log(&format!("refused a connection from {addr}: {reason}"));
-                        let _ = stream.write_all(&Reject { reason }.encode());
-                    } else {
-                        joined[r] = Some((hello, stream, addr));
-                        count += 1;
-                    }
-                }
-                Err((addr, reason)) => {
-                    log(&format!("refused a connection from {addr}: {reason}"));
-                }
-            }
-        }
-        if idle {
-            thread::sleep(Duration::from_millis(2));
-        }
-    }
-    // Everyone is here: hand out the session and the mesh addresses.
-    let session: Session = random().map_err(failed)?;
-    let addrs: Vec<Option<SocketAddr>> = joined
-        .iter()
-        .map(|j| {
-            j.as_ref()
-                .map(|(hello, _, addr)| SocketAddr::new(addr.ip().to_canonical(), hello.port))
-        })
-        .collect();
-    let mut streams = Vec::with_capacity(size);
-    for (r, entry) in joined.into_iter().enumerate() {
-        let Some((hello, mut stream, _)) = entry else {
-            streams.push(None);
-            continue;
-        };
-        let welcome = Welcome::new(&key, &hello.nonce, session, addrs.clone());
-        stream
-            .set_write_timeout(Some(config.timeout))
-            .and_then(|()| stream.write_all(&welcome.encode()))
-            .map_err(|e| failed(format!("rank 0 cannot send the welcome to rank {r}: {e}")))?;
-        streams.push(Some(stream));
-    }
-    Ok(streams)
-}
-
-/// Rank 0's side of one handshake, in its own thread.
-fn greet(
-    mut stream: TcpStream,
-    addr: SocketAddr,
-    key: &[u8],
-    size: usize,
-    timeout: Duration,
-) -> Joined {
-    let refuse = |stream: &mut TcpStream, reason: String| {
-        let _ = stream.write_all(
-            &Reject {
-                reason: reason.clone(),
-            }
-            .encode(),
-        );
-        Err((addr, reason))
-    };
-    let io_err = |e: io::Error| (addr, format!("handshake failed: {e}"));
-    stream.set_nonblocking(false).map_err(io_err)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
-    let nonce: Nonce = random().map_err(|e| (addr, e))?;
-    stream
-        .write_all(&Challenge { nonce }.encode())
-        .map_err(io_err)?;
-    let mut buf = [0_u8; HELLO_BYTES];
-    read_exact_timeout(&mut stream, &mut buf, timeout).map_err(io_err)?;
-    let hello = match Hello::decode(&buf) {
-        Ok(h) => h,
-        Err(reason) => return refuse(&mut stream, reason),
-    };
-    if hello.size as usize != size {
-        return refuse(
-            &mut stream,
-            format!(
-                "the peer claims a job of {} ranks, expected {size} (COBRE_TCP_SIZE differs)",
-                hello.size
-            ),
-        );
-    }
-    if hello.rank == 0 || hello.rank as usize >= size {
-        return refuse(
-            &mut stream,
-            format!(
-                "the peer claims rank {}, expected a rank from 1 to {}",
-                hello.rank,
-                size - 1
-            ),
-        );
-    }
-    if !hello.verify(key, &nonce) {
-        return refuse(
-            &mut stream,
-            format!(
-                "the peer claiming rank {} did not prove the shared token (COBRE_TCP_TOKEN differs)",
-                hello.rank
-            ),
-        );
-    }
-    Ok((hello, stream, addr))
-}
-
-/// Ranks > 0: join at rank 0, then build the mesh.
-#[allow(clippy::too_many_lines)] // one linear sequence of steps
-fn follow(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
-    let deadline = Instant::now() + config.timeout;
-    let key = config.key();
-    let (rank, size) = (config.rank, config.size);
-    let host = config.coordinator.as_deref().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let mut backoff = Duration::from_millis(10);
-    let mut last_error = String::from("no attempt");
-    let (coordinator, listener, my_nonce, welcome) = loop {
-        if Instant::now() >= deadline {
-            return Err(failed(format!(
-                "rank {rank} could not join rank 0 at {host}:{} within {:?} (COBRE_TCP_TIMEOUT_SECS): {last_error}",
-                config.port, config.timeout
-            )));
-        }
-        match try_join(config, host, deadline) {
-            Ok(joined) => break joined,
-            Err(JoinError::Fatal(message)) => return Err(failed(message)),
-            Err(JoinError::Retry(message)) => last_error = message,
-        }
-        thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
-        backoff = (backoff * 2).min(Duration::from_millis(250));
-    };
-    let _ = my_nonce;
-    let mut streams: Vec<Option<TcpStream>> = (0..size).map(|_| None).collect();
-    coordinator.set_read_timeout(None).ok();
-    streams[0] = Some(coordinator);
-    // Connect to the ranks below.
-    for (r, slot) in streams.iter_mut().enumerate().take(rank).skip(1) {
-        let addr = welcome.addrs[r]
-            .ok_or_else(|| failed(format!("rank 0's welcome has no address for rank {r}")))?;
-        let mut stream = connect_until(addr, deadline).map_err(|e| {
-            failed(format!(
-                "rank {rank} cannot connect to rank {r} at {addr}: {e}"
-            ))
-        })?;
-        let hello = MeshHello::new(key, welcome.session, rank as u32, r as u32);
-        let mut ack = [0_u8; PREFIX_BYTES];
-        stream
-            .write_all(&hello.encode())
-            .and_then(|()| {
-                read_exact_timeout(
-                    &mut stream,
-                    &mut ack,
-                    deadline.saturating_duration_since(Instant::now()),
-                )
-            })
-            .map_err(|e| {
-                failed(format!(
-                    "rank {r} at {addr} did not accept rank {rank}: {e}"
-                ))
-            })?;
-        if decode_prefix(ack) != Ok(KIND_MESH_ACK) {
-            return Err(failed(format!(
-                "rank {r} at {addr} answered rank {rank}'s mesh hello with something else"
-            )));
-        }
-        stream.set_read_timeout(None).ok();
-        *slot = Some(stream);
-    }
-    // Accept the ranks above.
-    let mut missing = size - rank - 1;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| failed(format!("cannot configure the mesh listener: {e}")))?;
-    while missing > 0 {
-        if Instant::now() >= deadline {
-            let list: Vec<String> = (rank + 1..size)
-                .filter(|&s| streams[s].is_none())
-                .map(|s| s.to_string())
-                .collect();
-            return Err(failed(format!(
-                "rank {rank} waited {:?} for rank(s) {} to connect to it",
-                config.timeout,
-                list.join(", ")
-            )));
-        }
-        let (mut stream, addr) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            Err(e) => {
-                log(&format!("rank {rank}: accept failed: {e}"));
-                continue;
-            }
-        };
-        let mut buf = [0_u8; MESH_HELLO_BYTES];
-        let checked = stream
-            .set_nonblocking(false)
-            .and_then(|()| read_exact_timeout(&mut stream, &mut buf, Duration::from_secs(5)))
-            .map_err(|e| format!("handshake failed: {e}"))
-            .and_then(|()| MeshHello::decode(&buf))
-            .and_then(|h| {
-                let from = h.from as usize;
-                if h.session != welcome.session {
-                    Err("the peer belongs to another job (session differs)".into())
-                } else if h.to as usize != rank || from <= rank || from >= size {
-                    Err(format!(
-                        "the peer says it is rank {from} connecting to rank {}, expected a rank from {} to {} connecting to rank {rank}",
-                        h.to,
-                        rank + 1,
-                        size - 1
-                    ))
-                } else if streams[from].is_some() {
-                    Err(format!("rank {from} is already connected"))
-                } else if !h.verify(key) {
-                    Err("the peer did not prove the shared token".into())
-                } else {
-                    Ok(from)
-                }
-            });
-        match checked {
-            Ok(from) => {
-                stream
-                    .write_all(&prefix(KIND_MESH_ACK))
-                    .map_err(|e| failed(format!("cannot acknowledge rank {from}: {e}")))?;
-                stream.set_read_timeout(None).ok();
-                streams[from] = Some(stream);
-                missing -= 1;
-            }
-            Err(reason) => log(&format!(
-                "rank {rank} refused a mesh connection from {addr}: {reason}"
-            )),
-        }
-    }
-    Ok(streams)
-}
-
-enum JoinError {
-    /// Worth another attempt (nobody listening yet, connection dropped).
-    Retry(String),
-    /// Rank 0 refused this rank, or cannot prove the token.
-    Fatal(String),
-}
-
-type JoinOk = (TcpStream, TcpListener, Nonce, Welcome);
-
-fn try_join(config: &TcpConfig, host: &str, deadline: Instant) -> Result<JoinOk, JoinError> {
-    let (rank, size) = (config.rank, config.size);
-    let key = config.key();
-    let retry = |what: &str, e: &dyn std::fmt::Display| JoinError::Retry(format!("{what}: {e}"));
-    let addrs: Vec<SocketAddr> = (host, config.port)
-        .to_socket_addrs()
-        .map_err(|e| retry(&format!("cannot resolve {host}"), &e))?
-        .collect();
-    let mut last = JoinError::Retry(format!("{host} resolves to no address"));
-    let mut stream = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = retry(&format!("cannot connect to {addr}"), &e),
-        }
-    }
-    let Some(mut stream) = stream else {
-        return Err(last);
-    };
-    let local = stream
-        .local_addr()
-        .map_err(|e| retry("no local address", &e))?;
-    // The mesh listener sits on the interface that reaches rank 0.
-    let listener = bind_listener(local.ip(), 0).map_err(|e| {
-        JoinError::Fatal(format!("rank {rank} cannot listen on {}: {e}", local.ip()))
-    })?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| retry("no listener address", &e))?
-        .port();
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let mut buf = [0_u8; CHALLENGE_BYTES];
-    read_exact_timeout(&mut stream, &mut buf, left().min(HANDSHAKE_TIMEOUT))
-        .map_err(|e| retry("rank 0 sent no challenge", &e))?;
-    let challenge = Challenge::decode(&buf).map_err(|e| {
-        JoinError::Fatal(format!(
-            "the process at {host}:{} is not a cobre-comm rank 0: {e}",
-            config.port
-        ))
-    })?;
-    let nonce: Nonce = random().map_err(JoinError::Fatal)?;
-    let hello = Hello::new(key, &challenge.nonce, rank as u32, size as u32, port, nonce);
-    stream
-        .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
-        .and_then(|()| stream.write_all(&hello.encode()))
-        .map_err(|e| retry("cannot send the hello", &e))?;
-    // Rank 0 answers once every rank has joined.
+/// Reads the next message prefix rank 0 sends this rank (`rank`) on a blocking stream,
+/// within `timeout`, and returns its kind. An abort notice, the end of the connection,
+/// silence or a malformed prefix are errors saying so.
+fn from_rank_0(stream: &mut TcpStream, rank: usize, timeout: Duration) -> Result<u8, String> {
     let mut head = [0_u8; PREFIX_BYTES];
-    read_exact_timeout(&mut stream, &mut head, config.timeout)
-        .map_err(|e| JoinError::Fatal(format!("rank 0 did not complete the rendezvous: {e}")))?;
-    let fatal = |what: String| JoinError::Fatal(format!("rank {rank}: {what}"));
-    match decode_prefix(head).map_err(fatal)? {
-        KIND_REJECT => {
-            let mut len = [0_u8; 4];
-            let mut text = [0_u8; super::handshake::MAX_REASON];
-            read_exact_timeout(&mut stream, &mut len, HANDSHAKE_TIMEOUT)
-                .map_err(|e| fatal(format!("rank 0 refused this rank: {e}")))?;
-            let n = Reject::decode_len(len).map_err(fatal)?;
-            read_exact_timeout(&mut stream, &mut text[..n], HANDSHAKE_TIMEOUT)
-                .map_err(|e| fatal(format!("rank 0 refused this rank: {e}")))?;
-            Err(fatal(format!(
-                "rank 0 refused this rank: {}",
-                String::from_utf8_lossy(&text[..n])
-            )))
-        }
-        KIND_WELCOME => {
-            let mut fixed = [0_u8; WELCOME_FIXED];
-            read_exact_timeout(&mut stream, &mut fixed, HANDSHAKE_TIMEOUT)
-                .map_err(|e| fatal(format!("incomplete welcome: {e}")))?;
-            let (session, mac) = Welcome::decode_fixed(&fixed, size).map_err(fatal)?;
-            let mut entries = vec![0_u8; size * ENTRY_BYTES];
-            read_exact_timeout(&mut stream, &mut entries, HANDSHAKE_TIMEOUT)
-                .map_err(|e| fatal(format!("incomplete welcome: {e}")))?;
-            let addrs = Welcome::decode_entries(&entries).map_err(fatal)?;
-            let welcome = Welcome {
-                session,
-                addrs,
-                mac,
-            };
-            if !welcome.verify(key, &nonce) {
-                return Err(fatal(
-                    "rank 0 did not prove the shared token (COBRE_TCP_TOKEN differs)".into(),
-                ));
-            }
-            Ok((stream, listener, nonce, welcome))
-        }
-        other => Err(fatal(format!(
-            "rank 0 answered with handshake message kind {other}, expected a welcome or a reject"
-        ))),
+    read_exact_timeout(stream, &mut head, timeout).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => format!(
+            "rank {rank}: rank 0 closed its connection during start-up (rank 0 ended?): {e}"
+        ),
+        _ => format!("rank {rank}: no word from rank 0 within {timeout:?}: {e}"),
+    })?;
+    let kind = decode_prefix(head).map_err(|e| format!("rank {rank}: from rank 0: {e}"))?;
+    if kind == KIND_ABORT {
+        let reason = read_notice(stream, timeout)
+            .map_err(|e| format!("rank {rank}: rank 0 ended the start-up ({e})"))?;
+        return Err(format!("rank {rank}: rank 0 ended the start-up: {reason}"));
     }
+    Ok(kind)
 }
 
-/// Connects to `addr`, retrying until `deadline`.
-fn connect_until(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match TcpStream::connect_timeout(
-            &addr,
-            left.clamp(Duration::from_millis(1), Duration::from_secs(2)),
-        ) {
-            Ok(s) => return Ok(s),
-            Err(e) if Instant::now() + backoff >= deadline => return Err(e),
-            Err(_) => {
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(200));
-            }
-        }
-    }
+/// Reads the body of a notice (its prefix already read) within `timeout`.
+fn read_notice(stream: &mut TcpStream, timeout: Duration) -> Result<String, String> {
+    let mut len = [0_u8; 4];
+    let mut text = [0_u8; MAX_REASON];
+    read_exact_timeout(stream, &mut len, timeout).map_err(|e| format!("incomplete notice: {e}"))?;
+    let n = Notice::decode_len(len)?;
+    read_exact_timeout(stream, &mut text[..n], timeout)
+        .map_err(|e| format!("incomplete notice: {e}"))?;
+    Ok(Notice::decode_reason(&text[..n]))
+}
+
+/// `ranks` as a list for messages: "1, 3".
+fn list(ranks: impl IntoIterator<Item = usize>) -> String {
+    ranks
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
