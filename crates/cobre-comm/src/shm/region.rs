@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::exchange::Job;
-use super::segment::{CreateError, Segment};
+use super::segment::{CreateError, Segment, Unlink};
 use super::synchronize;
 use crate::fingerprint::Fingerprint;
 use crate::traits::{CommData, SharedRegion};
@@ -80,12 +80,26 @@ impl<T: CommData> ShmRegion<T> {
             message,
         };
 
+        // Rank 0 owns the name from its creation until every rank has mapped the segment,
+        // and removes it on every way out (`Unlink`). When rank 0 dies meanwhile, the
+        // followers that notice remove it.
+        let mut unlink = None;
+        let leader_lost = |e: CommError| {
+            if job.rank != 0 && bytes > 0 && matches!(e, CommError::PeerLost { rank: 0, .. }) {
+                let _ = Segment::unlink(&name);
+            }
+            e
+        };
+
         // Step 1: rank 0 creates the segment and says whether it could.
         let mut segment = None;
         let mut created: Result<(), String> = Ok(());
         if job.rank == 0 && bytes > 0 {
             match Segment::create(&name, bytes) {
-                Ok(seg) => segment = Some(seg),
+                Ok(seg) => {
+                    unlink = Some(Unlink::new(&name));
+                    segment = Some(seg);
+                }
                 Err(CreateError::Exists) => {
                     created = Err(format!("a segment named {name} exists already"));
                 }
@@ -108,7 +122,8 @@ impl<T: CommData> ShmRegion<T> {
                 }
                 Ok(())
             },
-        )?;
+        )
+        .map_err(leader_lost)?;
         if let Err(message) = leader_status {
             state.seq += 1;
             return Err(failed(format!(
@@ -138,10 +153,10 @@ impl<T: CommData> ShmRegion<T> {
                 }
                 Ok(())
             },
-        )?;
-        if job.rank == 0 && bytes > 0 {
-            let _ = Segment::unlink(&name);
-        }
+        )
+        .map_err(leader_lost)?;
+        // Every rank has mapped it (or given up): the name goes now.
+        drop(unlink);
         state.seq += 1;
         if let Some(message) = first_failure {
             return Err(failed(message));
