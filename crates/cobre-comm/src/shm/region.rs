@@ -35,6 +35,18 @@ fn parse_status(data: &[u8]) -> Result<(), String> {
     Err(String::from_utf8_lossy(&data[3..3 + n]).into_owned())
 }
 
+/// Why rank 0 could not create the region's segment `name` of `bytes` bytes.
+fn create_error(name: &str, bytes: usize, error: CreateError) -> String {
+    match error {
+        CreateError::Exists => format!(
+            "a segment named {name} exists already ({})",
+            Segment::describe(name)
+        ),
+        CreateError::NoSpace(e) => format!("/dev/shm has no room for {bytes} bytes ({e})"),
+        CreateError::Other(e) => format!("cannot create {name}: {e}"),
+    }
+}
+
 /// A region of node-shared memory: one segment that rank 0 creates and every rank maps.
 /// See [`SharedMemoryProvider`](crate::SharedMemoryProvider) for the lifecycle.
 ///
@@ -100,13 +112,7 @@ impl<T: CommData> ShmRegion<T> {
                     unlink = Some(Unlink::new(&name));
                     segment = Some(seg);
                 }
-                Err(CreateError::Exists) => {
-                    created = Err(format!("a segment named {name} exists already"));
-                }
-                Err(CreateError::NoSpace(e)) => {
-                    created = Err(format!("/dev/shm has no room for {bytes} bytes ({e})"));
-                }
-                Err(CreateError::Other(e)) => created = Err(format!("cannot create {name}: {e}")),
+                Err(e) => created = Err(create_error(&name, bytes, e)),
             }
         }
         let generation = job.publish(&mut state, &fingerprint, &status(&created));

@@ -155,6 +155,21 @@ impl Segment {
         Self::map(&fd, len).map(Some)
     }
 
+    /// The owner and mode of the existing segment `name`, for messages.
+    pub(crate) fn describe(name: &str) -> String {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = rustix::process::geteuid().as_raw();
+        match std::fs::metadata(format!("/dev/shm{name}")) {
+            Ok(m) if m.uid() == me => format!("yours, mode {:04o}", m.mode() & 0o7777),
+            Ok(m) => format!(
+                "owned by uid {}, not by this process's uid {me}, mode {:04o}",
+                m.uid(),
+                m.mode() & 0o7777
+            ),
+            Err(e) => format!("cannot stat it: {e}"),
+        }
+    }
+
     /// Removes the name; the memory lives on while mapped.
     pub(crate) fn unlink(name: &str) -> io::Result<()> {
         shm::unlink(name).map_err(Into::into)

@@ -62,8 +62,9 @@ fn create(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
     let len = layout.len();
     let seg = Segment::create(name, len).map_err(|e| match e {
         CreateError::Exists => init_failed(format!(
-            "a shared-memory segment named {name} already exists: another job uses this name, or a crashed job \
-             left it behind (it is /dev/shm{name}); give each job a new {ENV_NAME} (`cobre-comm launch` does)"
+            "a shared-memory segment named {name} already exists ({}): another job uses this name, or a crashed \
+             job left it behind (it is /dev/shm{name}); give each job a new {ENV_NAME} (`cobre-comm launch` does)",
+            Segment::describe(name)
         )),
         CreateError::NoSpace(e) => init_failed(format!(
             "cannot reserve {len} bytes for segment {name} in /dev/shm ({e}): free space there or use fewer ranks"
@@ -215,32 +216,39 @@ impl Job {
         loop {
             if let Some(rank) = failed_rank(self.seg.u32_at(H_FAILED).load(SeqCst), self.size)? {
                 return Err(format!(
-                    "lost rank {rank}: its process is gone (noticed by a peer of rank {})",
+                    "lost rank {rank}: another rank found its process gone (reported to rank {})",
                     self.rank
                 ));
             }
-            let mut missing = Vec::new();
-            let now = Instant::now();
-            let check = now >= next_check;
-            for r in 0..self.size {
-                let word = self.seg.u32_at(self.layout.line(r) + L_PID).load(SeqCst);
-                match pid(word).map_err(|e| format!("rank {r}'s {e}"))? {
-                    None => missing.push(r.to_string()),
-                    Some(p) if check && process_gone(p) => {
-                        self.mark_failed(r);
-                        return Err(format!(
-                            "lost rank {r}: its process (pid {p}) is gone; noticed by rank {} during start-up",
-                            self.rank
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
+            // Every pid word is checked before any is used: a corrupt segment is reported
+            // as such, whatever else happens meanwhile.
+            let pids = (0..self.size)
+                .map(|r| {
+                    pid(self.seg.u32_at(self.layout.line(r) + L_PID).load(SeqCst))
+                        .map_err(|e| format!("rank {r}'s {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let missing: Vec<String> = (0..self.size)
+                .filter(|&r| pids[r].is_none())
+                .map(|r| r.to_string())
+                .collect();
             if missing.is_empty() {
                 return Ok(());
             }
-            if check {
+            let now = Instant::now();
+            if now >= next_check {
                 next_check = now + LIVENESS_EVERY;
+                let gone = pids
+                    .iter()
+                    .enumerate()
+                    .find_map(|(r, p)| p.filter(|&p| process_gone(p)).map(|p| (r, p)));
+                if let Some((r, p)) = gone {
+                    self.mark_failed(r);
+                    return Err(format!(
+                        "lost rank {r}: its process (pid {p}) is gone; noticed by rank {} during start-up",
+                        self.rank
+                    ));
+                }
             }
             if now - start >= self.timeout {
                 return Err(format!(
