@@ -2,7 +2,8 @@
 //! `COBRE_SHM_*` environment variables.
 //!
 //! This file is the one place where those variables are named, given defaults, parsed and
-//! written: auto-detection, the launcher and the tool use the constants and functions here.
+//! written: auto-detection and the launcher (and through it the `cobre-comm` tool) use the
+//! constants and functions here.
 //! It is compiled even without the `shm` feature, so that they can.
 
 use std::time::Duration;
@@ -34,7 +35,7 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 /// The largest data slot: keeps every offset in the segment far from overflowing.
 pub const MAX_CHUNK_BYTES: usize = 1 << 30;
 
-/// The value of [`ENV_TIMEOUT`] that [`ShmConfig::from_env`] reads back as `timeout`.
+/// The value of [`ENV_TIMEOUT`] that `ShmConfig::from_env` reads back as `timeout`.
 ///
 /// ```
 /// use std::time::Duration;

@@ -28,7 +28,7 @@ const NAP: Duration = Duration::from_millis(50);
 /// How often a waiting rank checks that the ranks that joined are still alive.
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 
-pub(crate) fn init_failed(message: String) -> BackendError {
+fn init_failed(message: String) -> BackendError {
     BackendError::InitializationFailed {
         backend: "shm".into(),
         message,
