@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use cobre_comm::tcp_config as tcp;
+use cobre_comm::{BACKEND_ENV, shm};
 
 /// A random 128-bit value in hex, for segment names and tokens.
 ///
@@ -31,7 +32,8 @@ fn seconds(timeout: Duration) -> String {
 
 /// The environment of each of `ranks` ranks of an `shm` job: `COBRE_COMM_BACKEND=shm`, a
 /// unique `COBRE_SHM_NAME`, `COBRE_SHM_RANK`, `COBRE_SHM_SIZE`, and
-/// `COBRE_SHM_TIMEOUT_SECS` when `timeout` is given.
+/// `COBRE_SHM_TIMEOUT_SECS` when `timeout` is given (names and formats from
+/// `cobre_comm::shm`).
 ///
 /// ```
 /// let env = cobre_comm_launcher::shm_env(3, None);
@@ -43,16 +45,10 @@ pub fn shm_env(ranks: usize, timeout: Option<Duration>) -> Vec<Vec<(String, Stri
     let name = format!("/cobre-{}-{}", std::process::id(), &unique_token()[..16]);
     (0..ranks)
         .map(|rank| {
-            let mut vars = vec![
-                ("COBRE_COMM_BACKEND".to_string(), "shm".to_string()),
-                ("COBRE_SHM_NAME".to_string(), name.clone()),
-                ("COBRE_SHM_RANK".to_string(), rank.to_string()),
-                ("COBRE_SHM_SIZE".to_string(), ranks.to_string()),
-            ];
-            if let Some(t) = timeout {
-                vars.push(("COBRE_SHM_TIMEOUT_SECS".to_string(), seconds(t)));
-            }
-            vars
+            std::iter::once((BACKEND_ENV, "shm".to_string()))
+                .chain(shm::rank_env(&name, rank, ranks, timeout))
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
         })
         .collect()
 }

@@ -212,10 +212,10 @@ pub(crate) fn select_with(
             reason: format!("{} is set", crate::tcp_config::ENV_COORDINATOR),
         });
     }
-    if set("COBRE_SHM_NAME") && BackendKind::Shm.is_available() {
+    if set(crate::shm::ENV_NAME) && BackendKind::Shm.is_available() {
         return Ok(Selection {
             backend: BackendKind::Shm,
-            reason: "COBRE_SHM_NAME is set".into(),
+            reason: format!("{} is set", crate::shm::ENV_NAME),
         });
     }
     let mut reason =

@@ -68,6 +68,9 @@ pub mod precondition;
 pub mod reduce;
 #[cfg(feature = "shm")]
 pub mod shm;
+#[cfg(not(feature = "shm"))]
+#[path = "shm/config_only.rs"]
+pub mod shm;
 #[cfg(feature = "tcp")]
 pub mod tcp;
 #[path = "tcp/config.rs"]

@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cobre_comm::{
-    BackendError, BackendKind, CommError, Communicator, ReduceOp, ShmBackend, ShmConfig,
-    create_communicator_with,
+    BackendError, BackendKind, CommError, Communicator, ReduceOp, SharedMemoryProvider, ShmBackend,
+    ShmConfig, create_communicator_with,
 };
 use cobre_comm_conformance::{options_for, run_suite};
 
@@ -101,48 +101,170 @@ fn child_rank() {
                 start.elapsed().as_secs_f64()
             );
         }
-        other => panic!("unknown case {other}"),
+        other => assert!(hardening_rank(other), "unknown case {other}"),
     }
+}
+
+/// The rank's side of the start-up, shared-region and corruption cases; `false` for a
+/// case it does not know.
+fn hardening_rank(case: &str) -> bool {
+    match case {
+        "startup" => match ShmBackend::from_env() {
+            Err(e) => println!("error at {}: {e}", now_ns()),
+            Ok(comm) => {
+                let mut out = [0.0_f64];
+                comm.allreduce(&[1.0], &mut out, ReduceOp::Sum)
+                    .expect("allreduce");
+                assert_eq!(out[0], comm.size() as f64);
+                comm.barrier().expect("barrier");
+                println!("collectives ok");
+            }
+        },
+        "region-fail" => {
+            let comm = ShmBackend::from_env().expect("shm communicator");
+            // 1 PiB: more than any /dev/shm holds.
+            let huge = comm.create_shared_region::<u8>(1 << 50).map(|_| ());
+            println!("huge: {huge:?}");
+            let mismatched = comm
+                .create_shared_region::<f64>(1000 + comm.rank())
+                .map(|_| ());
+            println!("mismatched: {mismatched:?}");
+        }
+        "region-peer-dies" => {
+            let comm = ShmBackend::from_env().expect("shm communicator");
+            comm.barrier().expect("barrier");
+            if comm.rank() == 1 {
+                let me = rustix::process::getpid();
+                let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+            }
+            let result = comm.create_shared_region::<f64>(1 << 16).map(|_| ());
+            println!("result: {result:?}");
+        }
+        "region-after-go" => {
+            // Rank 1 waits for the test's go before allocating; rank 0 allocates at once.
+            let comm = ShmBackend::from_env().expect("shm communicator");
+            if comm.rank() == 1 {
+                wait_for_go();
+            }
+            let result = comm.create_shared_region::<f64>(1 << 16).map(|_| ());
+            println!("result: {result:?}");
+        }
+        "barrier-after-go" => {
+            // Rank 0 waits in a barrier; rank 1 joins it after the test's go.
+            let comm = ShmBackend::from_env().expect("shm communicator");
+            println!("ready");
+            if comm.rank() == 1 {
+                wait_for_go();
+            }
+            println!("result: {:?}", comm.barrier());
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Blocks until the test writes a line to this rank's stdin.
+fn wait_for_go() {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
 }
 
 struct Job {
     name: String,
+    case: String,
+    ranks: usize,
+    timeout_secs: String,
+    extra: Vec<(String, String)>,
     children: Vec<Child>,
 }
 
-fn start(case: &str, ranks: usize, timeout_secs: &str, extra: &[(&str, String)]) -> Job {
+/// A job whose ranks are started one by one with [`Job::spawn`].
+fn job(case: &str, ranks: usize, timeout_secs: &str, extra: &[(&str, String)]) -> Job {
     let name = format!(
         "/cobre-test-{}-{}",
         std::process::id(),
         cobre_comm_launcher::unique_token()
     );
-    let exe = std::env::current_exe().unwrap();
-    let children = (0..ranks)
-        .map(|rank| {
-            let mut command = Command::new(&exe);
-            command
-                .args([
-                    "--exact",
-                    "child_rank",
-                    "--nocapture",
-                    "--test-threads=1",
-                    "--quiet",
-                ])
-                .env(CASE, case)
-                .env("COBRE_COMM_BACKEND", "shm")
-                .env("COBRE_SHM_NAME", &name)
-                .env("COBRE_SHM_RANK", rank.to_string())
-                .env("COBRE_SHM_SIZE", ranks.to_string())
-                .env("COBRE_SHM_TIMEOUT_SECS", timeout_secs)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            for (k, v) in extra {
-                command.env(k, v);
+    Job {
+        name,
+        case: case.to_string(),
+        ranks,
+        timeout_secs: timeout_secs.to_string(),
+        extra: extra
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect(),
+        children: Vec::new(),
+    }
+}
+
+fn start(case: &str, ranks: usize, timeout_secs: &str, extra: &[(&str, String)]) -> Job {
+    let mut job = job(case, ranks, timeout_secs, extra);
+    for rank in 0..ranks {
+        job.spawn(rank);
+    }
+    job
+}
+
+impl Job {
+    /// Starts `rank` (ranks are started in rank order; its stdin is a pipe).
+    fn spawn(&mut self, rank: usize) {
+        let exe = std::env::current_exe().unwrap();
+        let mut command = Command::new(&exe);
+        command
+            .args([
+                "--exact",
+                "child_rank",
+                "--nocapture",
+                "--test-threads=1",
+                "--quiet",
+            ])
+            .env(CASE, &self.case)
+            .env("COBRE_COMM_BACKEND", "shm")
+            .env("COBRE_SHM_NAME", &self.name)
+            .env("COBRE_SHM_RANK", rank.to_string())
+            .env("COBRE_SHM_SIZE", self.ranks.to_string())
+            .env("COBRE_SHM_TIMEOUT_SECS", &self.timeout_secs)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.extra {
+            command.env(k, v);
+        }
+        self.children.push(command.spawn().unwrap());
+    }
+
+    /// Sends a line to `rank`'s stdin (a rank waiting in `wait_for_go` goes on).
+    fn go(&mut self, rank: usize) {
+        use std::io::Write as _;
+        let stdin = self.children[rank].stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Reads `rank`'s output until a line `line` (or its end, when it exits first).
+    fn read_until(&mut self, rank: usize, line: &str) {
+        let stdout = self.children[rank].stdout.as_mut().unwrap();
+        let mut current = Vec::new();
+        let mut byte = [0_u8];
+        // One byte at a time: what follows stays in the pipe for `finish`.
+        while stdout.read(&mut byte).unwrap() == 1 {
+            if byte[0] != b'\n' {
+                current.push(byte[0]);
+            } else if current == line.as_bytes() {
+                return;
+            } else {
+                current.clear();
             }
-            command.spawn().unwrap()
-        })
-        .collect();
-    Job { name, children }
+        }
+    }
+
+    /// `kill -9` of `rank`; returns the time of the kill.
+    fn kill(&mut self, rank: usize) -> u128 {
+        let at = now_ns();
+        self.children[rank].kill().unwrap();
+        at
+    }
 }
 
 impl Job {
@@ -291,10 +413,25 @@ fn a_silent_peer_is_reported_at_the_timeout() {
 #[test]
 fn stale_and_foreign_segments_are_clear_errors() {
     let name = format!("/cobre-test-stale-{}", std::process::id());
-    std::fs::write(format!("/dev/shm{name}"), vec![0xAB_u8; 8192]).unwrap();
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Ours by owner and mode, but not made by cobre-comm.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(format!("/dev/shm{name}"))
+            .unwrap();
+        file.write_all(&[0xAB_u8; 8192]).unwrap();
+    }
     let err = ShmBackend::new(&ShmConfig::new(&name, 0, 1)).unwrap_err();
     assert!(matches!(err, BackendError::InitializationFailed { .. }));
-    assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("already exists (yours, mode 0600)"),
+        "{err}"
+    );
     let mut config = ShmConfig::new(&name, 1, 2);
     config.timeout = Duration::from_secs(2);
     let err = ShmBackend::new(&config).unwrap_err().to_string();
@@ -308,4 +445,403 @@ fn a_missing_rank_0_is_reported_at_the_timeout() {
     config.timeout = Duration::from_millis(300);
     let err = ShmBackend::new(&config).unwrap_err().to_string();
     assert!(err.contains("rank 0 did not create segment"), "{err}");
+}
+
+// Where things are in a job's segment (mirrors the library's `shm/layout.rs`).
+const MAGIC: u64 = 0x636F_6272_6563_6F6D;
+const H_VERSION: u64 = 8;
+const H_SIZE: u64 = 12;
+const H_CHUNK: u64 = 16;
+const H_LEN: u64 = 24;
+const H_ATTACHED: u64 = 32;
+const H_FAILED: u64 = 36;
+const H_CREATOR: u64 = 48;
+
+fn pid_word(rank: usize) -> u64 {
+    4096 + 128 * rank as u64 + 64
+}
+
+fn shm_path(name: &str) -> String {
+    format!("/dev/shm{name}")
+}
+
+fn read_u64(path: &str, offset: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let mut bytes = [0_u8; 8];
+    let file = std::fs::File::open(path).ok()?;
+    file.read_exact_at(&mut bytes, offset).ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+fn write_at(path: &str, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(bytes, offset).unwrap();
+}
+
+/// Polls `done` until it holds, at most `limit` (another process is writing a file).
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until rank 0 of the job `name` has created and initialised its segment.
+fn wait_for_segment(name: &str) {
+    let path = shm_path(name);
+    wait_until(
+        Duration::from_secs(20),
+        &format!("{path} is initialised"),
+        || read_u64(&path, 0) == Some(MAGIC),
+    );
+}
+
+/// Waits until every rank of `ranks` has claimed its line in the job's segment.
+fn wait_for_claims(name: &str, ranks: &[usize]) {
+    let path = shm_path(name);
+    wait_until(
+        Duration::from_secs(20),
+        &format!("ranks {ranks:?} joined {path}"),
+        || {
+            ranks
+                .iter()
+                .all(|&r| read_u64(&path, pid_word(r)).is_some_and(|w| w as u32 != 0))
+        },
+    );
+}
+
+/// The time a rank printed `error at <ns>: ...`.
+fn error_time(out: &str) -> u128 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("error at ")?.split(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no error reported: {out}"))
+}
+
+fn am_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[test]
+fn a_segment_of_another_user_or_with_another_mode_is_refused() {
+    // (what is done to rank 0's segment, what the refusal must say)
+    let mut cases = vec![("mode 0644", "mode 0644")];
+    if am_root() {
+        cases.push(("owner 65534", "owned by uid 65534"));
+    } else {
+        println!("skipping the other-owner case: only root can give a segment to another user");
+    }
+    for (change, expected) in cases {
+        let mut job = job("startup", 2, "2", &[]);
+        job.spawn(0);
+        wait_for_segment(&job.name);
+        let path = shm_path(&job.name);
+        let file = std::fs::File::open(&path).unwrap();
+        if change == "mode 0644" {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        } else {
+            std::os::unix::fs::fchown(&file, Some(65534), Some(65534)).unwrap();
+        }
+        let mut config = ShmConfig::new(&job.name, 1, 2);
+        config.timeout = Duration::from_secs(2);
+        let err = ShmBackend::new(&config)
+            .map(|_| ())
+            .expect_err("a segment that is not ours must be refused")
+            .to_string();
+        assert!(
+            err.contains(&job.name) && err.contains(expected),
+            "{change}: {err}"
+        );
+        assert!(
+            err.contains("expected owner uid") && err.contains("mode 0600"),
+            "{err}"
+        );
+        // Refused, it leaves the segment to its creator, which removes it at its timeout.
+        assert!(
+            std::path::Path::new(&path).exists(),
+            "{change}: the refused rank removed it"
+        );
+        let results = job.finish(Duration::from_secs(10));
+        assert!(results[0].0, "{}", results[0].1);
+        assert!(results[0].1.contains("error at"), "{}", results[0].1);
+    }
+}
+
+#[test]
+fn a_shared_region_segment_that_is_not_ours_is_refused() {
+    let mut job = start("region-after-go", 2, "20", &[]);
+    let region = format!("{}.r0", job.name);
+    // Rank 0 has created the region's segment (its size is set after its mode) and waits
+    // for rank 1.
+    wait_until(
+        Duration::from_secs(20),
+        "the region segment is sized",
+        || std::fs::metadata(shm_path(&region)).is_ok_and(|m| m.len() == 8 << 16),
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(shm_path(&region), std::fs::Permissions::from_mode(0o666))
+            .unwrap();
+    }
+    job.go(1);
+    let results = job.finish(Duration::from_secs(20));
+    for (rank, (ok, out)) in results.iter().enumerate() {
+        assert!(ok, "rank {rank}: {out}");
+        assert!(out.contains("AllocationFailed"), "rank {rank}: {out}");
+        assert!(
+            out.contains("rank 1 could not map the region") && out.contains("mode 0666"),
+            "rank {rank}: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_create_shared_region_leaves_nothing_in_dev_shm() {
+    let results = start("region-fail", 2, "20", &[]).finish(Duration::from_secs(30));
+    for (rank, (ok, out)) in results.iter().enumerate() {
+        assert!(ok, "rank {rank}: {out}");
+        assert!(
+            out.contains("huge: Err(AllocationFailed"),
+            "rank {rank}: {out}"
+        );
+        assert!(
+            out.contains("mismatched: Err(CollectiveMismatch"),
+            "rank {rank}: {out}"
+        );
+    }
+    // `finish` asserted that /dev/shm holds nothing of the job.
+}
+
+#[test]
+fn a_peer_dying_during_create_shared_region_leaves_nothing_in_dev_shm() {
+    let results = start("region-peer-dies", 2, "20", &[]).finish(Duration::from_secs(30));
+    let (ok, out) = &results[0];
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("PeerLost") && out.contains("rank: 1,"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rank_0_dying_during_create_shared_region_leaves_nothing_in_dev_shm() {
+    let mut job = start("region-after-go", 2, "20", &[]);
+    let region = shm_path(&format!("{}.r0", job.name));
+    wait_until(Duration::from_secs(20), "the region segment exists", || {
+        std::path::Path::new(&region).exists()
+    });
+    job.kill(0);
+    job.go(1);
+    let results = job.finish(Duration::from_secs(20));
+    let (ok, out) = &results[1];
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("PeerLost") && out.contains("rank: 0,"),
+        "{out}"
+    );
+}
+
+#[test]
+fn kill_minus_9_during_start_up_is_reported_and_leaves_nothing() {
+    // 3 ranks, ranks 0 and 1 have joined and wait for rank 2; one of them is killed.
+    for victim in [1, 0] {
+        let mut job = job("startup", 3, "30", &[]);
+        job.spawn(0);
+        job.spawn(1);
+        wait_for_claims(&job.name, &[0, 1]);
+        let killed = job.kill(victim);
+        let results = job.finish(Duration::from_secs(10));
+        let survivor = 1 - victim;
+        let (ok, out) = &results[survivor];
+        assert!(ok, "{out}");
+        assert!(out.contains(&format!("lost rank {victim}")), "{out}");
+        let delay = Duration::from_nanos(error_time(out).saturating_sub(killed) as u64);
+        assert!(
+            delay < Duration::from_secs(2),
+            "reported after {delay:?}: {out}"
+        );
+    }
+}
+
+#[test]
+fn rank_0_killed_before_anyone_joined_leaves_nothing() {
+    let mut job = job("startup", 2, "30", &[]);
+    job.spawn(0);
+    wait_for_segment(&job.name);
+    job.kill(0);
+    let _ = job.children[0].wait();
+    // Rank 1 finds the segment of a creator that is gone: refused, and removed.
+    job.spawn(1);
+    let results = job.finish(Duration::from_secs(10));
+    let (ok, out) = &results[1];
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("is stale") && out.contains("has been removed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_duplicate_rank_is_refused_and_leaves_the_job_alone() {
+    let mut job = job("startup", 3, "30", &[]);
+    job.spawn(0);
+    job.spawn(1);
+    wait_for_claims(&job.name, &[0, 1]);
+    let mut config = ShmConfig::new(&job.name, 1, 3);
+    config.timeout = Duration::from_secs(5);
+    let err = ShmBackend::new(&config)
+        .map(|_| ())
+        .expect_err("a second rank 1 must be refused")
+        .to_string();
+    assert!(
+        err.contains("rank 1 of segment") && err.contains("already taken"),
+        "{err}"
+    );
+    assert!(
+        std::path::Path::new(&shm_path(&job.name)).exists(),
+        "the refused process removed the job's segment"
+    );
+    job.spawn(2);
+    let results = job.finish(Duration::from_secs(20));
+    for (rank, (ok, out)) in results.iter().enumerate() {
+        assert!(*ok && out.contains("collectives ok"), "rank {rank}: {out}");
+    }
+}
+
+#[test]
+fn a_corrupt_header_is_a_clear_error_for_a_joining_rank() {
+    // (field, offset, bytes written, what the error says)
+    let cases: [(&str, u64, Vec<u8>, &str); 6] = [
+        (
+            "version",
+            H_VERSION,
+            99_u32.to_le_bytes().to_vec(),
+            "layout version 99",
+        ),
+        (
+            "size",
+            H_SIZE,
+            u32::MAX.to_le_bytes().to_vec(),
+            "job of 4294967295 ranks",
+        ),
+        (
+            "chunk",
+            H_CHUNK,
+            u64::MAX.to_le_bytes().to_vec(),
+            "chunk 18446744073709551615",
+        ),
+        (
+            "length",
+            H_LEN,
+            u64::MAX.to_le_bytes().to_vec(),
+            "length 18446744073709551615",
+        ),
+        (
+            "attached",
+            H_ATTACHED,
+            u32::MAX.to_le_bytes().to_vec(),
+            "ranks attached word holds 4294967295",
+        ),
+        (
+            "creator",
+            H_CREATOR,
+            u32::MAX.to_le_bytes().to_vec(),
+            "process id word holds 4294967295",
+        ),
+    ];
+    let mut jobs = Vec::new();
+    for (field, offset, bytes, _) in &cases {
+        let mut job = job("startup", 2, "2", &[]);
+        job.spawn(0);
+        wait_for_segment(&job.name);
+        write_at(&shm_path(&job.name), *offset, bytes);
+        let mut config = ShmConfig::new(&job.name, 1, 2);
+        config.timeout = Duration::from_secs(2);
+        let err = std::panic::catch_unwind(|| ShmBackend::new(&config).map(|_| ()))
+            .unwrap_or_else(|_| panic!("joining with a corrupt {field} panicked"))
+            .expect_err("a corrupt header must be refused")
+            .to_string();
+        jobs.push((job, *field, err));
+    }
+    for ((job, field, err), (_, _, _, expected)) in jobs.into_iter().zip(&cases) {
+        assert!(
+            err.contains(&job.name) && err.contains(expected),
+            "{field}: {err}"
+        );
+        let results = job.finish(Duration::from_secs(10));
+        assert!(results[0].0, "{field}: rank 0: {}", results[0].1);
+    }
+}
+
+#[test]
+fn a_header_corrupted_during_start_up_is_a_clear_error() {
+    // Ranks 0 and 1 of 3 wait for rank 2 when a word they read is overwritten.
+    let cases = [
+        (H_FAILED, "failed-rank word holds 4294967295"),
+        (pid_word(1), "rank 1's process id word holds 4294967295"),
+    ];
+    for (offset, expected) in cases {
+        let mut job = job("startup", 3, "30", &[]);
+        job.spawn(0);
+        job.spawn(1);
+        wait_for_claims(&job.name, &[0, 1]);
+        write_at(&shm_path(&job.name), offset, &u32::MAX.to_le_bytes());
+        let results = job.finish(Duration::from_secs(10));
+        for (rank, (ok, out)) in results.iter().enumerate() {
+            assert!(ok, "rank {rank}: {out}");
+            assert!(
+                out.contains("error at") && out.contains(expected),
+                "rank {rank}: {out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_live_segment_corrupted_while_a_rank_waits_is_a_clear_error() {
+    if !am_root() {
+        println!("skipping: writing into another process's mapping needs root");
+        return;
+    }
+    let mut job = start("barrier-after-go", 2, "30", &[]);
+    // Both ranks have started (the rank exits, ending the read, if it cannot).
+    job.read_until(0, "ready");
+    job.read_until(1, "ready");
+    // Rank 0 waits in a barrier for rank 1; the segment's name is gone, so it is reached
+    // through rank 0's mapping of it.
+    let pid = job.children[0].id();
+    let marker = format!("/dev/shm{} (deleted)", job.name);
+    let mut mapping = None;
+    wait_until(
+        Duration::from_secs(20),
+        "rank 0 has mapped the segment",
+        || {
+            std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .is_ok_and(|maps| maps.lines().any(|l| l.ends_with(&marker)))
+        },
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    if let Some(line) = maps.lines().find(|l| l.ends_with(&marker)) {
+        mapping = line.split_whitespace().next().map(str::to_string);
+    }
+    let path = format!("/proc/{pid}/map_files/{}", mapping.unwrap());
+    write_at(&path, H_FAILED, &u32::MAX.to_le_bytes());
+    let started = Instant::now();
+    wait_until(
+        Duration::from_secs(5),
+        "rank 0 reports the corruption",
+        || job.children[0].try_wait().unwrap().is_some(),
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    job.go(1);
+    let results = job.finish(Duration::from_secs(20));
+    let (ok, out) = &results[0];
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Protocol") && out.contains("failed-rank word holds 4294967295"),
+        "{out}"
+    );
 }

@@ -1,5 +1,10 @@
 //! Configuration of the shared-memory backend: [`ShmConfig`], from code or from the
 //! `COBRE_SHM_*` environment variables.
+//!
+//! This file is the one place where those variables are named, given defaults, parsed and
+//! written: auto-detection and the launcher (and through it the `cobre-comm` tool) use the
+//! constants and functions here.
+//! It is compiled even without the `shm` feature, so that they can.
 
 use std::time::Duration;
 
@@ -7,10 +12,19 @@ use crate::env::{EnvReader, Lookup};
 use crate::types::BackendError;
 
 const BACKEND: &str = "shm";
-const ENV_NAME: &str = "COBRE_SHM_NAME";
-const ENV_RANK: &str = "COBRE_SHM_RANK";
-const ENV_SIZE: &str = "COBRE_SHM_SIZE";
-const ENV_TIMEOUT: &str = "COBRE_SHM_TIMEOUT_SECS";
+/// The variable naming the job's segment (required; setting it selects `shm` in `auto`).
+pub const ENV_NAME: &str = "COBRE_SHM_NAME";
+/// The variable holding this process's rank (required).
+pub const ENV_RANK: &str = "COBRE_SHM_RANK";
+/// The variable holding the number of ranks (required).
+pub const ENV_SIZE: &str = "COBRE_SHM_SIZE";
+/// The variable holding the timeout in seconds (optional, [`DEFAULT_TIMEOUT`]).
+pub const ENV_TIMEOUT: &str = "COBRE_SHM_TIMEOUT_SECS";
+/// Every variable of the shm backend.
+pub const ENV_VARS: [&str; 4] = [ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT];
+/// What to do when a required variable is missing.
+const MISSING_HINT: &str =
+    "set them for every rank, or start the ranks with `cobre-comm launch -n N --backend shm`";
 
 /// The largest job the shm backend accepts.
 pub const MAX_SIZE: usize = 1024;
@@ -18,6 +32,42 @@ pub const MAX_SIZE: usize = 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default size of each rank's data slot (payloads larger than this are pipelined).
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+/// The largest data slot: keeps every offset in the segment far from overflowing.
+pub const MAX_CHUNK_BYTES: usize = 1 << 30;
+
+/// The value of [`ENV_TIMEOUT`] that `ShmConfig::from_env` reads back as `timeout`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(cobre_comm::shm::timeout_value(Duration::from_millis(1500)), "1.5");
+/// ```
+pub fn timeout_value(timeout: Duration) -> String {
+    format!("{}", timeout.as_secs_f64())
+}
+
+/// The variables that make a process rank `rank` of the `size`-rank job whose segment is
+/// `name` (and its timeout, when given), as a launcher sets them.
+///
+/// ```
+/// let vars = cobre_comm::shm::rank_env("/job-1", 2, 4, None);
+/// assert!(vars.contains(&(cobre_comm::shm::ENV_RANK, "2".to_string())));
+/// ```
+pub fn rank_env(
+    name: &str,
+    rank: usize,
+    size: usize,
+    timeout: Option<Duration>,
+) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        (ENV_NAME, name.to_string()),
+        (ENV_RANK, rank.to_string()),
+        (ENV_SIZE, size.to_string()),
+    ];
+    if let Some(t) = timeout {
+        vars.push((ENV_TIMEOUT, timeout_value(t)));
+    }
+    vars
+}
 
 /// How to join a shared-memory job.
 ///
@@ -92,10 +142,7 @@ impl ShmConfig {
     /// ```
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<ShmConfig, BackendError> {
         let env = EnvReader::new(BACKEND, lookup);
-        env.require(
-            &[ENV_NAME, ENV_RANK, ENV_SIZE],
-            "set them for every rank, or start the ranks with `cobre-comm launch -n N --backend shm`",
-        )?;
+        env.require(&[ENV_NAME, ENV_RANK, ENV_SIZE], MISSING_HINT)?;
         let name = env.get(ENV_NAME).expect("checked by require");
         let size = env
             .usize_in(ENV_SIZE, 1, MAX_SIZE)?
@@ -145,11 +192,14 @@ impl ShmConfig {
                 format!("an integer from 0 to {}", self.size - 1),
             ));
         }
-        if self.chunk_bytes < 4096 || !self.chunk_bytes.is_multiple_of(4096) {
+        if self.chunk_bytes < 4096
+            || self.chunk_bytes > MAX_CHUNK_BYTES
+            || !self.chunk_bytes.is_multiple_of(4096)
+        {
             return Err((
                 "chunk_bytes",
                 self.chunk_bytes.to_string(),
-                "a multiple of 4096".into(),
+                format!("a multiple of 4096 from 4096 to {MAX_CHUNK_BYTES}"),
             ));
         }
         Ok(())

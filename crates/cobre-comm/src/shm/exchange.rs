@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 use rustix::thread::futex;
 
 use super::config::ShmConfig;
-use super::layout::{
-    H_ATTACHED, H_CHUNK, H_CREATOR, H_FAILED, H_LEN, H_MAGIC, H_SIZE, H_SLEEPERS, H_UNLINKED,
-    H_VERSION, H_WAKE, HEADER_BYTES, L_ARRIVE, L_PID, Layout, MAGIC, VERSION,
-};
-use super::segment::{CreateError, Segment};
+use super::layout::{H_FAILED, H_SLEEPERS, H_WAKE, L_ARRIVE, L_PID, Layout, failed_rank};
+use super::segment::Segment;
+use super::startup;
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
 use crate::types::{BackendError, CommError};
 
@@ -57,13 +55,6 @@ pub(crate) struct Job {
     pub timeout: Duration,
 }
 
-fn init_failed(message: String) -> BackendError {
-    BackendError::InitializationFailed {
-        backend: "shm".into(),
-        message,
-    }
-}
-
 /// A 64-bit digest of an encoded fingerprint: peers compare digests, and read the full
 /// fingerprint only when they differ.
 fn digest(encoded: &[u8]) -> u64 {
@@ -74,7 +65,7 @@ fn digest(encoded: &[u8]) -> u64 {
 }
 
 /// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
-fn process_gone(pid: u32) -> bool {
+pub(crate) fn process_gone(pid: u32) -> bool {
     let Some(p) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -95,26 +86,9 @@ fn process_gone(pid: u32) -> bool {
 
 impl Job {
     /// Creates (rank 0) or joins (other ranks) the job's segment, claims this rank, and
-    /// waits until every rank has joined; the last to join unlinks the name.
+    /// waits until every rank has joined (see `startup.rs`).
     pub(crate) fn attach(config: &ShmConfig) -> Result<Job, BackendError> {
-        config.validate().map_err(|(variable, value, expected)| {
-            BackendError::InvalidConfiguration {
-                backend: "shm".into(),
-                variable: variable.into(),
-                value,
-                expected,
-            }
-        })?;
-        let layout = Layout {
-            size: config.size,
-            chunk: config.chunk_bytes,
-        };
-        let deadline = Instant::now() + config.timeout;
-        let seg = if config.rank == 0 {
-            Self::create(config, layout)?
-        } else {
-            Self::open(config, layout, deadline)?
-        };
+        let (seg, layout, created) = startup::open_segment(config)?;
         let job = Job {
             seg,
             layout,
@@ -123,133 +97,8 @@ impl Job {
             size: config.size,
             timeout: config.timeout,
         };
-        job.join()?;
+        job.join(created)?;
         Ok(job)
-    }
-
-    fn create(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
-        let len = layout.len();
-        let seg = Segment::create(&config.name, len).map_err(|e| match e {
-            CreateError::Exists => init_failed(format!(
-                "a shared-memory segment named {0} already exists: another job uses this name, or a crashed job \
-                 left it behind (it is /dev/shm{0}); give each job a new COBRE_SHM_NAME (`cobre-comm launch` does)",
-                config.name
-            )),
-            CreateError::NoSpace(e) => init_failed(format!(
-                "cannot reserve {len} bytes for segment {} in /dev/shm ({e}): free space there or use fewer ranks",
-                config.name
-            )),
-            CreateError::Other(e) => init_failed(format!("cannot create segment {}: {e}", config.name)),
-        })?;
-        seg.u32_at(H_VERSION).store(VERSION, SeqCst);
-        seg.u32_at(H_SIZE).store(config.size as u32, SeqCst);
-        seg.u64_at(H_CHUNK).store(config.chunk_bytes as u64, SeqCst);
-        seg.u64_at(H_LEN).store(len as u64, SeqCst);
-        seg.u32_at(H_CREATOR).store(std::process::id(), SeqCst);
-        seg.u64_at(H_MAGIC).store(MAGIC, SeqCst);
-        Ok(seg)
-    }
-
-    /// Opens rank 0's segment, retrying until it exists and is initialised.
-    fn open(
-        config: &ShmConfig,
-        layout: Layout,
-        deadline: Instant,
-    ) -> Result<Segment, BackendError> {
-        let name = &config.name;
-        loop {
-            let found = Segment::open(name)
-                .map_err(|e| init_failed(format!("cannot open segment {name}: {e}")))?;
-            if let Some(seg) = found.filter(|s| s.len() >= HEADER_BYTES) {
-                let magic = seg.u64_at(H_MAGIC).load(SeqCst);
-                if magic == MAGIC {
-                    Self::verify(config, layout, &seg)?;
-                    return Ok(seg);
-                }
-                if magic != 0 {
-                    return Err(init_failed(format!(
-                        "segment {name} was not made by cobre-comm (its first word is {magic:#x}, expected {MAGIC:#x}): \
-                         another program uses this name"
-                    )));
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(init_failed(format!(
-                    "rank 0 did not create segment {name} within {:?}: is rank 0 running with the same COBRE_SHM_NAME?",
-                    config.timeout
-                )));
-            }
-            // Waiting for another process to create a file: nothing to block on.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn verify(config: &ShmConfig, layout: Layout, seg: &Segment) -> Result<(), BackendError> {
-        let name = &config.name;
-        let version = seg.u32_at(H_VERSION).load(SeqCst);
-        if version != VERSION {
-            return Err(init_failed(format!(
-                "segment {name} has layout version {version}, this build expects {VERSION}: every rank must run the same build"
-            )));
-        }
-        let size = seg.u32_at(H_SIZE).load(SeqCst) as usize;
-        if size != config.size {
-            return Err(init_failed(format!(
-                "segment {name} is for a job of {size} ranks, but COBRE_SHM_SIZE is {}: every rank must be given the same size",
-                config.size
-            )));
-        }
-        let chunk = seg.u64_at(H_CHUNK).load(SeqCst) as usize;
-        let len = seg.u64_at(H_LEN).load(SeqCst) as usize;
-        if chunk != config.chunk_bytes || len != layout.len() || seg.len() < len {
-            return Err(init_failed(format!(
-                "segment {name} has chunk {chunk} and length {len} (mapped {}), expected chunk {} and length {}: \
-                 every rank must use the same configuration",
-                seg.len(),
-                config.chunk_bytes,
-                layout.len()
-            )));
-        }
-        let creator = seg.u32_at(H_CREATOR).load(SeqCst);
-        if process_gone(creator) {
-            return Err(init_failed(format!(
-                "segment {name} is stale: the process that created it (pid {creator}) is gone; remove /dev/shm{name} \
-                 or use a new COBRE_SHM_NAME"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Claims this rank's line and waits for every rank; the last to arrive unlinks.
-    fn join(&self) -> Result<(), BackendError> {
-        let me = std::process::id();
-        let pid = self.seg.u32_at(self.layout.line(self.rank) + L_PID);
-        if let Err(other) = pid.compare_exchange(0, me, SeqCst, SeqCst) {
-            return Err(init_failed(format!(
-                "rank {} of segment {} is already taken by process {other}: two processes were given COBRE_SHM_RANK={}",
-                self.rank, self.name, self.rank
-            )));
-        }
-        let attached = self.seg.u32_at(H_ATTACHED);
-        if attached.fetch_add(1, SeqCst) as usize + 1 == self.size {
-            self.unlink();
-        }
-        self.notify();
-        let waited = self.wait("start-up", |job, r| {
-            job.seg.u32_at(job.layout.line(r) + L_PID).load(SeqCst) != 0
-        });
-        waited.map_err(|e| {
-            self.unlink();
-            init_failed(format!("not every rank joined segment {}: {e}", self.name))
-        })?;
-        Ok(())
-    }
-
-    /// Removes the segment's name (once for the job).
-    pub(crate) fn unlink(&self) {
-        if self.seg.u32_at(H_UNLINKED).swap(1, SeqCst) == 0 {
-            let _ = Segment::unlink(&self.name);
-        }
     }
 
     fn wake_word(&self) -> &AtomicU32 {
@@ -265,7 +114,7 @@ impl Job {
     }
 
     /// Records that `rank` is lost and wakes everyone.
-    fn mark_failed(&self, rank: usize) {
+    pub(crate) fn mark_failed(&self, rank: usize) {
         let _ = self
             .seg
             .u32_at(H_FAILED)
@@ -275,18 +124,18 @@ impl Job {
     }
 
     fn lost(&self, operation: &'static str) -> Option<CommError> {
-        let failed = self.seg.u32_at(H_FAILED).load(SeqCst);
-        (failed != 0).then(|| {
-            let rank = failed as usize - 1;
-            let pid = self.seg.u32_at(self.layout.line(rank) + L_PID).load(SeqCst);
-            CommError::PeerLost {
-                operation,
-                rank,
-                message: format!(
-                    "its process (pid {pid}) is gone; noticed while rank {} waited",
-                    self.rank
-                ),
-            }
+        let rank = match failed_rank(self.seg.u32_at(H_FAILED).load(SeqCst), self.size) {
+            Ok(rank) => rank?,
+            Err(message) => return Some(CommError::Protocol { operation, message }),
+        };
+        let pid = self.seg.u32_at(self.layout.line(rank) + L_PID).load(SeqCst);
+        Some(CommError::PeerLost {
+            operation,
+            rank,
+            message: format!(
+                "its process (pid {pid}) is gone; noticed while rank {} waited",
+                self.rank
+            ),
         })
     }
 
@@ -439,12 +288,5 @@ impl Job {
             }
         }
         result
-    }
-}
-
-impl Drop for Job {
-    fn drop(&mut self) {
-        // A job that never completed its start-up may still have its name.
-        self.unlink();
     }
 }

@@ -113,3 +113,212 @@ impl Layout {
         self.slots_start() + self.size * 2 * self.chunk
     }
 }
+
+/// The header of a segment as read from it: any values at all, since the segment may be
+/// corrupt or not ours. [`Header::check`] says whether they describe the expected job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub magic: u64,
+    pub version: u32,
+    pub size: u32,
+    pub chunk: u64,
+    pub len: u64,
+    pub attached: u32,
+    pub failed: u32,
+    pub creator: u32,
+    pub unlinked: u32,
+}
+
+impl Header {
+    /// The header a creator writes for `layout`.
+    #[cfg(test)]
+    pub(crate) fn of(layout: &Layout, creator: u32) -> Header {
+        Header {
+            magic: MAGIC,
+            version: VERSION,
+            size: layout.size as u32,
+            chunk: layout.chunk as u64,
+            len: layout.len() as u64,
+            attached: 0,
+            failed: 0,
+            creator,
+            unlinked: 0,
+        }
+    }
+
+    /// Checks every field against the job this process expects (`expected`) and the
+    /// `mapped` length of the segment. The error says what was found and what was
+    /// expected; it never panics, whatever the values.
+    pub(crate) fn check(&self, expected: &Layout, mapped: usize) -> Result<(), String> {
+        if self.magic != MAGIC {
+            return Err(format!(
+                "its first word is {:#x}, expected {MAGIC:#x}: it was not made by cobre-comm",
+                self.magic
+            ));
+        }
+        if self.version != VERSION {
+            return Err(format!(
+                "it has layout version {}, this build expects {VERSION}: every rank must run the same build",
+                self.version
+            ));
+        }
+        if usize::try_from(self.size).ok() != Some(expected.size) {
+            return Err(format!(
+                "it is for a job of {} ranks, expected {}: every rank must be given the same size",
+                self.size, expected.size
+            ));
+        }
+        let expected_len = expected.len();
+        if usize::try_from(self.chunk).ok() != Some(expected.chunk)
+            || usize::try_from(self.len).ok() != Some(expected_len)
+            || mapped < expected_len
+        {
+            return Err(format!(
+                "it has chunk {} and length {} ({mapped} bytes mapped), expected chunk {} and length \
+                 {expected_len}: every rank must use the same configuration",
+                self.chunk, self.len, expected.chunk
+            ));
+        }
+        let counters = [
+            ("ranks attached", self.attached, expected.size),
+            ("failed rank", self.failed, expected.size),
+            ("unlinked flag", self.unlinked, 1),
+        ];
+        for (what, value, max) in counters {
+            if usize::try_from(value).map_or(true, |v| v > max) {
+                return Err(format!(
+                    "its {what} word holds {value}, expected at most {max}: the segment is corrupted"
+                ));
+            }
+        }
+        match pid(self.creator) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err("its creator's process id is 0: the segment is corrupted".into()),
+            Err(e) => Err(format!("its creator's {e}")),
+        }
+    }
+}
+
+/// The rank recorded in the failed-rank word `word` (0 for none, else 1 + the rank) of a
+/// job of `size` ranks.
+pub(crate) fn failed_rank(word: u32, size: usize) -> Result<Option<usize>, String> {
+    match usize::try_from(word) {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= size => Ok(Some(n - 1)),
+        _ => Err(format!(
+            "the failed-rank word holds {word}, expected 0 or 1 + a rank below {size}: the segment is corrupted"
+        )),
+    }
+}
+
+/// The process id in a control line's pid word: `None` while the rank has not claimed its
+/// line, an error for a value no process can have.
+pub(crate) fn pid(word: u32) -> Result<Option<u32>, String> {
+    match word {
+        0 => Ok(None),
+        p if i32::try_from(p).is_ok() => Ok(Some(p)),
+        p => Err(format!(
+            "process id word holds {p}, which no process can have: the segment is corrupted"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EXPECTED: Layout = Layout {
+        size: 4,
+        chunk: 8192,
+    };
+
+    fn header() -> impl Strategy<Value = Header> {
+        // Half the values near the expected ones, so that every check is reached.
+        let near = |v: u64| prop_oneof![Just(v), any::<u64>(), v.saturating_sub(2)..v + 2];
+        (
+            near(MAGIC),
+            near(u64::from(VERSION)),
+            near(4),
+            near(8192),
+            near(EXPECTED.len() as u64),
+            near(2),
+            near(1),
+            near(1000),
+            near(0),
+        )
+            .prop_map(
+                |(magic, version, size, chunk, len, attached, failed, creator, unlinked)| Header {
+                    magic,
+                    version: version as u32,
+                    size: size as u32,
+                    chunk,
+                    len,
+                    attached: attached as u32,
+                    failed: failed as u32,
+                    creator: creator as u32,
+                    unlinked: unlinked as u32,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_is_checked_without_panicking(h in header(), mapped in any::<usize>()) {
+            if h.check(&EXPECTED, mapped).is_ok() {
+                // Accepted: every value is one the job can use for offsets and indexing.
+                prop_assert_eq!(h.magic, MAGIC);
+                prop_assert_eq!(h.size as usize, EXPECTED.size);
+                prop_assert_eq!(h.chunk as usize, EXPECTED.chunk);
+                prop_assert!(h.len as usize == EXPECTED.len() && EXPECTED.len() <= mapped);
+                prop_assert!(failed_rank(h.failed, EXPECTED.size).is_ok());
+                prop_assert!(h.attached as usize <= EXPECTED.size && h.unlinked <= 1);
+                prop_assert!(matches!(pid(h.creator), Ok(Some(_))));
+            }
+        }
+
+        #[test]
+        fn a_failed_rank_word_names_a_rank_of_the_job_or_is_an_error(word in any::<u32>(), size in 1_usize..=1024) {
+            match failed_rank(word, size) {
+                Ok(None) => prop_assert_eq!(word, 0),
+                Ok(Some(rank)) => prop_assert!(rank < size && rank + 1 == word as usize),
+                Err(e) => {
+                    prop_assert!(word as usize > size);
+                    prop_assert!(e.contains(&word.to_string()), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn a_pid_word_is_a_process_id_or_an_error(word in any::<u32>()) {
+            match pid(word) {
+                Ok(None) => prop_assert_eq!(word, 0),
+                Ok(Some(p)) => prop_assert!(p == word && i32::try_from(p).is_ok()),
+                Err(e) => prop_assert!(e.contains(&word.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_header_a_creator_writes_is_accepted() {
+        let h = Header::of(&EXPECTED, 1234);
+        assert_eq!(h.check(&EXPECTED, EXPECTED.len()), Ok(()));
+        let short = h.check(&EXPECTED, EXPECTED.len() - 1).unwrap_err();
+        assert!(short.contains("bytes mapped"), "{short}");
+        let other = Layout {
+            size: 3,
+            chunk: 8192,
+        };
+        let size = h.check(&other, usize::MAX).unwrap_err();
+        assert!(size.contains("job of 4 ranks, expected 3"), "{size}");
+        let corrupt = Header {
+            failed: u32::MAX,
+            ..h
+        };
+        let failed = corrupt.check(&EXPECTED, usize::MAX).unwrap_err();
+        assert!(
+            failed.contains("failed rank word holds 4294967295"),
+            "{failed}"
+        );
+    }
+}

@@ -24,11 +24,15 @@ mod exchange;
 mod layout;
 mod region;
 mod segment;
+mod startup;
 mod transport;
 
 use std::sync::Arc;
 
-pub use config::{DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, MAX_SIZE, ShmConfig};
+pub use config::{
+    DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT, ENV_VARS,
+    MAX_CHUNK_BYTES, MAX_SIZE, ShmConfig, rank_env, timeout_value,
+};
 pub use region::ShmRegion;
 
 use crate::call::Calls;

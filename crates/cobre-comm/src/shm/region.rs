@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::ShmCalls;
-use super::segment::{CreateError, Segment};
+use super::segment::{CreateError, Segment, Unlink};
 use super::transport::ShmTransport;
 use crate::access::AccessRule;
 use crate::fingerprint::Fingerprint;
@@ -38,6 +38,18 @@ fn parse_status(data: &[u8]) -> Result<(), String> {
     }
     let n = usize::from(u16::from_le_bytes([data[1], data[2]])).min(STATUS_BYTES - 3);
     Err(String::from_utf8_lossy(&data[3..3 + n]).into_owned())
+}
+
+/// Why rank 0 could not create the region's segment `name` of `bytes` bytes.
+fn create_error(name: &str, bytes: usize, error: CreateError) -> String {
+    match error {
+        CreateError::Exists => format!(
+            "a segment named {name} exists already ({})",
+            Segment::describe(name)
+        ),
+        CreateError::NoSpace(e) => format!("/dev/shm has no room for {bytes} bytes ({e})"),
+        CreateError::Other(e) => format!("cannot create {name}: {e}"),
+    }
 }
 
 /// A region of node-shared memory: one segment that rank 0 creates and every rank maps.
@@ -118,19 +130,27 @@ fn allocate(
     let job = Arc::clone(&link.job);
     let name = format!("{}.r{}", job.name, fingerprint.seq);
 
+    // Rank 0 owns the name from its creation until every rank has mapped the segment,
+    // and removes it on every way out (`Unlink`). When rank 0 dies meanwhile, the
+    // followers that notice remove it.
+    let mut unlink = None;
+    let leader_lost = |e: CommError| {
+        if job.rank != 0 && bytes > 0 && matches!(e, CommError::PeerLost { rank: 0, .. }) {
+            let _ = Segment::unlink(&name);
+        }
+        e
+    };
+
     // Step 1: rank 0 creates the segment and says whether it could.
     let mut segment = None;
     let mut created: Result<(), String> = Ok(());
     if job.rank == 0 && bytes > 0 {
         match Segment::create(&name, bytes) {
-            Ok(seg) => segment = Some(seg),
-            Err(CreateError::Exists) => {
-                created = Err(format!("a segment named {name} exists already"));
+            Ok(seg) => {
+                unlink = Some(Unlink::new(&name));
+                segment = Some(seg);
             }
-            Err(CreateError::NoSpace(e)) => {
-                created = Err(format!("/dev/shm has no room for {bytes} bytes ({e})"));
-            }
-            Err(CreateError::Other(e)) => created = Err(format!("cannot create {name}: {e}")),
+            Err(e) => created = Err(create_error(&name, bytes, e)),
         }
     }
     let mut leader_status = Ok(());
@@ -144,7 +164,8 @@ fn allocate(
             }
             Ok(())
         },
-    )?;
+    )
+    .map_err(leader_lost)?;
     if let Err(message) = leader_status {
         return Ok(Err(format!(
             "rank 0 could not allocate the region: {message}"
@@ -161,7 +182,7 @@ fn allocate(
         }
     }
     let mut first_failure = None;
-    let stepped = link.step(
+    link.step(
         fingerprint,
         &status(&mapped),
         |_| STATUS_BYTES,
@@ -171,11 +192,10 @@ fn allocate(
             }
             Ok(())
         },
-    );
-    if job.rank == 0 && bytes > 0 {
-        let _ = Segment::unlink(&name);
-    }
-    stepped?;
+    )
+    .map_err(leader_lost)?;
+    // Every rank has mapped it (or given up): the name goes now.
+    drop(unlink);
     Ok(match first_failure {
         Some(message) => Err(message),
         None => Ok(segment),

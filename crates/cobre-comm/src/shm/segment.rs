@@ -39,14 +39,72 @@ unsafe impl Send for Segment {}
 // SAFETY: as above.
 unsafe impl Sync for Segment {}
 
+/// The only mode a segment of ours may have: read and write for its owner, nothing for
+/// anyone else.
+pub(crate) const SEGMENT_MODE: u32 = 0o600;
+
+/// Checks that the segment open as `fd` belongs to this process's effective user and,
+/// once it has a size (its creator sets the mode before the size), that its mode is 0600;
+/// returns its length. A segment of another user, or one whose mode lets others read or
+/// write it, is refused: its contents cannot be trusted.
+fn check_ours(fd: &OwnedFd) -> io::Result<u64> {
+    let stat = rustix::fs::fstat(fd)?;
+    let me = rustix::process::geteuid().as_raw();
+    let mode = stat.st_mode & 0o7777;
+    let len = u64::try_from(stat.st_size).unwrap_or(0);
+    if stat.st_uid != me || (len > 0 && mode != SEGMENT_MODE) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "it is owned by uid {} with mode {mode:04o}, expected owner uid {me} (the effective \
+                 user of this process) and mode {SEGMENT_MODE:04o}: a segment of another user, or one \
+                 that others may read or write, is never used",
+                stat.st_uid
+            ),
+        ));
+    }
+    Ok(len)
+}
+
+/// Removes a segment's name when dropped, unless [`Unlink::keep`] was called: every
+/// segment this process creates is covered by one until its name is meant to stay, so an
+/// error or a panic on the way never leaves it in `/dev/shm`.
+#[derive(Debug)]
+pub(crate) struct Unlink {
+    name: Option<String>,
+}
+
+impl Unlink {
+    pub(crate) fn new(name: &str) -> Unlink {
+        Unlink {
+            name: Some(name.to_string()),
+        }
+    }
+
+    /// Leaves the name in place.
+    pub(crate) fn keep(mut self) {
+        self.name = None;
+    }
+}
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            let _ = shm::unlink(name.as_str());
+        }
+    }
+}
+
 impl Segment {
-    /// Creates `name` exclusively (mode 0600), reserves `len` bytes of backing store so
-    /// that a full `/dev/shm` fails here and not later as SIGBUS, and maps it.
+    /// Creates `name` exclusively (mode 0600, whatever the umask), reserves `len` bytes of
+    /// backing store so that a full `/dev/shm` fails here and not later as SIGBUS, and
+    /// maps it. On error the name is removed again. The caller owns the name: it stays
+    /// until the caller removes it ([`Unlink`] is the usual way).
     pub(crate) fn create(name: &str, len: usize) -> Result<Segment, CreateError> {
         let fd = shm::open(
             name,
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            Mode::RUSR | Mode::WUSR,
+            Mode::from_raw_mode(SEGMENT_MODE),
         )
         .map_err(|e| {
             if e == rustix::io::Errno::EXIST {
@@ -55,10 +113,14 @@ impl Segment {
                 CreateError::Other(e.into())
             }
         })?;
+        let unlink = Unlink::new(name);
+        // The umask may have removed bits from the mode asked for.
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(SEGMENT_MODE))
+            .map_err(|e| CreateError::Other(e.into()))?;
+        check_ours(&fd).map_err(CreateError::Other)?;
         let reserve = rustix::fs::ftruncate(&fd, len as u64)
             .and_then(|()| rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64));
         if let Err(e) = reserve {
-            let _ = shm::unlink(name);
             return Err(
                 if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::FBIG {
                     CreateError::NoSpace(e.into())
@@ -67,25 +129,45 @@ impl Segment {
                 },
             );
         }
-        Self::map(&fd, len).map_err(|e| {
-            let _ = shm::unlink(name);
-            CreateError::Other(e)
-        })
+        let seg = Self::map(&fd, len).map_err(CreateError::Other)?;
+        unlink.keep();
+        Ok(seg)
     }
 
-    /// Opens an existing segment and maps its whole current length; `Ok(None)` when it
-    /// does not exist (yet) or has not been sized (yet).
+    /// Opens an existing segment of ours and maps its whole current length; `Ok(None)`
+    /// when it does not exist (yet) or has not been sized (yet). A segment that is not
+    /// ours (owner, mode) is an error.
     pub(crate) fn open(name: &str) -> io::Result<Option<Segment>> {
         let fd = match shm::open(name, shm::OFlags::RDWR, Mode::empty()) {
             Ok(fd) => fd,
             Err(e) if e == rustix::io::Errno::NOENT => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let len = usize::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+        let len = usize::try_from(check_ours(&fd)?).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "its length does not fit in this process's address space",
+            )
+        })?;
         if len == 0 {
             return Ok(None);
         }
         Self::map(&fd, len).map(Some)
+    }
+
+    /// The owner and mode of the existing segment `name`, for messages.
+    pub(crate) fn describe(name: &str) -> String {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = rustix::process::geteuid().as_raw();
+        match std::fs::metadata(format!("/dev/shm{name}")) {
+            Ok(m) if m.uid() == me => format!("yours, mode {:04o}", m.mode() & 0o7777),
+            Ok(m) => format!(
+                "owned by uid {}, not by this process's uid {me}, mode {:04o}",
+                m.uid(),
+                m.mode() & 0o7777
+            ),
+            Err(e) => format!("cannot stat it: {e}"),
+        }
     }
 
     /// Removes the name; the memory lives on while mapped.
