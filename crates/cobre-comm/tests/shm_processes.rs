@@ -574,12 +574,12 @@ fn a_segment_of_another_user_or_with_another_mode_is_refused() {
 fn a_shared_region_segment_that_is_not_ours_is_refused() {
     let mut job = start("region-after-go", 2, "20", &[]);
     let region = format!("{}.r0", job.name);
-    // Rank 0 has created the region's segment (its size is set after its mode) and waits
-    // for rank 1.
+    // Rank 0 has created the region's segment (its size, a header page and the elements,
+    // is set after its mode) and waits for rank 1.
     wait_until(
         Duration::from_secs(20),
         "the region segment is sized",
-        || std::fs::metadata(shm_path(&region)).is_ok_and(|m| m.len() == 8 << 16),
+        || std::fs::metadata(shm_path(&region)).is_ok_and(|m| m.len() >= 8 << 16),
     );
     {
         use std::os::unix::fs::PermissionsExt as _;
