@@ -6,7 +6,7 @@ use super::exchange::Job;
 use crate::datatype::as_bytes;
 use crate::fingerprint::Fingerprint;
 use crate::precondition::check_allreduce;
-use crate::reduce::{check_reducible, reduce_into};
+use crate::reduce::{check_reduction, reduce_into};
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
@@ -17,7 +17,7 @@ pub(crate) fn allreduce<T: CommData>(
     op: ReduceOp,
 ) -> Result<(), CommError> {
     check_allreduce(send.len(), recv.len())?;
-    check_reducible::<T>()?;
+    check_reduction::<T>(op)?;
     let mut state = job.begin()?;
     let fingerprint = Fingerprint::allreduce::<T>(state.seq, send.len(), op);
     let per_step = job.layout.payload() / std::mem::size_of::<T>();

@@ -21,8 +21,9 @@ use rustix::thread::futex;
 
 use super::config::ShmConfig;
 use super::layout::{
-    H_ATTACHED, H_CHUNK, H_CREATOR, H_FAILED, H_LEN, H_MAGIC, H_SIZE, H_SLEEPERS, H_UNLINKED,
-    H_VERSION, H_WAKE, HEADER_BYTES, L_ARRIVE, L_PID, Layout, MAGIC, VERSION,
+    H_ABORT, H_ABORT_CODE, H_ABORT_READY, H_ATTACHED, H_CHUNK, H_CREATOR, H_FAILED, H_LEN, H_MAGIC,
+    H_SIZE, H_SLEEPERS, H_UNLINKED, H_VERSION, H_WAKE, HEADER_BYTES, L_ARRIVE, L_PID, Layout,
+    MAGIC, VERSION,
 };
 use super::segment::{CreateError, Segment};
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
@@ -66,7 +67,7 @@ pub(crate) struct Job {
 fn init_failed(message: String) -> BackendError {
     BackendError::InitializationFailed {
         backend: "shm".into(),
-        message,
+        source: message.into(),
     }
 }
 
@@ -281,7 +282,58 @@ impl Job {
         let _ = futex::wake(self.wake_word(), futex::Flags::empty(), u32::MAX);
     }
 
+    /// Ends the job with `code`: records it in the header (the first caller's code wins),
+    /// wakes every sleeper and every abort watcher, and exits this process.
+    pub(crate) fn abort(&self, code: i32) -> ! {
+        let flag = self.seg.u32_at(H_ABORT);
+        if flag
+            .compare_exchange(0, self.rank as u32 + 1, SeqCst, SeqCst)
+            .is_ok()
+        {
+            self.seg.u32_at(H_ABORT_CODE).store(code as u32, SeqCst);
+            let ready = self.seg.u32_at(H_ABORT_READY);
+            ready.store(1, SeqCst);
+            let _ = futex::wake(ready, futex::Flags::empty(), u32::MAX);
+            self.wake_word().fetch_add(1, SeqCst);
+            let _ = futex::wake(self.wake_word(), futex::Flags::empty(), u32::MAX);
+        }
+        std::process::exit(code)
+    }
+
+    /// When a rank has called `abort`, exits this process with its code.
+    pub(crate) fn exit_if_aborted(&self) {
+        if self.seg.u32_at(H_ABORT_READY).load(SeqCst) == 1 {
+            let by = self.seg.u32_at(H_ABORT).load(SeqCst) as usize - 1;
+            let code = self.seg.u32_at(H_ABORT_CODE).load(SeqCst) as i32;
+            if by != self.rank {
+                eprintln!(
+                    "cobre-comm: rank {}: rank {by} aborted the shm job {} with code {code}; exiting with it",
+                    self.rank, self.name
+                );
+            }
+            std::process::exit(code);
+        }
+    }
+
+    /// Sleeps until a rank aborts (then exits this process with its code) or `nap` passes.
+    pub(crate) fn watch_abort(&self, nap: Duration) {
+        self.exit_if_aborted();
+        let nap = rustix::time::Timespec {
+            tv_sec: nap.as_secs() as _,
+            tv_nsec: nap.subsec_nanos() as _,
+        };
+        let _ = futex::wait(
+            self.seg.u32_at(H_ABORT_READY),
+            futex::Flags::empty(),
+            0,
+            Some(&nap),
+        );
+        self.exit_if_aborted();
+    }
+
     fn lost(&self, operation: &'static str) -> Option<CommError> {
+        // A rank that aborted is gone too: its code, not a lost peer, ends this rank.
+        self.exit_if_aborted();
         let failed = self.seg.u32_at(H_FAILED).load(SeqCst);
         (failed != 0).then(|| {
             let rank = failed as usize - 1;

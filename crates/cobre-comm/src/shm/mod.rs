@@ -25,14 +25,19 @@ mod layout;
 mod region;
 mod segment;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 pub use config::{DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, MAX_SIZE, ShmConfig};
 pub use region::ShmRegion;
 
 use crate::env::Lookup;
 use crate::fingerprint::Fingerprint;
-use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
+use crate::topology::ExecutionTopology;
+use crate::traits::{
+    CommData, Communicator, LocalCommKind, LocalCommunicator, SharedMemoryProvider,
+    TopologyProvider,
+};
 use crate::types::{BackendError, CommError, ReduceOp};
 use exchange::Job;
 
@@ -54,6 +59,7 @@ use exchange::Job;
 #[derive(Debug, Clone)]
 pub struct ShmBackend {
     job: Arc<Job>,
+    topology: Arc<ExecutionTopology>,
 }
 
 impl ShmBackend {
@@ -66,8 +72,15 @@ impl ShmBackend {
     /// foreign segment), belongs to a different job configuration, `/dev/shm` is too
     /// small, or not every rank joins within the timeout.
     pub fn new(config: &ShmConfig) -> Result<Self, BackendError> {
+        let job = Arc::new(Job::attach(config)?);
+        spawn_abort_watcher(Arc::downgrade(&job));
+        // One segment is one machine: every rank runs on this host.
+        let mut topology = crate::topology::single_process(crate::BackendKind::Auto);
+        topology.world_size = job.size;
+        topology.hosts[0].ranks = (0..job.size).collect();
         Ok(ShmBackend {
-            job: Arc::new(Job::attach(config)?),
+            job,
+            topology: Arc::new(topology),
         })
     }
 
@@ -82,6 +95,19 @@ impl ShmBackend {
     pub(crate) fn from_lookup(lookup: Lookup<'_>) -> Result<Self, BackendError> {
         Self::new(&ShmConfig::from_lookup(lookup)?)
     }
+}
+
+/// A thread that sleeps on the job's abort flag, so that a rank busy computing (not in a
+/// collective) also exits when another rank calls `abort`. It ends when the job is dropped.
+fn spawn_abort_watcher(job: Weak<Job>) {
+    const NAP: Duration = Duration::from_millis(100);
+    let _ = std::thread::Builder::new()
+        .name("cobre-comm-shm-abort".into())
+        .spawn(move || {
+            while let Some(job) = job.upgrade() {
+                job.watch_abort(NAP);
+            }
+        });
 }
 
 /// Runs a one-step collective that moves no data (barrier, fence).
@@ -132,6 +158,18 @@ impl Communicator for ShmBackend {
     fn size(&self) -> usize {
         self.job.size
     }
+
+    fn abort(&self, error_code: i32) -> ! {
+        self.job.abort(error_code)
+    }
+}
+
+impl TopologyProvider for ShmBackend {
+    /// Every rank on this host; `backend` is [`BackendKind::Auto`](crate::BackendKind::Auto)
+    /// (0.18 has no `shm` kind).
+    fn topology(&self) -> &ExecutionTopology {
+        &self.topology
+    }
 }
 
 /// The ranks of the node: all of them (the job is one node).
@@ -160,10 +198,10 @@ impl SharedMemoryProvider for ShmBackend {
         ShmRegion::create(&self.job, count)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
-        Ok(Box::new(ShmNode {
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
+        Ok(LocalCommKind::Shm(Box::new(ShmNode {
             job: Arc::clone(&self.job),
-        }))
+        })))
     }
 
     fn is_leader(&self) -> bool {

@@ -34,7 +34,8 @@ mod rendezvous;
 mod split;
 mod transport;
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 pub use config::TcpConfig;
 
@@ -42,9 +43,13 @@ use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
 use crate::local::{HeapRegion, LocalBackend};
 use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
-use crate::reduce::check_reducible;
-use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
+use crate::reduce::check_reduction;
+use crate::topology::ExecutionTopology;
+use crate::traits::{
+    CommData, Communicator, LocalCommKind, SharedMemoryProvider, TopologyProvider,
+};
 use crate::types::{BackendError, CommError, ReduceOp};
+use frame::{ABORT_EXIT, AbortReport};
 use transport::{Fail, Mesh};
 
 /// Broadcasts of at least this many bytes (on 3 ranks or more) use scatter + allgather.
@@ -89,7 +94,8 @@ const BROADCAST_SPLIT_BYTES: usize = 256 << 10;
 pub struct TcpBackend {
     rank: usize,
     size: usize,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
+    topology: ExecutionTopology,
 }
 
 struct Inner {
@@ -128,15 +134,27 @@ impl TcpBackend {
     /// ```
     pub fn new(config: &TcpConfig) -> Result<TcpBackend, BackendError> {
         let mesh = rendezvous::join(config)?;
-        Ok(TcpBackend {
+        let mut backend = TcpBackend {
             rank: config.rank,
             size: config.size,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 mesh,
                 seq: 0,
                 poisoned: None,
-            }),
-        })
+            })),
+            topology: crate::topology::single_process(crate::BackendKind::Auto),
+        };
+        if config.size > 1 {
+            spawn_abort_watcher(Arc::downgrade(&backend.inner));
+        }
+        backend.topology =
+            crate::topology::gather(&backend, crate::BackendKind::Auto).map_err(|e| {
+                BackendError::init_failed(
+                    "tcp",
+                    format!("gathering the hosts of the ranks failed: {e}"),
+                )
+            })?;
+        Ok(backend)
     }
 
     /// Joins the job described by the `COBRE_TCP_*` environment variables (see
@@ -187,7 +205,7 @@ impl TcpBackend {
 
 impl Drop for TcpBackend {
     fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.poisoned.is_none() {
             inner.mesh.goodbye();
         }
@@ -224,7 +242,7 @@ impl Communicator for TcpBackend {
         op: ReduceOp,
     ) -> Result<(), CommError> {
         check_allreduce(send.len(), recv.len())?;
-        check_reducible::<T>()?;
+        check_reduction::<T>(op)?;
         self.run(
             |seq| Fingerprint::allreduce::<T>(seq, send.len(), op),
             |mesh, fp| allreduce::allreduce(mesh, fp, send, recv, op),
@@ -258,6 +276,66 @@ impl Communicator for TcpBackend {
     fn size(&self) -> usize {
         self.size
     }
+
+    fn abort(&self, error_code: i32) -> ! {
+        // A collective of another thread may hold the mesh; wait for it briefly, then exit
+        // anyway (the peers then see this rank's connections close).
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            match self.inner.try_lock() {
+                Ok(mut inner) => {
+                    inner.mesh.abort(&AbortReport {
+                        code: ABORT_EXIT,
+                        rank: self.rank as u32,
+                        message: error_code.to_string(),
+                    });
+                    break;
+                }
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    poisoned.into_inner().mesh.abort(&AbortReport {
+                        code: ABORT_EXIT,
+                        rank: self.rank as u32,
+                        message: error_code.to_string(),
+                    });
+                    break;
+                }
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::yield_now();
+                }
+                Err(std::sync::TryLockError::WouldBlock) => break,
+            }
+        }
+        std::process::exit(error_code)
+    }
+}
+
+impl TopologyProvider for TcpBackend {
+    /// The hostname of every rank, gathered when the backend started; `backend` is
+    /// [`BackendKind::Auto`](crate::BackendKind::Auto) (0.18 has no `tcp` kind).
+    fn topology(&self) -> &ExecutionTopology {
+        &self.topology
+    }
+}
+
+/// A thread that looks at the connections between collectives, so that a rank busy
+/// computing also exits when a peer calls `abort` (a collective in progress sees the
+/// abort frame itself). It ends when the backend is dropped.
+fn spawn_abort_watcher(inner: Weak<Mutex<Inner>>) {
+    const EVERY: Duration = Duration::from_millis(100);
+    let _ = std::thread::Builder::new()
+        .name("cobre-comm-tcp-abort".into())
+        .spawn(move || {
+            loop {
+                let Some(inner) = inner.upgrade() else { return };
+                if let Ok(guard) = inner.try_lock() {
+                    if let Some((peer, report)) = guard.mesh.pending_exit() {
+                        transport::exit_on_abort(peer, &report);
+                    }
+                }
+                drop(inner);
+                std::thread::sleep(EVERY);
+            }
+        });
 }
 
 impl SharedMemoryProvider for TcpBackend {
@@ -267,8 +345,8 @@ impl SharedMemoryProvider for TcpBackend {
         HeapRegion::new(count)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
-        Ok(Box::new(LocalBackend))
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
+        Ok(LocalCommKind::Local(LocalBackend))
     }
 
     fn is_leader(&self) -> bool {

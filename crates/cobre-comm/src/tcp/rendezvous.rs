@@ -36,7 +36,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 fn failed(message: String) -> BackendError {
     BackendError::InitializationFailed {
         backend: "tcp".into(),
-        message,
+        source: message.into(),
     }
 }
 
