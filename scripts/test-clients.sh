@@ -113,26 +113,30 @@ resolved_comm() {
 }
 
 # --- cobre-sddp's own test suite, on ours and on upstream's ---------------------------------
-# Runs `cargo test --release --features test-support --no-fail-fast` and writes
-# "<test binary> <test name> <ok|FAILED|ignored>" lines, sorted, to $2.
+# Runs `cargo test --release --features test-support --no-fail-fast` and writes one line
+# per test, "<test binary> :: <test name> :: <ok|FAILED|ignored>", sorted, to $2.
 run_sddp_tests() {
     local dir=$1 out=$2 logfile=$2.log
     (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" cargo test "${JOBS[@]}" --release --features test-support \
         --no-fail-fast 2>&1) >"$logfile" || true
     awk '
-        /^     Running / { bin = $2; sub(/^.*\//, "", bin); next }
-        /^   Doc-tests / { bin = "doc:" $2; next }
+        /^     Running / { bin = ($2 == "unittests") ? $3 : $2; next }
+        /^   Doc-tests / { bin = "doc-tests:" $2; next }
         /^test .* \.\.\. (ok|FAILED|ignored)/ {
             line = $0; sub(/^test /, "", line)
-            status = line; sub(/^.* \.\.\. /, "", status); sub(/[ ,].*$/, "", status)
-            name = line; sub(/ \.\.\. [^.]*$/, "", name)
-            print bin " " name " " status
-        }' "$logfile" | sort -u >"$out"
+            i = index(line, " ... ")
+            name = substr(line, 1, i - 1)
+            status = substr(line, i + 5); sub(/[ ,].*$/, "", status)
+            print bin " :: " name " :: " status
+        }' "$logfile" | LC_ALL=C sort -u >"$out"
     if ! grep -q . "$out"; then
         tail -40 "$logfile" >&2
         die "no test results in $logfile (did the build fail?)"
     fi
 }
+
+# "<binary> :: <name>" of the tests of $1 with status $2.
+with_status() { grep " :: $2\$" "$1" | sed "s/ :: $2\$//" | LC_ALL=C sort; }
 
 sddp_phase() {
     prepare cobre-sddp ours
@@ -155,31 +159,30 @@ sddp_phase() {
     run_sddp_tests "$WORK/cobre-sddp-upstream" "$WORK/sddp-upstream.txt"
     echo "   $(elapsed "$t0") s"
 
-    local total failed_ours failed_up
-    total=$(grep -cv ' ignored$' "$WORK/sddp-upstream.txt" || true)
-    grep ' FAILED$' "$WORK/sddp-ours.txt" | sed 's/ FAILED$//' | sort >"$WORK/failed-ours.txt" || true
-    grep ' FAILED$' "$WORK/sddp-upstream.txt" | sed 's/ FAILED$//' | sort >"$WORK/failed-upstream.txt" || true
-    failed_ours=$(wc -l <"$WORK/failed-ours.txt")
-    failed_up=$(wc -l <"$WORK/failed-upstream.txt")
-    printf '%-34s %8s %8s\n' "" "ours" "upstream"
-    printf '%-34s %8s %8s\n' "tests run (not ignored)" "$(grep -cv ' ignored$' "$WORK/sddp-ours.txt")" "$total"
-    printf '%-34s %8s %8s\n' "passed" "$(grep -c ' ok$' "$WORK/sddp-ours.txt")" "$(grep -c ' ok$' "$WORK/sddp-upstream.txt")"
-    printf '%-34s %8s %8s\n' "failed" "$failed_ours" "$failed_up"
+    local total
+    total=$(grep -cv ' :: ignored$' "$WORK/sddp-upstream.txt" || true)
+    with_status "$WORK/sddp-ours.txt" FAILED >"$WORK/failed-ours.txt"
+    with_status "$WORK/sddp-upstream.txt" FAILED >"$WORK/failed-upstream.txt"
+    printf '%-26s %8s %8s\n' "" "ours" "upstream"
+    printf '%-26s %8s %8s\n' "tests run (not ignored)" "$(grep -cv ' :: ignored$' "$WORK/sddp-ours.txt")" "$total"
+    printf '%-26s %8s %8s\n' "passed" "$(grep -c ' :: ok$' "$WORK/sddp-ours.txt")" "$(grep -c ' :: ok$' "$WORK/sddp-upstream.txt")"
+    printf '%-26s %8s %8s\n' "failed" "$(wc -l <"$WORK/failed-ours.txt")" "$(wc -l <"$WORK/failed-upstream.txt")"
+    printf '%-26s %8s %8s\n' "ignored" "$(grep -c ' :: ignored$' "$WORK/sddp-ours.txt")" "$(grep -c ' :: ignored$' "$WORK/sddp-upstream.txt")"
 
     local status=0
-    # Every test must have run on both (same names).
-    if ! diff <(cut -d' ' -f1,2 "$WORK/sddp-ours.txt") <(cut -d' ' -f1,2 "$WORK/sddp-upstream.txt") >"$WORK/names.diff"; then
-        echo "FAIL: the two runs do not have the same tests:"; head -20 "$WORK/names.diff"; status=1
+    # Both runs must have run the same tests.
+    if ! diff <(sed 's/ :: [a-zA-Z]*$//' "$WORK/sddp-ours.txt") <(sed 's/ :: [a-zA-Z]*$//' "$WORK/sddp-upstream.txt") >"$WORK/names.diff"; then
+        echo "FAIL: the two runs do not have the same tests (< ours, > upstream):"; head -20 "$WORK/names.diff"; status=1
     fi
     # No test may fail on ours that passes on upstream's.
-    comm -23 "$WORK/failed-ours.txt" "$WORK/failed-upstream.txt" >"$WORK/regressions.txt"
+    LC_ALL=C comm -23 "$WORK/failed-ours.txt" "$WORK/failed-upstream.txt" >"$WORK/regressions.txt"
     if [ -s "$WORK/regressions.txt" ]; then
         echo "FAIL: tests that fail on this cobre-comm but pass on upstream's:"; cat "$WORK/regressions.txt"; status=1
     fi
-    # The upstream failures are exactly the documented exclusions.
-    grep -v '^#' "$EXCLUDED" | grep . | cut -d' ' -f1,2 | sort >"$WORK/excluded.txt"
+    # The upstream failures are exactly the documented exclusions ("<binary> :: <name> :: <reason>").
+    grep -v '^#' "$EXCLUDED" | grep . | awk -F ' :: ' '{ print $1 " :: " $2 }' | LC_ALL=C sort >"$WORK/excluded.txt"
     if ! diff "$WORK/excluded.txt" "$WORK/failed-upstream.txt" >"$WORK/excluded.diff"; then
-        echo "FAIL: $EXCLUDED does not list exactly the tests that fail on upstream's crate (< listed, > failing):"
+        echo "FAIL: $EXCLUDED does not list exactly the tests that fail on upstream's crate (< listed only, > failing only):"
         head -30 "$WORK/excluded.diff"; status=1
     fi
     local excluded

@@ -312,13 +312,11 @@ impl Communicator for FerrompiBackend {
         check_allgatherv(self.rank, self.size, send.len(), recv.len(), counts, displs)?;
         let counts = counts
             .iter()
-            .enumerate()
-            .map(|(_, &c)| to_mpi_int("allgatherv: counts[r] must fit MPI's int", c))
+            .map(|&c| to_mpi_int("allgatherv: counts[r] must fit MPI's int", c))
             .collect::<Result<Vec<i32>, _>>()?;
         let displs = displs
             .iter()
-            .enumerate()
-            .map(|(_, &d)| to_mpi_int("allgatherv: displs[r] must fit MPI's int", d))
+            .map(|&d| to_mpi_int("allgatherv: displs[r] must fit MPI's int", d))
             .collect::<Result<Vec<i32>, _>>()?;
         if self.size == 1 {
             // MPICH 4.0 (ch4) ignores the displacement on a world of one and writes at

@@ -136,17 +136,17 @@ pub fn reduce_into<T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp) -> Resu
         ElementType::F32 => fold::<f32, T>(acc, next, f32_ops().pick(op).ok_or_else(unsupported)?),
         ElementType::F64 => fold::<f64, T>(acc, next, f64_ops().pick(op).ok_or_else(unsupported)?),
         ElementType::I32 => {
-            fold::<i32, T>(acc, next, int_ops!(i32).pick(op).ok_or_else(unsupported)?)
+            fold::<i32, T>(acc, next, int_ops!(i32).pick(op).ok_or_else(unsupported)?);
         }
         ElementType::I64 => {
-            fold::<i64, T>(acc, next, int_ops!(i64).pick(op).ok_or_else(unsupported)?)
+            fold::<i64, T>(acc, next, int_ops!(i64).pick(op).ok_or_else(unsupported)?);
         }
         ElementType::U8 => fold::<u8, T>(acc, next, int_ops!(u8).pick(op).ok_or_else(unsupported)?),
         ElementType::U32 => {
-            fold::<u32, T>(acc, next, int_ops!(u32).pick(op).ok_or_else(unsupported)?)
+            fold::<u32, T>(acc, next, int_ops!(u32).pick(op).ok_or_else(unsupported)?);
         }
         ElementType::U64 => {
-            fold::<u64, T>(acc, next, int_ops!(u64).pick(op).ok_or_else(unsupported)?)
+            fold::<u64, T>(acc, next, int_ops!(u64).pick(op).ok_or_else(unsupported)?);
         }
         ElementType::Other => {
             return Err(CommError::UnsupportedReduction {

@@ -320,7 +320,7 @@ impl Job {
         self.exit_if_aborted();
         let nap = rustix::time::Timespec {
             tv_sec: nap.as_secs() as _,
-            tv_nsec: nap.subsec_nanos() as _,
+            tv_nsec: nap.subsec_nanos().into(),
         };
         let _ = futex::wait(
             self.seg.u32_at(H_ABORT_READY),

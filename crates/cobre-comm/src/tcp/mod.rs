@@ -327,10 +327,10 @@ fn spawn_abort_watcher(inner: Weak<Mutex<Inner>>) {
         .spawn(move || {
             loop {
                 let Some(inner) = inner.upgrade() else { return };
-                if let Ok(guard) = inner.try_lock() {
-                    if let Some((peer, report)) = guard.mesh.pending_exit() {
-                        transport::exit_on_abort(peer, &report);
-                    }
+                if let Ok(guard) = inner.try_lock()
+                    && let Some((peer, report)) = guard.mesh.pending_exit()
+                {
+                    transport::exit_on_abort(peer, &report);
                 }
                 drop(inner);
                 std::thread::sleep(EVERY);

@@ -684,15 +684,12 @@ impl Mesh {
                 continue;
             }
             let header: &[u8; HEADER_BYTES] = header.try_into().expect("64 bytes");
-            if let Ok(Frame::Abort { len }) = frame::decode(header) {
-                if n >= HEADER_BYTES + len {
-                    if let Ok(report) = AbortReport::decode(&buf[HEADER_BYTES..HEADER_BYTES + len])
-                    {
-                        if report.code == ABORT_EXIT {
-                            return Some((p, report));
-                        }
-                    }
-                }
+            if let Ok(Frame::Abort { len }) = frame::decode(header)
+                && n >= HEADER_BYTES + len
+                && let Ok(report) = AbortReport::decode(&buf[HEADER_BYTES..HEADER_BYTES + len])
+                && report.code == ABORT_EXIT
+            {
+                return Some((p, report));
             }
         }
         None
