@@ -118,7 +118,7 @@ pub struct FerrompiBackend {
     size: usize,
     node_rank: usize,
     node_size: usize,
-    topology: ExecutionTopology,
+    topology: Box<ExecutionTopology>,
     mpi: Mpi,
 }
 
@@ -182,7 +182,7 @@ impl FerrompiBackend {
         let info = world
             .topology(&mpi)
             .map_err(|e| failed(format!("gathering the hosts of the ranks failed: {e}")))?;
-        let topology = ExecutionTopology {
+        let topology = Box::new(ExecutionTopology {
             backend: crate::BackendKind::Mpi,
             world_size: size,
             hosts: info
@@ -199,7 +199,7 @@ impl FerrompiBackend {
                 thread_level: format!("{:?}", info.thread_level()),
             }),
             slurm: crate::topology::slurm_from_env(),
-        };
+        });
         Ok(FerrompiBackend {
             world,
             node,

@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cobre_comm::{BackendKind, Communicator, ReduceOp, TopologyProvider, create_communicator};
-use cobre_comm_launcher::Launcher;
 
 const CASE: &str = "COBRE_ABORT_TEST";
 const CODE: i32 = 7;
@@ -123,7 +122,7 @@ fn tcp_abort_ends_every_rank_with_its_code() {
 #[test]
 fn launcher_exits_with_the_abort_code() {
     let exe = std::env::current_exe().unwrap();
-    let report = Launcher::new(exe)
+    let report = cobre_comm_launcher::Launcher::new(exe)
         .args(["--exact", "child_rank", "--nocapture", "--test-threads=1"])
         .ranks(3)
         .env(CASE, "1")
