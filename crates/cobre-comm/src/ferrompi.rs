@@ -398,7 +398,7 @@ impl TopologyProvider for FerrompiBackend {
 /// The ranks of one node, from `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`.
 ///
 /// What [`SharedMemoryProvider::split_local`] returns on the `mpi` backend, inside
-/// [`LocalCommKind::Ferrompi`](crate::LocalCommKind::Ferrompi) (cobre-comm 0.18's name).
+/// [`LocalCommKind::Ferrompi`] (cobre-comm 0.18's name).
 ///
 /// ```no_run
 /// use cobre_comm::{FerrompiBackend, LocalCommKind, LocalCommunicator, SharedMemoryProvider};
