@@ -16,7 +16,8 @@
 #
 # Usage: scripts/test-clients.sh [all|sddp|run]   (default: all)
 # Environment: COBRE_CLIENTS_DIR (work directory, default target/clients; build caches live
-# there), COBRE_CLIENTS_JOBS (cargo -j), MPIEXEC (default mpiexec).
+# there), COBRE_CLIENTS_JOBS (cargo -j), MPIEXEC (default mpiexec), COBRE_CLIENTS_REPEAT
+# (runs of each `cobre run` case; the median wall time is reported; default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -235,15 +236,21 @@ run_phase() {
             shm | tcp) cmd=("$comm_tool" launch -n "$n" --backend "$backend" -- "$cobre" run "$case_dir" --output "$dest" --quiet) ;;
             mpi) cmd=("$MPIEXEC" -n "$n" "$cobre" run "$case_dir" --output "$dest" --quiet) ;;
         esac
-        t0=$(now)
-        if ! env -u COBRE_COMM_BACKEND "${cmd[@]}" >"$out/$run.log" 2>&1; then
-            tail -30 "$out/$run.log" >&2
-            die "cobre run failed on $run (log: $out/$run.log)"
-        fi
-        local secs
-        secs=$(elapsed "$t0")
+        # COBRE_CLIENTS_REPEAT=N runs each case N times and reports the median wall time
+        # (the outputs of the last run are compared).
+        local times=() i secs
+        for ((i = 0; i < ${COBRE_CLIENTS_REPEAT:-1}; i++)); do
+            rm -rf "$dest"
+            t0=$(now)
+            if ! env -u COBRE_COMM_BACKEND "${cmd[@]}" >"$out/$run.log" 2>&1; then
+                tail -30 "$out/$run.log" >&2
+                die "cobre run failed on $run (log: $out/$run.log)"
+            fi
+            times+=("$(elapsed "$t0")")
+        done
+        secs=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
         echo "$run $secs" >>"$out/times.txt"
-        printf '%-8s %8s s\n' "$run" "$secs"
+        printf '%-8s %8s s   (runs: %s)\n' "$run" "$secs" "${times[*]}"
     done
 
     compared_files "$out/local" >"$out/files.txt"
