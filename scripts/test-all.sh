@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check of the project, as CI does: formatting, lints, every test (without
-# features, then with every backend) and the documentation. Installs MPICH first when it
-# is missing (needs root and apt-get; otherwise says what to install).
+# features, then with every backend), the documentation, the package, and the real clients
+# (scripts/test-clients.sh: cobre-sddp and cobre-cli 0.18 built against this checkout).
+# Installs MPICH first when it is missing (needs root and apt-get; otherwise says what to
+# install). COBRE_SKIP_CLIENTS=1 skips the clients (a local shortcut; CI runs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,5 +37,9 @@ step cargo clippy --workspace --all-targets --all-features -- -D warnings
 step cargo test "${lib_crates[@]}"
 step cargo test --workspace --all-features
 step cargo doc --workspace --no-deps --all-features
+step cargo publish --dry-run -p cobre-comm --allow-dirty
+if [ "${COBRE_SKIP_CLIENTS:-0}" != 1 ]; then
+    step bash scripts/test-clients.sh
+fi
 echo
 echo "== all checks passed"

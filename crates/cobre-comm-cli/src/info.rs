@@ -23,7 +23,7 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct Info {
     version: &'static str,
-    compiled_backends: Vec<&'static str>,
+    compiled_backends: Vec<String>,
     requested: String,
     selected: Option<String>,
     reason: String,

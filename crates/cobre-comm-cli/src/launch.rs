@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use cobre_comm::BackendKind;
+use cobre_comm::Backend;
 use cobre_comm_launcher::{Launcher, shm_env, tcp_env};
 
 use crate::CliError;
@@ -52,8 +52,8 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     };
     let backend = match args.backend {
         Some(b) => b,
-        None if BackendKind::Shm.is_available() => LaunchBackend::Shm,
-        None if BackendKind::Tcp.is_available() => LaunchBackend::Tcp,
+        None if Backend::Shm.is_available() => LaunchBackend::Shm,
+        None if Backend::Tcp.is_available() => LaunchBackend::Tcp,
         None => {
             return Err(CliError::new(format!(
                 "launch needs the shm or tcp backend, and this build has only: {} (build the tool with its default features)",

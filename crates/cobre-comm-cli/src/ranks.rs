@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use cobre_comm::{BackendKind, Communicator, create_communicator_with};
+use cobre_comm::{Backend, Communicator, create_communicator_with};
 use cobre_comm_launcher::{Launcher, shm_env, tcp_env};
 
 use crate::CliError;
@@ -34,12 +34,12 @@ pub enum JobBackend {
 
 impl JobBackend {
     /// The library backend the ranks create.
-    pub fn kind(self) -> BackendKind {
+    pub fn kind(self) -> Backend {
         match self {
-            JobBackend::Local => BackendKind::Local,
-            JobBackend::Shm => BackendKind::Shm,
-            JobBackend::Tcp => BackendKind::Tcp,
-            JobBackend::Mpi | JobBackend::MpiTcp => BackendKind::Mpi,
+            JobBackend::Local => Backend::Local,
+            JobBackend::Shm => Backend::Shm,
+            JobBackend::Tcp => Backend::Tcp,
+            JobBackend::Mpi | JobBackend::MpiTcp => Backend::Mpi,
         }
     }
 
@@ -56,9 +56,9 @@ impl JobBackend {
 
     /// The default: shm when compiled in, else tcp, else local.
     pub fn default_multi_process() -> JobBackend {
-        if BackendKind::Shm.is_available() {
+        if Backend::Shm.is_available() {
             JobBackend::Shm
-        } else if BackendKind::Tcp.is_available() {
+        } else if Backend::Tcp.is_available() {
             JobBackend::Tcp
         } else {
             JobBackend::Local

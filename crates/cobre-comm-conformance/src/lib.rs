@@ -31,6 +31,7 @@
 //! assert!(report.passed(), "{}", report.failures().join("\n"));
 //! ```
 
+mod bitwise;
 mod collectives;
 mod errors;
 mod region;
@@ -40,7 +41,7 @@ mod values;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use cobre_comm::{BackendKind, CommError, Communicator, SharedMemoryProvider};
+use cobre_comm::{Backend, CommError, Communicator, SharedMemoryProvider};
 use serde::{Deserialize, Serialize};
 
 pub use values::TestValue;
@@ -49,8 +50,8 @@ pub use values::TestValue;
 ///
 /// # Example
 /// ```
-/// use cobre_comm::BackendKind;
-/// let options = cobre_comm_conformance::options_for(BackendKind::Mpi);
+/// use cobre_comm::Backend;
+/// let options = cobre_comm_conformance::options_for(Backend::Mpi);
 /// assert!(!options.bit_exact_sum);
 /// assert!(options.true_shared_memory);
 /// ```
@@ -86,23 +87,23 @@ impl Default for Options {
 /// The options that match what each backend promises.
 ///
 /// ```
-/// use cobre_comm::BackendKind;
-/// assert!(cobre_comm_conformance::options_for(BackendKind::Shm).true_shared_memory);
-/// assert!(cobre_comm_conformance::options_for(BackendKind::Tcp).bit_exact_sum);
+/// use cobre_comm::Backend;
+/// assert!(cobre_comm_conformance::options_for(Backend::Shm).true_shared_memory);
+/// assert!(cobre_comm_conformance::options_for(Backend::Tcp).bit_exact_sum);
 /// ```
-pub fn options_for(backend: BackendKind) -> Options {
+pub fn options_for(backend: Backend) -> Options {
     let defaults = Options::default();
     match backend {
-        BackendKind::Mpi => Options {
+        Backend::Mpi => Options {
             bit_exact_sum: false,
             true_shared_memory: true,
             ..defaults
         },
-        BackendKind::Shm => Options {
+        Backend::Shm => Options {
             true_shared_memory: true,
             ..defaults
         },
-        BackendKind::Tcp | BackendKind::Local | BackendKind::Auto => defaults,
+        Backend::Tcp | Backend::Local | Backend::Auto => defaults,
     }
 }
 
@@ -223,6 +224,7 @@ fn checks<C: Communicator + SharedMemoryProvider>() -> Vec<(String, CheckFn<C>)>
     ];
     all.extend(collectives::allgatherv_checks::<C>());
     all.extend(collectives::allreduce_checks::<C>());
+    all.extend(bitwise::bitwise_checks::<C>());
     all.extend(collectives::broadcast_checks::<C>());
     all.push(("mixed sequence".into(), sequence::mixed_sequence::<C>));
     all.extend(errors::error_checks::<C>());

@@ -1,7 +1,7 @@
 //! The shared-region lifecycle (allocate, leader writes, fence, everyone reads) and
 //! `split_local`.
 
-use cobre_comm::{Communicator, ReduceOp, SharedMemoryProvider, SharedRegion};
+use cobre_comm::{Communicator, LocalCommunicator, ReduceOp, SharedMemoryProvider, SharedRegion};
 
 use crate::Ctx;
 use crate::values::{TestValue, contribution, first_difference};
@@ -104,8 +104,14 @@ pub(crate) fn split_local<C: Communicator + SharedMemoryProvider>(ctx: &mut Ctx<
     ctx.expect(lrank < lsize, || {
         format!("split_local rank is {lrank}, expected less than its size {lsize}")
     });
+    // The seed's code used a `Box<dyn LocalCommunicator>`: `local.as_ref()` still works.
+    let as_dyn: &dyn LocalCommunicator = local.as_ref();
+    let (drank, dsize) = (as_dyn.rank(), as_dyn.size());
+    ctx.expect((drank, dsize) == (lrank, lsize), || {
+        format!("split_local().as_ref() says rank {drank} of {dsize}, the communicator rank {lrank} of {lsize}")
+    });
     for i in 0..3 {
-        ctx.ok(&format!("node barrier #{i}"), local.barrier());
+        ctx.ok(&format!("node barrier #{i}"), as_dyn.barrier());
     }
     let leader = ctx.comm.is_leader();
     ctx.expect(leader == (lrank == 0), || {

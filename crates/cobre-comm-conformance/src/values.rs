@@ -42,6 +42,7 @@ macro_rules! int_value {
             fn combine(self, next: Self, op: ReduceOp) -> Self {
                 match op {
                     ReduceOp::Sum => self.wrapping_add(next),
+                    ReduceOp::BitwiseOr => self | next,
                     _ => pick(self, next, op),
                 }
             }
@@ -56,7 +57,8 @@ impl TestValue for f64 {
     fn combine(self, next: Self, op: ReduceOp) -> Self {
         match op {
             ReduceOp::Sum => self + next,
-            _ => pick(self, next, op),
+            ReduceOp::Min | ReduceOp::Max => pick(self, next, op),
+            ReduceOp::BitwiseOr => unreachable!("the kit never folds floats with BitwiseOr"),
         }
     }
     const NAME: &'static str = "f64";
@@ -72,7 +74,8 @@ impl TestValue for f32 {
     fn combine(self, next: Self, op: ReduceOp) -> Self {
         match op {
             ReduceOp::Sum => self + next,
-            _ => pick(self, next, op),
+            ReduceOp::Min | ReduceOp::Max => pick(self, next, op),
+            ReduceOp::BitwiseOr => unreachable!("the kit never folds floats with BitwiseOr"),
         }
     }
     const NAME: &'static str = "f32";

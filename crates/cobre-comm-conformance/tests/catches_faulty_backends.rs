@@ -2,7 +2,7 @@
 //! and corrupt one thing each.
 
 use cobre_comm::{
-    CommData, CommError, Communicator, HeapRegion, LocalBackend, LocalCommunicator, ReduceOp,
+    CommData, CommError, Communicator, HeapRegion, LocalBackend, LocalCommKind, ReduceOp,
     SharedMemoryProvider,
 };
 use cobre_comm_conformance::{Options, Report, run_suite};
@@ -75,6 +75,10 @@ impl Communicator for Faulty {
     fn size(&self) -> usize {
         1
     }
+
+    fn abort(&self, error_code: i32) -> ! {
+        std::process::exit(error_code)
+    }
 }
 
 impl SharedMemoryProvider for Faulty {
@@ -84,7 +88,7 @@ impl SharedMemoryProvider for Faulty {
         HeapRegion::new(count)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
         LocalBackend.split_local()
     }
 

@@ -9,9 +9,9 @@
 use std::sync::{Arc, Barrier, Mutex};
 
 use cobre_comm::precondition::{check_allgatherv, check_allreduce, check_broadcast};
-use cobre_comm::reduce::check_reducible;
+use cobre_comm::reduce::check_reduction;
 use cobre_comm::{
-    CommData, CommError, Communicator, ElementType, HeapRegion, LocalBackend, LocalCommunicator,
+    CommData, CommError, Communicator, ElementType, HeapRegion, LocalBackend, LocalCommKind,
     ReduceOp, SharedMemoryProvider,
 };
 use cobre_comm_conformance::{Options, Report, run_suite};
@@ -111,7 +111,7 @@ impl Communicator for Rank {
         op: ReduceOp,
     ) -> Result<(), CommError> {
         check_allreduce(send.len(), recv.len())?;
-        check_reducible::<T>()?;
+        check_reduction::<T>(op)?;
         let kernel = self.world.kernel;
         let mut result = Ok(());
         self.exchange(cobre_comm::datatype::as_bytes(send), |slots| {
@@ -159,6 +159,10 @@ impl Communicator for Rank {
         Ok(())
     }
 
+    fn abort(&self, error_code: i32) -> ! {
+        std::process::exit(error_code)
+    }
+
     fn rank(&self) -> usize {
         self.rank
     }
@@ -175,7 +179,7 @@ impl SharedMemoryProvider for Rank {
         HeapRegion::new(count)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
         LocalBackend.split_local()
     }
 

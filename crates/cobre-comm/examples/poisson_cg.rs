@@ -121,7 +121,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let comm = match create_communicator() {
+    let comm = match create_communicator(cobre_comm::BackendKind::Auto) {
         Ok(comm) => comm,
         Err(e) => {
             eprintln!("poisson_cg: {e}");

@@ -32,11 +32,11 @@
 //!   error) **poisons the communicator**: the transport tells the other ranks
 //!   ([`Transport::broken`]), and every later call returns the same error at once.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::fingerprint::Fingerprint;
 use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
-use crate::reduce::check_reducible;
+use crate::reduce::check_reduction;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
@@ -152,7 +152,7 @@ impl<X: Transport> Calls<X> {
         algorithm: impl FnOnce(&mut X, &Fingerprint) -> Result<(), X::Failure>,
     ) -> Result<(), CommError> {
         let checked =
-            check_allreduce(len, recv_len).and_then(|()| check_reducible::<T>().map(drop));
+            check_allreduce(len, recv_len).and_then(|()| check_reduction::<T>(op).map(drop));
         self.run(
             checked,
             |seq| Fingerprint::allreduce::<T>(seq, len, op),
@@ -182,19 +182,23 @@ impl<X: Transport> Calls<X> {
         self.run(Ok(()), Fingerprint::barrier, algorithm)
     }
 
-    /// Runs `f` on the transport outside any call.
-    #[cfg(test)]
-    fn with_transport<R>(&self, f: impl FnOnce(&mut X, bool) -> R) -> R {
+    /// Runs `f` on the transport outside any call (shutdown), with whether the
+    /// communicator is still healthy.
+    #[cfg_attr(not(any(feature = "tcp", test)), allow(dead_code))] // tcp says goodbye on drop
+    pub(crate) fn with_transport<R>(&self, f: impl FnOnce(&mut X, bool) -> R) -> R {
         let mut state = self.lock();
         let healthy = state.poison.is_none();
         f(&mut state.transport, healthy)
     }
 
-    /// [`Calls::with_transport`] for an owner.
-    #[cfg_attr(not(feature = "tcp"), allow(dead_code))] // tcp says goodbye on drop
-    pub(crate) fn transport_mut(&mut self) -> (&mut X, bool) {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        (&mut state.transport, state.poison.is_none())
+    /// Runs `f` on the transport unless a call holds it now (a watcher thread, `abort`).
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))] // tcp's abort and its watcher
+    pub(crate) fn try_with_transport<R>(&self, f: impl FnOnce(&mut X) -> R) -> Option<R> {
+        match self.state.try_lock() {
+            Ok(mut state) => Some(f(&mut state.transport)),
+            Err(TryLockError::Poisoned(poisoned)) => Some(f(&mut poisoned.into_inner().transport)),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 

@@ -38,8 +38,9 @@ impl<'a> EnvReader<'a> {
     }
 
     /// Fails with [`BackendError::MissingConfiguration`] naming every variable of `names`
-    /// that is unset.
-    pub(crate) fn require(&self, names: &[&str], hint: &str) -> Result<(), BackendError> {
+    /// that is unset. The error's message adds the backend's own hint (how to start its
+    /// ranks); `_hint` documents the call site.
+    pub(crate) fn require(&self, names: &[&str], _hint: &str) -> Result<(), BackendError> {
         let missing: Vec<String> = names
             .iter()
             .filter(|n| self.get(n).is_none())
@@ -50,8 +51,7 @@ impl<'a> EnvReader<'a> {
         } else {
             Err(BackendError::MissingConfiguration {
                 backend: self.backend.to_string(),
-                missing,
-                hint: hint.to_string(),
+                missing_vars: missing,
             })
         }
     }
@@ -136,8 +136,8 @@ mod tests {
             ("Z", "-1"),
         ]);
         let env = EnvReader::new("shm", &lookup);
-        assert_eq!(env.usize("A"), Ok(Some(3)));
-        assert_eq!(env.usize("E"), Ok(None));
+        assert_eq!(env.usize("A").ok(), Some(Some(3)));
+        assert_eq!(env.usize("E").ok(), Some(None));
         let err = env.usize("B").unwrap_err().to_string();
         assert!(
             err.contains("backend `shm`: B=\"x\" is invalid: expected a non-negative integer"),
@@ -150,17 +150,17 @@ mod tests {
                 .contains("from 4 to 8")
         );
         assert_eq!(
-            env.seconds("T", Duration::from_secs(60)),
-            Ok(Duration::from_millis(500))
+            env.seconds("T", Duration::from_secs(60)).ok(),
+            Some(Duration::from_millis(500))
         );
         assert_eq!(
-            env.seconds("U", Duration::from_secs(60)),
-            Ok(Duration::from_secs(60))
+            env.seconds("U", Duration::from_secs(60)).ok(),
+            Some(Duration::from_secs(60))
         );
         assert!(env.seconds("Z", Duration::from_secs(1)).is_err());
         match env.require(&["A", "E", "U"], "use cobre-comm launch") {
-            Err(BackendError::MissingConfiguration { missing, .. }) => {
-                assert_eq!(missing, ["E", "U"]);
+            Err(BackendError::MissingConfiguration { missing_vars, .. }) => {
+                assert_eq!(missing_vars, ["E", "U"]);
             }
             other => panic!("{other:?}"),
         }

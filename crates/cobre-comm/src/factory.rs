@@ -1,6 +1,7 @@
-//! Backend selection: [`BackendKind`], [`create_communicator`], [`create_communicator_with`],
-//! [`available_backends`] and, when a distributed backend is compiled in, the
-//! enum-dispatched `CommBackend`.
+//! Backend selection: [`BackendKind`] (cobre-comm 0.18's three kinds) and
+//! [`create_communicator`], [`Backend`] (every backend of this crate) and
+//! [`create_communicator_with`], [`available_backends`] and, when a distributed backend is
+//! compiled in, the enum-dispatched `CommBackend`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,21 +26,25 @@ pub const MPI_LAUNCHER_VARS: [&str; 6] = [
     "SLURM_PROCID",
 ];
 
-/// Which backend to use; [`BackendKind::Auto`] lets the factory decide.
+/// Which backend to use, among every backend of this crate; [`Backend::Auto`] lets the
+/// factory decide. Library callers pass it to [`create_communicator_with`] to ask for `shm`
+/// or `tcp`, which 0.18's [`BackendKind`] cannot name.
 ///
 /// Parses from the names accepted by `COBRE_COMM_BACKEND` (case-insensitive).
 ///
 /// # Example
 /// ```
-/// use cobre_comm::BackendKind;
+/// use cobre_comm::{Backend, BackendKind};
 ///
-/// assert_eq!("shm".parse::<BackendKind>().unwrap(), BackendKind::Shm);
-/// assert_eq!(" AUTO ".parse::<BackendKind>().unwrap(), BackendKind::Auto);
-/// assert_eq!(BackendKind::default(), BackendKind::Auto);
-/// assert_eq!(BackendKind::Tcp.to_string(), "tcp");
+/// assert_eq!("shm".parse::<Backend>().unwrap(), Backend::Shm);
+/// assert_eq!(" AUTO ".parse::<Backend>().unwrap(), Backend::Auto);
+/// assert_eq!(Backend::default(), Backend::Auto);
+/// assert_eq!(Backend::Tcp.to_string(), "tcp");
+/// assert_eq!(Backend::from(BackendKind::Mpi), Backend::Mpi);
+/// assert_eq!(Backend::Shm.kind(), BackendKind::Auto);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum BackendKind {
+pub enum Backend {
     /// Detect from the environment: MPI launcher variables, then `COBRE_TCP_COORDINATOR`,
     /// then `COBRE_SHM_NAME`, otherwise `local`.
     #[default]
@@ -54,69 +59,129 @@ pub enum BackendKind {
     Local,
 }
 
-impl BackendKind {
+/// The backend kinds of cobre-comm 0.18, exactly: `Auto`, `Mpi`, `Local`.
+///
+/// Programs written for 0.18 match on it exhaustively, so it has no more variants; the
+/// `shm` and `tcp` backends are reached through [`BackendKind::Auto`] (the environment
+/// `cobre-comm launch` sets, or `COBRE_COMM_BACKEND`) or, from code, through [`Backend`]
+/// and [`create_communicator_with`]. It is also what [`ExecutionTopology::backend`]
+/// holds, where `Auto` stands for `shm` and `tcp` (see [`crate::topology`]).
+///
+/// [`ExecutionTopology::backend`]: crate::ExecutionTopology::backend
+///
+/// # Example
+/// ```
+/// use cobre_comm::{create_communicator, BackendKind, Communicator};
+///
+/// let comm = create_communicator(BackendKind::Local).unwrap();
+/// assert_eq!(comm.size(), 1);
+/// assert_eq!(BackendKind::Mpi.to_string(), "mpi");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// Detect the backend from `COBRE_COMM_BACKEND` and the launch environment; also the
+    /// label of `shm` and `tcp` in an [`ExecutionTopology`](crate::ExecutionTopology).
+    #[default]
+    Auto,
+    /// MPI backend; fails at run time if the `mpi` feature is not compiled in.
+    Mpi,
+    /// Single-process local backend; always available.
+    Local,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Backend::from(*self).name())
+    }
+}
+
+impl From<BackendKind> for Backend {
+    fn from(kind: BackendKind) -> Backend {
+        match kind {
+            BackendKind::Auto => Backend::Auto,
+            BackendKind::Mpi => Backend::Mpi,
+            BackendKind::Local => Backend::Local,
+        }
+    }
+}
+
+impl Backend {
     /// Every kind, `Auto` first.
-    pub const ALL: [BackendKind; 5] = [
-        BackendKind::Auto,
-        BackendKind::Local,
-        BackendKind::Mpi,
-        BackendKind::Tcp,
-        BackendKind::Shm,
+    pub const ALL: [Backend; 5] = [
+        Backend::Auto,
+        Backend::Local,
+        Backend::Mpi,
+        Backend::Tcp,
+        Backend::Shm,
     ];
 
     /// The name used by `COBRE_COMM_BACKEND` and the command-line tool.
     ///
     /// ```
-    /// assert_eq!(cobre_comm::BackendKind::Mpi.name(), "mpi");
+    /// assert_eq!(cobre_comm::Backend::Mpi.name(), "mpi");
     /// ```
     pub const fn name(self) -> &'static str {
         match self {
-            BackendKind::Auto => "auto",
-            BackendKind::Mpi => "mpi",
-            BackendKind::Tcp => "tcp",
-            BackendKind::Shm => "shm",
-            BackendKind::Local => "local",
+            Backend::Auto => "auto",
+            Backend::Mpi => "mpi",
+            Backend::Tcp => "tcp",
+            Backend::Shm => "shm",
+            Backend::Local => "local",
         }
     }
 
     /// Whether this backend is compiled into this binary (`Auto` always is).
     ///
     /// ```
-    /// assert!(cobre_comm::BackendKind::Local.is_available());
+    /// assert!(cobre_comm::Backend::Local.is_available());
     /// ```
     pub fn is_available(self) -> bool {
-        self == BackendKind::Auto || available_backends().contains(&self.name())
+        self == Backend::Auto || available_backends().iter().any(|n| n == self.name())
+    }
+
+    /// The [`BackendKind`] of 0.18 that stands for this backend: `Auto` for `shm` and
+    /// `tcp`, which it has no variant for.
+    ///
+    /// ```
+    /// use cobre_comm::{Backend, BackendKind};
+    /// assert_eq!(Backend::Local.kind(), BackendKind::Local);
+    /// assert_eq!(Backend::Tcp.kind(), BackendKind::Auto);
+    /// ```
+    pub const fn kind(self) -> BackendKind {
+        match self {
+            Backend::Mpi => BackendKind::Mpi,
+            Backend::Local => BackendKind::Local,
+            Backend::Auto | Backend::Tcp | Backend::Shm => BackendKind::Auto,
+        }
     }
 }
 
-impl fmt::Display for BackendKind {
+impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl FromStr for BackendKind {
+impl FromStr for Backend {
     type Err = BackendError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().to_ascii_lowercase();
-        BackendKind::ALL
+        Backend::ALL
             .into_iter()
             .find(|k| k.name() == wanted)
-            .ok_or_else(|| BackendError::InvalidBackend {
-                value: s.to_string(),
-            })
+            .ok_or_else(|| BackendError::invalid(s))
     }
 }
 
-/// The backends compiled into this binary, `"local"` first.
+/// The backends compiled into this binary, `"local"` first (owned strings, as in 0.18).
 ///
 /// # Example
 /// ```
 /// let names = cobre_comm::available_backends();
 /// assert_eq!(names[0], "local");
 /// ```
-pub fn available_backends() -> Vec<&'static str> {
+pub fn available_backends() -> Vec<String> {
     #[allow(unused_mut)]
     let mut names = vec!["local"];
     #[cfg(feature = "mpi")]
@@ -125,28 +190,28 @@ pub fn available_backends() -> Vec<&'static str> {
     names.push("tcp");
     #[cfg(feature = "shm")]
     names.push("shm");
-    names
+    names.into_iter().map(String::from).collect()
 }
 
 /// The outcome of backend selection: which backend, and why.
 ///
 /// # Example
 /// ```
-/// use cobre_comm::{select_backend, BackendKind};
+/// use cobre_comm::{select_backend, Backend};
 ///
-/// let selection = select_backend(BackendKind::Local).unwrap();
-/// assert_eq!(selection.backend, BackendKind::Local);
+/// let selection = select_backend(Backend::Local).unwrap();
+/// assert_eq!(selection.backend, Backend::Local);
 /// assert!(selection.reason.contains("requested"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
-    /// The chosen backend (never [`BackendKind::Auto`]).
-    pub backend: BackendKind,
+    /// The chosen backend (never [`Backend::Auto`]).
+    pub backend: Backend,
     /// A sentence explaining the choice.
     pub reason: String,
 }
 
-/// Reads `COBRE_COMM_BACKEND`: [`BackendKind::Auto`] when unset or empty.
+/// Reads `COBRE_COMM_BACKEND`: [`Backend::Auto`] when unset or empty.
 ///
 /// # Errors
 /// [`BackendError::InvalidBackend`] when the value is not a backend name.
@@ -155,39 +220,33 @@ pub struct Selection {
 /// ```
 /// // In a test binary the variable is normally unset.
 /// let kind = cobre_comm::requested_backend().unwrap();
-/// assert!(kind.is_available() || kind != cobre_comm::BackendKind::Auto);
+/// assert!(kind.is_available() || kind != cobre_comm::Backend::Auto);
 /// ```
-pub fn requested_backend() -> Result<BackendKind, BackendError> {
+pub fn requested_backend() -> Result<Backend, BackendError> {
     requested_with(&process_env)
 }
 
-pub(crate) fn requested_with(lookup: Lookup<'_>) -> Result<BackendKind, BackendError> {
-    lookup(BACKEND_ENV).map_or(Ok(BackendKind::Auto), |v| v.parse())
+pub(crate) fn requested_with(lookup: Lookup<'_>) -> Result<Backend, BackendError> {
+    lookup(BACKEND_ENV).map_or(Ok(Backend::Auto), |v| v.parse())
 }
 
 /// Decides which backend `requested` resolves to, reading the launcher variables of the
-/// process environment for [`BackendKind::Auto`] (but not `COBRE_COMM_BACKEND`).
+/// process environment for [`Backend::Auto`] (but not `COBRE_COMM_BACKEND`).
 ///
 /// # Errors
 /// [`BackendError::BackendNotAvailable`] when an explicitly requested backend is not
 /// compiled in.
-pub fn select_backend(requested: BackendKind) -> Result<Selection, BackendError> {
+pub fn select_backend(requested: Backend) -> Result<Selection, BackendError> {
     select_with(requested, &process_env)
 }
 
 pub(crate) fn select_with(
-    requested: BackendKind,
+    requested: Backend,
     lookup: Lookup<'_>,
 ) -> Result<Selection, BackendError> {
-    if requested != BackendKind::Auto {
+    if requested != Backend::Auto {
         if !requested.is_available() {
-            return Err(BackendError::BackendNotAvailable {
-                backend: requested.name().to_string(),
-                reason: format!(
-                    "rebuild with the Cargo feature `{0}` of cobre-comm (cobre-comm = {{ features = [\"{0}\"] }})",
-                    requested.name()
-                ),
-            });
+            return Err(BackendError::not_available(requested.name()));
         }
         return Ok(Selection {
             backend: requested,
@@ -200,21 +259,21 @@ pub(crate) fn select_with(
         .copied()
         .filter(|v| set(v))
         .collect();
-    if !launcher.is_empty() && BackendKind::Mpi.is_available() {
+    if !launcher.is_empty() && Backend::Mpi.is_available() {
         return Ok(Selection {
-            backend: BackendKind::Mpi,
+            backend: Backend::Mpi,
             reason: format!("MPI launcher variables are set ({})", launcher.join(", ")),
         });
     }
-    if set(crate::tcp_config::ENV_COORDINATOR) && BackendKind::Tcp.is_available() {
+    if set(crate::tcp_config::ENV_COORDINATOR) && Backend::Tcp.is_available() {
         return Ok(Selection {
-            backend: BackendKind::Tcp,
+            backend: Backend::Tcp,
             reason: format!("{} is set", crate::tcp_config::ENV_COORDINATOR),
         });
     }
-    if set(crate::shm::ENV_NAME) && BackendKind::Shm.is_available() {
+    if set(crate::shm::ENV_NAME) && Backend::Shm.is_available() {
         return Ok(Selection {
-            backend: BackendKind::Shm,
+            backend: Backend::Shm,
             reason: format!("{} is set", crate::shm::ENV_NAME),
         });
     }
@@ -227,7 +286,7 @@ pub(crate) fn select_with(
         );
     }
     Ok(Selection {
-        backend: BackendKind::Local,
+        backend: Backend::Local,
         reason,
     })
 }
@@ -242,12 +301,16 @@ pub type SelectedCommunicator = LocalBackend;
 #[cfg(any(feature = "mpi", feature = "tcp", feature = "shm"))]
 pub type SelectedCommunicator = CommBackend;
 
-/// Creates the communicator for this process: the backend named by `COBRE_COMM_BACKEND`,
-/// or, when it is unset or `auto`, the one the environment points to (see
-/// [`BackendKind::Auto`]).
+/// Creates the communicator for this process (cobre-comm 0.18's form).
 ///
-/// Without distributed features this returns [`LocalBackend`] directly;
-/// with any of `mpi`, `tcp`, `shm` it returns a `CommBackend`.
+/// * [`BackendKind::Auto`]: the backend named by `COBRE_COMM_BACKEND`, or, when it is unset
+///   or `auto`, the one the environment points to (MPI launcher variables, then
+///   `COBRE_TCP_COORDINATOR`, then `COBRE_SHM_NAME`, otherwise `local`). This is how
+///   programs written for 0.18 run on `shm` and `tcp` under `cobre-comm launch`.
+/// * [`BackendKind::Mpi`], [`BackendKind::Local`]: that backend.
+///
+/// Without distributed features this returns [`LocalBackend`] directly; with any of
+/// `mpi`, `tcp`, `shm` it returns a `CommBackend`.
 ///
 /// # Errors
 /// [`BackendError::InvalidBackend`] for an unknown `COBRE_COMM_BACKEND`,
@@ -258,45 +321,45 @@ pub type SelectedCommunicator = CommBackend;
 ///
 /// # Example
 /// ```
-/// use cobre_comm::{create_communicator, Communicator};
+/// use cobre_comm::{create_communicator, BackendKind, Communicator};
 ///
 /// // With COBRE_COMM_BACKEND unset (auto-detect):
 /// // - returns the MPI backend if launched via mpirun/mpiexec (and `mpi` is compiled in)
 /// // - returns LocalBackend otherwise
-/// let comm = create_communicator().expect("backend selection failed");
+/// let comm = create_communicator(BackendKind::Auto).expect("backend selection failed");
 /// println!("rank {} of {}", comm.rank(), comm.size());
 /// ```
-pub fn create_communicator() -> Result<SelectedCommunicator, BackendError> {
-    create_communicator_with(requested_backend()?)
+pub fn create_communicator(kind: BackendKind) -> Result<SelectedCommunicator, BackendError> {
+    match kind {
+        BackendKind::Auto => create_communicator_with(requested_backend()?),
+        other => create_communicator_with(other.into()),
+    }
 }
 
-/// Creates a communicator of the given kind, for library callers that choose the backend
-/// themselves. Same rules as [`create_communicator`] minus the `COBRE_COMM_BACKEND`
-/// variable: `Auto` still looks at the launcher variables.
+/// Creates a communicator of the given [`Backend`], for library callers that choose the
+/// backend themselves, `shm` and `tcp` included. Same rules as [`create_communicator`]
+/// minus the `COBRE_COMM_BACKEND` variable: `Auto` still looks at the launcher variables.
 ///
 /// # Errors
 /// As [`create_communicator`], except `InvalidBackend`.
 ///
 /// # Example
 /// ```
-/// use cobre_comm::{create_communicator_with, BackendKind, Communicator};
+/// use cobre_comm::{create_communicator_with, Backend, Communicator};
 ///
-/// let comm = create_communicator_with(BackendKind::Local).unwrap();
+/// let comm = create_communicator_with(Backend::Local).unwrap();
 /// assert_eq!(comm.size(), 1);
 /// ```
-pub fn create_communicator_with(kind: BackendKind) -> Result<SelectedCommunicator, BackendError> {
+pub fn create_communicator_with(kind: Backend) -> Result<SelectedCommunicator, BackendError> {
     let selection = select_backend(kind)?;
     build(selection.backend, &process_env)
 }
 
 #[cfg(not(any(feature = "mpi", feature = "tcp", feature = "shm")))]
-fn build(kind: BackendKind, _lookup: Lookup<'_>) -> Result<LocalBackend, BackendError> {
+fn build(kind: Backend, _lookup: Lookup<'_>) -> Result<LocalBackend, BackendError> {
     match kind {
-        BackendKind::Local => Ok(LocalBackend),
-        other => Err(BackendError::BackendNotAvailable {
-            backend: other.name().to_string(),
-            reason: "no distributed backend is compiled in".into(),
-        }),
+        Backend::Local => Ok(LocalBackend),
+        other => Err(BackendError::not_available(other.name())),
     }
 }
 
@@ -308,10 +371,11 @@ use dispatch::build;
 
 #[cfg(any(feature = "mpi", feature = "tcp", feature = "shm"))]
 mod dispatch {
-    use super::{BackendKind, Lookup};
+    use super::{Backend, Lookup};
     use crate::local::{HeapRegion, LocalBackend};
+    use crate::topology::ExecutionTopology;
     use crate::traits::{
-        CommData, Communicator, LocalCommunicator, SharedMemoryProvider, SharedRegion,
+        CommData, Communicator, LocalCommKind, SharedMemoryProvider, SharedRegion, TopologyProvider,
     };
     use crate::types::{BackendError, CommError, ReduceOp};
 
@@ -327,7 +391,7 @@ mod dispatch {
     /// use cobre_comm::{create_communicator, Communicator};
     ///
     /// // With COBRE_COMM_BACKEND=local (or nothing detected), the factory returns CommBackend::Local.
-    /// let comm = create_communicator().expect("backend selection failed");
+    /// let comm = create_communicator(cobre_comm::BackendKind::Auto).expect("backend selection failed");
     /// let send = [42.0_f64];
     /// let mut recv = [0.0_f64];
     /// comm.allgatherv(&send, &mut recv, &[1], &[0]).unwrap();
@@ -402,27 +466,21 @@ mod dispatch {
         };
     }
 
-    pub(super) fn build(
-        kind: BackendKind,
-        lookup: Lookup<'_>,
-    ) -> Result<CommBackend, BackendError> {
+    pub(super) fn build(kind: Backend, lookup: Lookup<'_>) -> Result<CommBackend, BackendError> {
         let _ = &lookup;
         match kind {
-            BackendKind::Local | BackendKind::Auto => Ok(CommBackend::Local(LocalBackend)),
+            Backend::Local | Backend::Auto => Ok(CommBackend::Local(LocalBackend)),
             #[cfg(feature = "mpi")]
-            BackendKind::Mpi => {
+            Backend::Mpi => {
                 crate::ferrompi::FerrompiBackend::new_with(lookup).map(CommBackend::Mpi)
             }
             #[cfg(feature = "tcp")]
-            BackendKind::Tcp => crate::tcp::TcpBackend::from_lookup(lookup).map(CommBackend::Tcp),
+            Backend::Tcp => crate::tcp::TcpBackend::from_lookup(lookup).map(CommBackend::Tcp),
             #[cfg(feature = "shm")]
-            BackendKind::Shm => crate::shm::ShmBackend::from_lookup(lookup).map(CommBackend::Shm),
+            Backend::Shm => crate::shm::ShmBackend::from_lookup(lookup).map(CommBackend::Shm),
             // Only reachable for a backend whose feature is off, which selection refuses.
             #[allow(unreachable_patterns)]
-            other => Err(BackendError::BackendNotAvailable {
-                backend: other.name().to_string(),
-                reason: format!("the Cargo feature `{other}` is not enabled"),
-            }),
+            other => Err(BackendError::not_available(other.name())),
         }
     }
 
@@ -467,6 +525,37 @@ mod dispatch {
         fn size(&self) -> usize {
             dispatch!(self, c => Communicator::size(c))
         }
+
+        fn abort(&self, error_code: i32) -> ! {
+            dispatch!(self, c => c.abort(error_code))
+        }
+    }
+
+    impl TopologyProvider for CommBackend {
+        fn topology(&self) -> &ExecutionTopology {
+            dispatch!(self, c => c.topology())
+        }
+    }
+
+    impl CommBackend {
+        /// Which backend this is (the exact one; the topology's [`BackendKind`](crate::BackendKind)
+        /// says `Auto` for `shm` and `tcp`).
+        ///
+        /// ```
+        /// use cobre_comm::{Backend, CommBackend, LocalBackend};
+        /// assert_eq!(CommBackend::Local(LocalBackend).backend(), Backend::Local);
+        /// ```
+        pub fn backend(&self) -> Backend {
+            match self {
+                CommBackend::Local(_) => Backend::Local,
+                #[cfg(feature = "mpi")]
+                CommBackend::Mpi(_) => Backend::Mpi,
+                #[cfg(feature = "tcp")]
+                CommBackend::Tcp(_) => Backend::Tcp,
+                #[cfg(feature = "shm")]
+                CommBackend::Shm(_) => Backend::Shm,
+            }
+        }
     }
 
     impl SharedMemoryProvider for CommBackend {
@@ -487,7 +576,7 @@ mod dispatch {
             }
         }
 
-        fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+        fn split_local(&self) -> Result<LocalCommKind, CommError> {
             dispatch!(self, c => c.split_local())
         }
 
@@ -518,10 +607,10 @@ mod tests {
 
     #[test]
     fn env_value_parsing() {
-        assert_eq!(requested_with(&vars(&[])), Ok(BackendKind::Auto));
+        assert_eq!(requested_with(&vars(&[])).ok(), Some(Backend::Auto));
         assert_eq!(
-            requested_with(&vars(&[(BACKEND_ENV, "Local")])),
-            Ok(BackendKind::Local)
+            requested_with(&vars(&[(BACKEND_ENV, "Local")])).ok(),
+            Some(Backend::Local)
         );
         let err = requested_with(&vars(&[(BACKEND_ENV, "gloo")])).unwrap_err();
         let text = err.to_string();
@@ -535,18 +624,18 @@ mod tests {
     fn auto_detection_chain() {
         let none = vars(&[]);
         assert_eq!(
-            select_with(BackendKind::Auto, &none).unwrap().backend,
-            BackendKind::Local
+            select_with(Backend::Auto, &none).unwrap().backend,
+            Backend::Local
         );
         let mpi = vars(&[("PMI_RANK", "0"), ("COBRE_SHM_NAME", "/x")]);
-        let sel = select_with(BackendKind::Auto, &mpi).unwrap();
-        if BackendKind::Mpi.is_available() {
-            assert_eq!(sel.backend, BackendKind::Mpi);
+        let sel = select_with(Backend::Auto, &mpi).unwrap();
+        if Backend::Mpi.is_available() {
+            assert_eq!(sel.backend, Backend::Mpi);
             assert!(sel.reason.contains("PMI_RANK"));
-        } else if BackendKind::Shm.is_available() {
-            assert_eq!(sel.backend, BackendKind::Shm);
+        } else if Backend::Shm.is_available() {
+            assert_eq!(sel.backend, Backend::Shm);
         } else {
-            assert_eq!(sel.backend, BackendKind::Local);
+            assert_eq!(sel.backend, Backend::Local);
             assert!(
                 sel.reason.contains("`mpi` feature is not compiled in"),
                 "{}",
@@ -554,22 +643,19 @@ mod tests {
             );
         }
         let tcp = vars(&[("COBRE_TCP_COORDINATOR", "h"), ("COBRE_SHM_NAME", "/x")]);
-        let expected = if BackendKind::Tcp.is_available() {
-            BackendKind::Tcp
-        } else if BackendKind::Shm.is_available() {
-            BackendKind::Shm
+        let expected = if Backend::Tcp.is_available() {
+            Backend::Tcp
+        } else if Backend::Shm.is_available() {
+            Backend::Shm
         } else {
-            BackendKind::Local
+            Backend::Local
         };
-        assert_eq!(
-            select_with(BackendKind::Auto, &tcp).unwrap().backend,
-            expected
-        );
+        assert_eq!(select_with(Backend::Auto, &tcp).unwrap().backend, expected);
     }
 
     #[test]
     fn explicit_backend_not_compiled_is_not_available() {
-        for kind in [BackendKind::Mpi, BackendKind::Tcp, BackendKind::Shm] {
+        for kind in [Backend::Mpi, Backend::Tcp, Backend::Shm] {
             let result = select_with(kind, &vars(&[]));
             if kind.is_available() {
                 assert_eq!(result.unwrap().backend, kind);

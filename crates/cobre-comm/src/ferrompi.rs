@@ -19,9 +19,11 @@ use ::ferrompi::{Communicator as MpiComm, Mpi, ThreadLevel, Win, WinFenceAssert}
 use crate::datatype::ElementType;
 use crate::env::{Lookup, process_env};
 use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
-use crate::reduce::check_reducible;
+use crate::reduce::check_reduction;
+use crate::topology::{ExecutionTopology, HostInfo, MpiRuntimeInfo};
 use crate::traits::{
-    CommData, Communicator, LocalCommunicator, SharedMemoryProvider, SharedRegion,
+    CommData, Communicator, LocalCommKind, LocalCommunicator, SharedMemoryProvider, SharedRegion,
+    TopologyProvider,
 };
 use crate::types::{BackendError, CommError, ReduceOp};
 
@@ -55,12 +57,12 @@ fn mpi_error(operation: &'static str, error: &::ferrompi::Error) -> CommError {
 }
 
 /// Converts a count to MPI's `int`, or explains why it cannot be.
-fn to_mpi_int(operation: &'static str, what: &str, value: usize) -> Result<i32, CommError> {
+/// `operation` names the collective and the argument ("allgatherv: counts[r] ...").
+fn to_mpi_int(operation: &'static str, value: usize) -> Result<i32, CommError> {
     i32::try_from(value).map_err(|_| CommError::InvalidBufferSize {
         operation,
         expected: i32::MAX as usize,
         actual: value,
-        message: format!("{what} does not fit MPI's int (at most 2147483647)"),
     })
 }
 
@@ -82,12 +84,13 @@ fn launcher_mismatch(world_size: usize, lookup: Lookup<'_>) -> Option<BackendErr
     let (variable, tasks) = launcher_task_count(lookup)?;
     (world_size == 1 && tasks > 1).then(|| BackendError::InitializationFailed {
         backend: "mpi".into(),
-        message: format!(
+        source: format!(
             "the launcher started {tasks} tasks ({variable}={tasks}) but MPI reports a world of 1: \
              the MPI library this program is linked against is not the one of the launcher \
              (for instance Open MPI's mpirun with an MPICH build, or srun without the right --mpi plugin); \
              build against the launcher's MPI (MPI_PKG_CONFIG or MPICC) or use the matching mpiexec"
-        ),
+        )
+        .into(),
     })
 }
 
@@ -116,6 +119,7 @@ pub struct FerrompiBackend {
     node_rank: usize,
     node_size: usize,
     threads: ThreadRule,
+    topology: Box<ExecutionTopology>,
     mpi: Mpi,
 }
 
@@ -194,7 +198,7 @@ impl FerrompiBackend {
     pub(crate) fn new_with(lookup: Lookup<'_>) -> Result<Self, BackendError> {
         let failed = |message: String| BackendError::InitializationFailed {
             backend: "mpi".into(),
-            message,
+            source: message.into(),
         };
         if INITIALIZED.swap(true, Ordering::SeqCst) {
             return Err(failed(
@@ -225,6 +229,27 @@ impl FerrompiBackend {
             ))
         })?;
         let (node_rank, node_size) = (node.rank() as usize, node.size() as usize);
+        let info = world
+            .topology(&mpi)
+            .map_err(|e| failed(format!("gathering the hosts of the ranks failed: {e}")))?;
+        let topology = Box::new(ExecutionTopology {
+            backend: crate::BackendKind::Mpi,
+            world_size: size,
+            hosts: info
+                .hosts()
+                .iter()
+                .map(|h| HostInfo {
+                    hostname: h.hostname.clone(),
+                    ranks: h.ranks.iter().map(|&r| r as usize).collect(),
+                })
+                .collect(),
+            mpi: Some(MpiRuntimeInfo {
+                library_version: info.library_version().trim().to_string(),
+                standard_version: info.standard_version().to_string(),
+                thread_level: format!("{:?}", info.thread_level()),
+            }),
+            slurm: crate::topology::slurm_from_env(),
+        });
         Ok(FerrompiBackend {
             world,
             node,
@@ -233,6 +258,7 @@ impl FerrompiBackend {
             node_rank,
             node_size,
             threads,
+            topology,
             mpi,
         })
     }
@@ -338,13 +364,11 @@ impl Communicator for FerrompiBackend {
         check_allgatherv(self.rank, self.size, send.len(), recv.len(), counts, displs)?;
         let counts = counts
             .iter()
-            .enumerate()
-            .map(|(r, &c)| to_mpi_int(OP, &format!("counts[{r}]"), c))
+            .map(|&c| to_mpi_int("allgatherv: counts[r] must fit MPI's int", c))
             .collect::<Result<Vec<i32>, _>>()?;
         let displs = displs
             .iter()
-            .enumerate()
-            .map(|(r, &d)| to_mpi_int(OP, &format!("displs[{r}]"), d))
+            .map(|&d| to_mpi_int("allgatherv: displs[r] must fit MPI's int", d))
             .collect::<Result<Vec<i32>, _>>()?;
         if self.size == 1 {
             // MPICH 4.0 (ch4) ignores the displacement on a world of one and writes at
@@ -366,12 +390,13 @@ impl Communicator for FerrompiBackend {
         const OP: &str = "allreduce";
         self.threads.check(OP)?;
         check_allreduce(send.len(), recv.len())?;
-        check_reducible::<T>()?;
-        to_mpi_int(OP, "send.len()", send.len())?;
+        check_reduction::<T>(op)?;
+        to_mpi_int("allreduce: send.len() must fit MPI's int", send.len())?;
         let mpi_op = match op {
             ReduceOp::Sum => ::ferrompi::ReduceOp::Sum,
             ReduceOp::Min => ::ferrompi::ReduceOp::Min,
             ReduceOp::Max => ::ferrompi::ReduceOp::Max,
+            ReduceOp::BitwiseOr => ::ferrompi::ReduceOp::BitwiseOr,
         };
         match (ElementType::of::<T>(), op) {
             // Open MPI 4.1's vectorised MPI_SUM on MPI_UINT8_T saturates at 255 instead of
@@ -394,7 +419,7 @@ impl Communicator for FerrompiBackend {
         const OP: &str = "broadcast";
         self.threads.check(OP)?;
         check_broadcast(root, self.size)?;
-        to_mpi_int(OP, "buf.len()", buf.len())?;
+        to_mpi_int("broadcast: buf.len() must fit MPI's int", buf.len())?;
         self.world
             .broadcast(buf, root as i32)
             .map_err(|e| mpi_error(OP, &e))
@@ -412,17 +437,49 @@ impl Communicator for FerrompiBackend {
     fn size(&self) -> usize {
         self.size
     }
+
+    /// `MPI_Abort` on the world communicator: the MPI runtime ends every rank.
+    fn abort(&self, error_code: i32) -> ! {
+        self.world.abort(error_code)
+    }
+}
+
+impl TopologyProvider for FerrompiBackend {
+    fn topology(&self) -> &ExecutionTopology {
+        &self.topology
+    }
 }
 
 /// The ranks of one node, from `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`.
-struct MpiNode {
+///
+/// What [`SharedMemoryProvider::split_local`] returns on the `mpi` backend, inside
+/// [`LocalCommKind::Ferrompi`] (cobre-comm 0.18's name).
+///
+/// ```no_run
+/// use cobre_comm::{FerrompiBackend, LocalCommKind, LocalCommunicator, SharedMemoryProvider};
+///
+/// let comm = FerrompiBackend::new().unwrap();
+/// if let LocalCommKind::Ferrompi(node) = comm.split_local().unwrap() {
+///     println!("rank {} of {} on this node", node.rank(), node.size());
+/// }
+/// ```
+pub struct FerrompiLocalComm {
     comm: MpiComm,
     rank: usize,
     size: usize,
     threads: ThreadRule,
 }
 
-impl LocalCommunicator for MpiNode {
+impl std::fmt::Debug for FerrompiLocalComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FerrompiLocalComm")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalCommunicator for FerrompiLocalComm {
     fn rank(&self) -> usize {
         self.rank
     }
@@ -445,14 +502,14 @@ impl SharedMemoryProvider for FerrompiBackend {
         MpiRegion::allocate(&self.node, self.node_rank == 0, count, self.threads)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
         self.threads.check("split_local")?;
         let comm = self
             .world
             .split_shared()
             .map_err(|e| mpi_error("split_local", &e))?;
         let (rank, size) = (comm.rank() as usize, comm.size() as usize);
-        Ok(Box::new(MpiNode {
+        Ok(LocalCommKind::Ferrompi(FerrompiLocalComm {
             comm,
             rank,
             size,
@@ -646,11 +703,11 @@ mod tests {
 
     #[test]
     fn counts_beyond_mpi_int_are_refused() {
-        let err = to_mpi_int("allgatherv", "counts[1]", 1 << 31).unwrap_err();
+        let err = to_mpi_int("allgatherv: counts[r] must fit MPI's int", 1 << 31).unwrap_err();
         assert!(
             err.to_string().contains("counts[1] does not fit MPI's int"),
             "{err}"
         );
-        assert_eq!(to_mpi_int("allgatherv", "x", 5), Ok(5));
+        assert_eq!(to_mpi_int("allgatherv: x", 5), Ok(5));
     }
 }

@@ -213,7 +213,7 @@ impl Fingerprint {
             .ok_or_else(|| format!("unknown collective code {} in fingerprint", bytes[40]))?;
         let elem = ElementType::from_code(bytes[41])
             .ok_or_else(|| format!("unknown element type code {} in fingerprint", bytes[41]))?;
-        if bytes[42] > 3 {
+        if bytes[42] > 4 {
             return Err(format!(
                 "unknown reduce operator code {} in fingerprint",
                 bytes[42]
@@ -339,6 +339,7 @@ const fn reduce_code(op: ReduceOp) -> u8 {
         ReduceOp::Sum => 1,
         ReduceOp::Min => 2,
         ReduceOp::Max => 3,
+        ReduceOp::BitwiseOr => 4,
     }
 }
 
@@ -347,6 +348,7 @@ fn reduce_name(code: u8) -> &'static str {
         1 => "sum",
         2 => "min",
         3 => "max",
+        4 => "bitwise-or",
         _ => "no operator",
     }
 }

@@ -34,7 +34,18 @@
 //! [`BackendError::BackendNotAvailable`]. `auto` picks, in order: `mpi` when an MPI launcher
 //! variable is set ([`MPI_LAUNCHER_VARS`]), `tcp` when `COBRE_TCP_COORDINATOR` is set, `shm`
 //! when `COBRE_SHM_NAME` is set, otherwise `local` (each only if compiled in).
-//! [`create_communicator_with`] does the same for a [`BackendKind`] chosen by the caller.
+//! [`create_communicator`] takes cobre-comm 0.18's [`BackendKind`] (`Auto`, `Mpi`,
+//! `Local`); [`create_communicator_with`] takes a [`Backend`], which also names `tcp` and
+//! `shm`, for library callers that choose for themselves.
+//!
+//! ## Compatibility with cobre-comm 0.18
+//!
+//! Programs written against cobre-comm 0.18 build unchanged on this crate (through
+//! `[patch.crates-io]`): same traits ([`Communicator::abort`], [`TopologyProvider`]), same
+//! enums ([`BackendKind`], [`ReduceOp`] with `BitwiseOr`), same error fields
+//! ([`CommError`], [`BackendError`]), same helpers ([`per_rank_counts`], [`prefix_displs`]),
+//! and the `shared-memory` feature. `docs/UPSTREAM.md` in the repository lists every
+//! difference.
 //!
 //! ## Example
 //! ```
@@ -47,7 +58,7 @@
 //!     total[0]
 //! }
 //!
-//! let comm = create_communicator().unwrap();
+//! let comm = create_communicator(cobre_comm::BackendKind::Auto).unwrap();
 //! let n = comm.size() as f64;
 //! assert_eq!(run(&comm), n * (n + 1.0) / 2.0);
 //! ```
@@ -75,24 +86,72 @@ pub mod shm;
 pub mod tcp;
 #[path = "tcp/config.rs"]
 pub mod tcp_config;
+pub mod topology;
 pub mod traits;
 pub mod types;
 
 pub use bytemuck;
 pub use datatype::ElementType;
 pub use factory::{
-    BACKEND_ENV, BackendKind, MPI_LAUNCHER_VARS, SelectedCommunicator, Selection,
+    BACKEND_ENV, Backend, BackendKind, MPI_LAUNCHER_VARS, SelectedCommunicator, Selection,
     available_backends, create_communicator, create_communicator_with, requested_backend,
     select_backend,
 };
 #[cfg(any(feature = "mpi", feature = "tcp", feature = "shm"))]
 pub use factory::{CommBackend, CommRegion};
 #[cfg(feature = "mpi")]
-pub use ferrompi::{FerrompiBackend, MpiRegion};
+pub use ferrompi::{FerrompiBackend, FerrompiLocalComm, MpiRegion};
 pub use local::{HeapRegion, LocalBackend};
 #[cfg(feature = "shm")]
 pub use shm::{ShmBackend, ShmConfig, ShmRegion};
 #[cfg(feature = "tcp")]
 pub use tcp::{TcpBackend, TcpConfig};
-pub use traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider, SharedRegion};
+pub use topology::{ExecutionTopology, HostInfo, MpiRuntimeInfo, SlurmJobInfo};
+pub use traits::{
+    CommData, Communicator, LocalCommKind, LocalCommunicator, SharedMemoryProvider, SharedRegion,
+    TopologyProvider,
+};
 pub use types::{BackendError, CommError, ReduceOp};
+
+/// The even partition of `total` items over `num_ranks` ranks (cobre-comm 0.18): the first
+/// `total % num_ranks` ranks get one item more than the others. Index `r` is rank `r`'s
+/// count, ready for `allgatherv`. Zero ranks give an empty vector.
+///
+/// # Example
+/// ```
+/// use cobre_comm::{per_rank_counts, prefix_displs};
+///
+/// let counts = per_rank_counts(10, 4);
+/// assert_eq!(counts, vec![3, 3, 2, 2]);
+/// assert_eq!(prefix_displs(&counts), vec![0, 3, 6, 8]);
+/// assert!(per_rank_counts(5, 0).is_empty());
+/// ```
+pub fn per_rank_counts(total: usize, num_ranks: usize) -> Vec<usize> {
+    if num_ranks == 0 {
+        return Vec::new();
+    }
+    let base = total / num_ranks;
+    let remainder = total % num_ranks;
+    (0..num_ranks)
+        .map(|r| base + usize::from(r < remainder))
+        .collect()
+}
+
+/// Exclusive prefix sums of `counts`: the `allgatherv` displacements that lay the ranks'
+/// ranges end to end (cobre-comm 0.18).
+///
+/// # Example
+/// ```
+/// assert_eq!(cobre_comm::prefix_displs(&[2, 0, 5]), vec![0, 2, 2]);
+/// assert!(cobre_comm::prefix_displs(&[]).is_empty());
+/// ```
+pub fn prefix_displs(counts: &[usize]) -> Vec<usize> {
+    counts
+        .iter()
+        .scan(0_usize, |next, &c| {
+            let start = *next;
+            *next += c;
+            Some(start)
+        })
+        .collect()
+}

@@ -1,9 +1,11 @@
 //! The single-process backend: [`LocalBackend`] and the heap-backed [`HeapRegion`].
 
 use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
-use crate::reduce::check_reducible;
+use crate::reduce::check_reduction;
+use crate::topology::ExecutionTopology;
 use crate::traits::{
-    CommData, Communicator, LocalCommunicator, SharedMemoryProvider, SharedRegion,
+    CommData, Communicator, LocalCommKind, LocalCommunicator, SharedMemoryProvider, SharedRegion,
+    TopologyProvider,
 };
 use crate::types::CommError;
 
@@ -49,10 +51,10 @@ impl Communicator for LocalBackend {
         &self,
         send: &[T],
         recv: &mut [T],
-        _op: crate::ReduceOp,
+        op: crate::ReduceOp,
     ) -> Result<(), CommError> {
         check_allreduce(send.len(), recv.len())?;
-        check_reducible::<T>()?;
+        check_reduction::<T>(op)?;
         recv.copy_from_slice(send);
         Ok(())
     }
@@ -75,6 +77,18 @@ impl Communicator for LocalBackend {
     #[inline]
     fn size(&self) -> usize {
         1
+    }
+
+    fn abort(&self, error_code: i32) -> ! {
+        std::process::exit(error_code)
+    }
+}
+
+impl TopologyProvider for LocalBackend {
+    /// This host, rank 0 of 1, computed once per process (the backend is zero-sized).
+    fn topology(&self) -> &ExecutionTopology {
+        static TOPOLOGY: std::sync::OnceLock<ExecutionTopology> = std::sync::OnceLock::new();
+        TOPOLOGY.get_or_init(|| crate::topology::single_process(crate::BackendKind::Local))
     }
 }
 
@@ -99,8 +113,8 @@ impl SharedMemoryProvider for LocalBackend {
         HeapRegion::new(count)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
-        Ok(Box::new(LocalBackend))
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
+        Ok(LocalCommKind::Local(LocalBackend))
     }
 
     fn is_leader(&self) -> bool {

@@ -29,32 +29,30 @@ pub fn check_allgatherv(
     counts: &[usize],
     displs: &[usize],
 ) -> Result<usize, CommError> {
-    const OP: &str = "allgatherv";
-    let invalid = |expected, actual, message: String| CommError::InvalidBufferSize {
-        operation: OP,
+    let invalid = |operation: &'static str, expected, actual| CommError::InvalidBufferSize {
+        operation,
         expected,
         actual,
-        message,
     };
     if counts.len() != size {
         return Err(invalid(
+            "allgatherv: counts must have one entry per rank (counts.len() == size)",
             size,
             counts.len(),
-            "counts must have one entry per rank (counts.len() == size)".into(),
         ));
     }
     if displs.len() != size {
         return Err(invalid(
+            "allgatherv: displs must have one entry per rank (displs.len() == size)",
             size,
             displs.len(),
-            "displs must have one entry per rank (displs.len() == size)".into(),
         ));
     }
     if send_len != counts[rank] {
         return Err(invalid(
+            "allgatherv: send.len() must equal counts[rank] of the calling rank",
             counts[rank],
             send_len,
-            format!("send.len() on rank {rank} must equal counts[{rank}]"),
         ));
     }
     let mut ranges = Vec::with_capacity(size);
@@ -62,9 +60,9 @@ pub fn check_allgatherv(
     for (r, (&count, &displ)) in counts.iter().zip(displs).enumerate() {
         let Some(end) = displ.checked_add(count) else {
             return Err(invalid(
-                usize::MAX,
+                "allgatherv: displs[r] + counts[r] overflows usize (expected at most usize::MAX - counts[r], found displs[r])",
+                usize::MAX - count,
                 displ,
-                format!("displs[{r}] + counts[{r}] overflows usize ({displ} + {count})"),
             ));
         };
         needed = needed.max(end);
@@ -73,28 +71,20 @@ pub fn check_allgatherv(
         }
     }
     if recv_len < needed {
-        let r = (0..size)
-            .find(|&r| displs[r] + counts[r] == needed)
-            .unwrap_or(0);
         return Err(invalid(
+            "allgatherv: recv is too short for the furthest target range (recv.len() >= max(displs[r] + counts[r]))",
             needed,
             recv_len,
-            format!(
-                "recv is too short for rank {r}'s range [{}, {needed}) (recv.len() >= max(displs[r] + counts[r]))",
-                displs[r]
-            ),
         ));
     }
     ranges.sort_unstable();
     for pair in ranges.windows(2) {
-        let ((a_start, a_end, a), (b_start, b_end, b)) = (pair[0], pair[1]);
+        let ((_, a_end, _), (b_start, _, _)) = (pair[0], pair[1]);
         if b_start < a_end {
             return Err(invalid(
+                "allgatherv: target ranges overlap (expected a range to start at or after the end of the one before it, found its start)",
                 a_end,
                 b_start,
-                format!(
-                    "target ranges overlap: rank {a} writes [{a_start}, {a_end}) and rank {b} writes [{b_start}, {b_end}); rank {b}'s range must start at or after {a_end}"
-                ),
             ));
         }
     }
@@ -116,18 +106,16 @@ pub fn check_allgatherv(
 pub fn check_allreduce(send_len: usize, recv_len: usize) -> Result<(), CommError> {
     if send_len == 0 {
         return Err(CommError::InvalidBufferSize {
-            operation: "allreduce",
+            operation: "allreduce: send must hold at least one element",
             expected: 1,
             actual: 0,
-            message: "send must hold at least one element".into(),
         });
     }
     if recv_len != send_len {
         return Err(CommError::InvalidBufferSize {
-            operation: "allreduce",
+            operation: "allreduce: recv.len() must equal send.len()",
             expected: send_len,
             actual: recv_len,
-            message: "recv.len() must equal send.len()".into(),
         });
     }
     Ok(())
@@ -165,8 +153,7 @@ mod tests {
             Err(CommError::InvalidBufferSize {
                 expected: e,
                 actual: a,
-                message,
-                ..
+                operation: message,
             }) => {
                 assert_eq!((e, a), (expected, actual), "{message}");
                 assert!(message.contains(needle), "{message:?} lacks {needle:?}");
@@ -183,13 +170,13 @@ mod tests {
             check_allgatherv(1, 2, 3, 4, &[1, 2], &[0, 1]),
             2,
             3,
-            "counts[1]",
+            "counts[rank]",
         );
         expect_invalid(
             check_allgatherv(0, 2, 1, 2, &[1, 2], &[0, 1]),
             3,
             2,
-            "rank 1",
+            "too short",
         );
         expect_invalid(
             check_allgatherv(0, 2, 2, 4, &[2, 2], &[0, 1]),
@@ -199,7 +186,7 @@ mod tests {
         );
         expect_invalid(
             check_allgatherv(0, 2, 1, 4, &[1, 1], &[0, usize::MAX]),
-            usize::MAX,
+            usize::MAX - 1,
             usize::MAX,
             "overflows",
         );

@@ -11,12 +11,24 @@ use crate::datatype::ElementType;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
-/// The three binary operators of one primitive.
+/// The binary operators of one primitive (`or` only for integers).
 #[derive(Clone, Copy)]
 struct Ops<E> {
     sum: fn(E, E) -> E,
     min: fn(E, E) -> E,
     max: fn(E, E) -> E,
+    or: Option<fn(E, E) -> E>,
+}
+
+impl<E> Ops<E> {
+    fn pick(self, op: ReduceOp) -> Option<fn(E, E) -> E> {
+        match op {
+            ReduceOp::Sum => Some(self.sum),
+            ReduceOp::Min => Some(self.min),
+            ReduceOp::Max => Some(self.max),
+            ReduceOp::BitwiseOr => self.or,
+        }
+    }
 }
 
 macro_rules! int_ops {
@@ -25,6 +37,7 @@ macro_rules! int_ops {
             sum: <$t>::wrapping_add,
             min: Ord::min,
             max: Ord::max,
+            or: Some(|a, b| a | b),
         }
     };
 }
@@ -34,6 +47,7 @@ fn f32_ops() -> Ops<f32> {
         sum: |a, b| a + b,
         min: f32::min,
         max: f32::max,
+        or: None,
     }
 }
 
@@ -42,6 +56,7 @@ fn f64_ops() -> Ops<f64> {
         sum: |a, b| a + b,
         min: f64::min,
         max: f64::max,
+        or: None,
     }
 }
 
@@ -61,11 +76,40 @@ pub fn check_reducible<T: 'static>() -> Result<ElementType, CommError> {
     }
 }
 
+/// Fails unless `op` is defined for `T`: [`check_reducible`], and `BitwiseOr` only for
+/// integer types. Backends call it before any data moves.
+///
+/// # Errors
+/// [`CommError::UnsupportedReduction`] for a type without kernels,
+/// [`CommError::UnsupportedOperator`] for `BitwiseOr` on `f32` / `f64`.
+///
+/// # Example
+/// ```
+/// use cobre_comm::{reduce::check_reduction, CommError, ReduceOp};
+///
+/// assert!(check_reduction::<u64>(ReduceOp::BitwiseOr).is_ok());
+/// assert!(matches!(
+///     check_reduction::<f64>(ReduceOp::BitwiseOr),
+///     Err(CommError::UnsupportedOperator { .. })
+/// ));
+/// ```
+pub fn check_reduction<T: 'static>(op: ReduceOp) -> Result<ElementType, CommError> {
+    let ty = check_reducible::<T>()?;
+    if !op.applies_to_floats() && matches!(ty, ElementType::F32 | ElementType::F64) {
+        return Err(CommError::UnsupportedOperator {
+            op,
+            type_name: std::any::type_name::<T>(),
+        });
+    }
+    Ok(ty)
+}
+
 /// `acc[i] = op(acc[i], next[i])` for every `i`: folds the next rank's contribution into
 /// the accumulator.
 ///
 /// # Errors
-/// [`CommError::UnsupportedReduction`] for element types without a kernel, and
+/// [`CommError::UnsupportedReduction`] for element types without a kernel,
+/// [`CommError::UnsupportedOperator`] for `BitwiseOr` on floats, and
 /// [`CommError::InvalidBufferSize`] when the two slices differ in length.
 ///
 /// # Example
@@ -79,35 +123,45 @@ pub fn check_reducible<T: 'static>() -> Result<ElementType, CommError> {
 pub fn reduce_into<T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp) -> Result<(), CommError> {
     if acc.len() != next.len() {
         return Err(CommError::InvalidBufferSize {
-            operation: "allreduce",
+            operation: "allreduce: a contribution's length differs from the accumulator's",
             expected: acc.len(),
             actual: next.len(),
-            message: "a contribution's length differs from the accumulator's".into(),
         });
     }
+    let unsupported = || CommError::UnsupportedOperator {
+        op,
+        type_name: std::any::type_name::<T>(),
+    };
     match check_reducible::<T>()? {
-        ElementType::F32 => fold::<f32, T>(acc, next, op, f32_ops()),
-        ElementType::F64 => fold::<f64, T>(acc, next, op, f64_ops()),
-        ElementType::I32 => fold::<i32, T>(acc, next, op, int_ops!(i32)),
-        ElementType::I64 => fold::<i64, T>(acc, next, op, int_ops!(i64)),
-        ElementType::U8 => fold::<u8, T>(acc, next, op, int_ops!(u8)),
-        ElementType::U32 => fold::<u32, T>(acc, next, op, int_ops!(u32)),
-        ElementType::U64 => fold::<u64, T>(acc, next, op, int_ops!(u64)),
-        ElementType::Other => unreachable!("check_reducible rejected it"),
+        ElementType::F32 => fold::<f32, T>(acc, next, f32_ops().pick(op).ok_or_else(unsupported)?),
+        ElementType::F64 => fold::<f64, T>(acc, next, f64_ops().pick(op).ok_or_else(unsupported)?),
+        ElementType::I32 => {
+            fold::<i32, T>(acc, next, int_ops!(i32).pick(op).ok_or_else(unsupported)?);
+        }
+        ElementType::I64 => {
+            fold::<i64, T>(acc, next, int_ops!(i64).pick(op).ok_or_else(unsupported)?);
+        }
+        ElementType::U8 => fold::<u8, T>(acc, next, int_ops!(u8).pick(op).ok_or_else(unsupported)?),
+        ElementType::U32 => {
+            fold::<u32, T>(acc, next, int_ops!(u32).pick(op).ok_or_else(unsupported)?);
+        }
+        ElementType::U64 => {
+            fold::<u64, T>(acc, next, int_ops!(u64).pick(op).ok_or_else(unsupported)?);
+        }
+        ElementType::Other => {
+            return Err(CommError::UnsupportedReduction {
+                type_name: std::any::type_name::<T>(),
+            });
+        }
     }
     Ok(())
 }
 
 /// Views `T` as the primitive `E` it is (same type, checked by the caller through
 /// [`ElementType`]) and applies the operator; `cast_slice` keeps this free of `unsafe`.
-fn fold<E: Pod, T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp, ops: Ops<E>) {
+fn fold<E: Pod, T: CommData>(acc: &mut [T], next: &[T], f: fn(E, E) -> E) {
     let acc: &mut [E] = bytemuck::cast_slice_mut(acc);
     let next: &[E] = bytemuck::cast_slice(next);
-    let f = match op {
-        ReduceOp::Sum => ops.sum,
-        ReduceOp::Min => ops.min,
-        ReduceOp::Max => ops.max,
-    };
     for (a, &b) in acc.iter_mut().zip(next) {
         *a = f(*a, b);
     }
@@ -139,6 +193,34 @@ mod tests {
         let mut acc = [1_u32, 8];
         reduce_into(&mut acc, &[2, 7], ReduceOp::Max).unwrap();
         assert_eq!(acc, [2, 8]);
+    }
+
+    #[test]
+    fn bitwise_or_on_integers_only() {
+        let mut acc = [0b0101_u8, 0x80];
+        reduce_into(&mut acc, &[0b0011, 0x01], ReduceOp::BitwiseOr).unwrap();
+        assert_eq!(acc, [0b0111, 0x81]);
+        let mut acc = [-2_i64, 4];
+        reduce_into(&mut acc, &[1, 1], ReduceOp::BitwiseOr).unwrap();
+        assert_eq!(acc, [-1, 5]);
+        let mut acc = [1.0_f64];
+        let err = reduce_into(&mut acc, &[2.0], ReduceOp::BitwiseOr).unwrap_err();
+        assert_eq!(
+            err,
+            CommError::UnsupportedOperator {
+                op: ReduceOp::BitwiseOr,
+                type_name: "f64"
+            }
+        );
+        assert!(
+            err.to_string().contains("expected an integer type"),
+            "{err}"
+        );
+        assert_eq!(
+            acc,
+            [1.0],
+            "a refused reduction leaves the accumulator alone"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The core traits: [`Communicator`], [`LocalCommunicator`], [`SharedMemoryProvider`],
 //! [`SharedRegion`] and [`CommData`].
 
+use crate::local::LocalBackend;
+use crate::topology::ExecutionTopology;
 use crate::types::{CommError, ReduceOp};
 
 /// Element types that can travel through a collective.
@@ -192,13 +194,55 @@ pub trait Communicator: Send + Sync {
     /// assert_eq!(LocalBackend.size(), 1);
     /// ```
     fn size(&self) -> usize;
+
+    /// Ends every rank of the job with exit code `error_code` (cobre-comm 0.18), for a rank
+    /// that cannot go on and must not leave the others waiting in a collective.
+    ///
+    /// * `mpi`: `MPI_Abort` on the world communicator.
+    /// * `local`: [`std::process::exit`].
+    /// * `shm`: raises an abort flag (with the code) in the job's segment and wakes every
+    ///   sleeper; each rank exits with the code within about 100 ms, whether it waits in a
+    ///   collective or computes (a watcher thread sleeps on the flag).
+    /// * `tcp`: sends an abort frame carrying the code to every peer; each rank exits with
+    ///   the code as soon as it reads it (in a collective, or within about 100 ms through a
+    ///   watcher thread that looks at the connections between collectives).
+    ///
+    /// `cobre-comm launch` then exits with the same code. Destructors do not run.
+    ///
+    /// ```no_run
+    /// use cobre_comm::{Communicator, LocalBackend};
+    ///
+    /// fn fail_job<C: Communicator>(comm: &C) -> ! {
+    ///     eprintln!("rank {}: cannot continue", comm.rank());
+    ///     comm.abort(3)
+    /// }
+    /// fail_job(&LocalBackend);
+    /// ```
+    fn abort(&self, error_code: i32) -> !;
+}
+
+/// Access to the [`ExecutionTopology`] a communicator gathered when it started
+/// (cobre-comm 0.18). Implemented by every backend and by `CommBackend`.
+///
+/// # Example
+/// ```
+/// use cobre_comm::{create_communicator, BackendKind, TopologyProvider};
+///
+/// let comm = create_communicator(BackendKind::Local).unwrap();
+/// let topology = comm.topology();
+/// assert_eq!(topology.world_size, 1);
+/// assert_eq!(topology.num_hosts(), 1);
+/// ```
+pub trait TopologyProvider: Send + Sync {
+    /// The topology gathered at start-up; no communication.
+    fn topology(&self) -> &ExecutionTopology;
 }
 
 /// The object-safe part of a communicator, for intra-node set-up code.
 ///
-/// [`SharedMemoryProvider::split_local`] returns a `Box<dyn LocalCommunicator>` spanning the
-/// ranks of this node; set-up code uses it to pick a leader and to synchronise. It is off
-/// the hot path, so dynamic dispatch costs nothing that matters.
+/// [`SharedMemoryProvider::split_local`] returns a [`LocalCommKind`] spanning the ranks of
+/// this node; set-up code uses it to pick a leader and to synchronise. It is off the hot
+/// path, so dynamic dispatch costs nothing that matters.
 ///
 /// # Example
 /// ```
@@ -222,6 +266,118 @@ pub trait LocalCommunicator: Send + Sync {
     /// # Errors
     /// The backend's transport errors.
     fn barrier(&self) -> Result<(), CommError>;
+}
+
+/// The communicator over the ranks of one node that
+/// [`SharedMemoryProvider::split_local`] returns (cobre-comm 0.18's type).
+///
+/// It implements [`LocalCommunicator`] itself, and `AsRef<dyn LocalCommunicator>`, so both
+/// `local.rank()` and `local.as_ref()` (code written for a `Box<dyn LocalCommunicator>`)
+/// compile. Variants other than `Local` exist only when their backend's feature is on, as
+/// in 0.18, so code written for 0.18 that matches on it still compiles without them.
+///
+/// # Example
+/// ```
+/// use cobre_comm::{LocalBackend, LocalCommKind, LocalCommunicator, SharedMemoryProvider};
+///
+/// let node: LocalCommKind = LocalBackend.split_local().unwrap();
+/// assert_eq!((node.rank(), node.size()), (0, 1));
+/// let as_dyn: &dyn LocalCommunicator = node.as_ref();
+/// as_dyn.barrier().unwrap();
+/// ```
+#[non_exhaustive]
+pub enum LocalCommKind {
+    /// One process: the node is this rank alone (the `local` and `tcp` backends).
+    Local(LocalBackend),
+    /// The ranks of this node in `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`.
+    #[cfg(feature = "mpi")]
+    Ferrompi(crate::ferrompi::FerrompiLocalComm),
+    /// Every rank of a `shm` job (the job is one node).
+    #[cfg(feature = "shm")]
+    Shm(Box<dyn LocalCommunicator>),
+}
+
+impl LocalCommKind {
+    /// This rank's index among the ranks of the node (also callable without importing
+    /// [`LocalCommunicator`], as on the seed's `Box<dyn LocalCommunicator>`).
+    ///
+    /// ```
+    /// use cobre_comm::{LocalBackend, SharedMemoryProvider};
+    /// assert_eq!(LocalBackend.split_local().unwrap().rank(), 0);
+    /// ```
+    pub fn rank(&self) -> usize {
+        self.inner().rank()
+    }
+
+    /// The number of ranks on the node.
+    ///
+    /// ```
+    /// use cobre_comm::{LocalBackend, SharedMemoryProvider};
+    /// assert_eq!(LocalBackend.split_local().unwrap().size(), 1);
+    /// ```
+    pub fn size(&self) -> usize {
+        self.inner().size()
+    }
+
+    /// Blocks until every rank of the node has entered.
+    ///
+    /// # Errors
+    /// The backend's transport errors.
+    ///
+    /// ```
+    /// use cobre_comm::{LocalBackend, SharedMemoryProvider};
+    /// LocalBackend.split_local().unwrap().barrier().unwrap();
+    /// ```
+    pub fn barrier(&self) -> Result<(), CommError> {
+        self.inner().barrier()
+    }
+
+    fn inner(&self) -> &dyn LocalCommunicator {
+        match self {
+            LocalCommKind::Local(b) => b,
+            #[cfg(feature = "mpi")]
+            LocalCommKind::Ferrompi(c) => c,
+            #[cfg(feature = "shm")]
+            LocalCommKind::Shm(c) => c.as_ref(),
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalCommKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let variant = match self {
+            LocalCommKind::Local(_) => "Local",
+            #[cfg(feature = "mpi")]
+            LocalCommKind::Ferrompi(_) => "Ferrompi",
+            #[cfg(feature = "shm")]
+            LocalCommKind::Shm(_) => "Shm",
+        };
+        f.debug_struct("LocalCommKind")
+            .field("variant", &variant)
+            .field("rank", &self.inner().rank())
+            .field("size", &self.inner().size())
+            .finish()
+    }
+}
+
+impl LocalCommunicator for LocalCommKind {
+    fn rank(&self) -> usize {
+        self.inner().rank()
+    }
+
+    fn size(&self) -> usize {
+        self.inner().size()
+    }
+
+    fn barrier(&self) -> Result<(), CommError> {
+        self.inner().barrier()
+    }
+}
+
+impl AsRef<dyn LocalCommunicator> for LocalCommKind {
+    fn as_ref(&self) -> &(dyn LocalCommunicator + 'static) {
+        self
+    }
 }
 
 /// Memory shared between the ranks of one node.
@@ -276,7 +432,7 @@ pub trait SharedMemoryProvider: Send + Sync {
     ///
     /// # Errors
     /// The backend's errors (for MPI, a failed communicator split).
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError>;
+    fn split_local(&self) -> Result<LocalCommKind, CommError>;
 
     /// Whether this rank populates shared regions (rank 0 of its node).
     fn is_leader(&self) -> bool;

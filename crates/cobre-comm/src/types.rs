@@ -15,6 +15,9 @@ use std::time::Duration;
 ///   `((x0 + x1) + x2) + ...`, so those backends agree bit for bit.
 /// * `Min` / `Max` pick the smallest / largest value. For floats a NaN loses against a number
 ///   (IEEE 754 `minNum` / `maxNum`, as [`f64::min`] does).
+/// * `BitwiseOr` (cobre-comm 0.18) ORs the bits of integer elements (`i32 i64 u8 u32 u64`);
+///   for `f32` / `f64` `allreduce` returns [`CommError::UnsupportedReduction`] naming the
+///   type and the operator.
 ///
 /// # Example
 /// ```
@@ -34,15 +37,33 @@ pub enum ReduceOp {
     Min,
     /// Element-wise maximum.
     Max,
+    /// Element-wise bitwise OR, for integer element types only.
+    BitwiseOr,
 }
 
 impl ReduceOp {
     /// Every operator, in a fixed order (handy for tests and benchmarks).
     ///
     /// ```
-    /// assert_eq!(cobre_comm::ReduceOp::ALL.len(), 3);
+    /// assert_eq!(cobre_comm::ReduceOp::ALL.len(), 4);
     /// ```
-    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Min, ReduceOp::Max];
+    pub const ALL: [ReduceOp; 4] = [
+        ReduceOp::Sum,
+        ReduceOp::Min,
+        ReduceOp::Max,
+        ReduceOp::BitwiseOr,
+    ];
+
+    /// Whether the operator is defined for floating-point elements (`BitwiseOr` is not).
+    ///
+    /// ```
+    /// use cobre_comm::ReduceOp;
+    /// assert!(ReduceOp::Sum.applies_to_floats());
+    /// assert!(!ReduceOp::BitwiseOr.applies_to_floats());
+    /// ```
+    pub const fn applies_to_floats(self) -> bool {
+        !matches!(self, ReduceOp::BitwiseOr)
+    }
 
     /// Lower-case name, as used in messages and on the command line.
     ///
@@ -54,6 +75,7 @@ impl ReduceOp {
             ReduceOp::Sum => "sum",
             ReduceOp::Min => "min",
             ReduceOp::Max => "max",
+            ReduceOp::BitwiseOr => "bitwise-or",
         }
     }
 }
@@ -101,16 +123,18 @@ pub enum CommError {
 
     /// Buffer lengths, counts or displacements are inconsistent (see the precondition table
     /// in the crate documentation).
-    #[error("{operation}: {message}: expected {expected}, found {actual}")]
+    ///
+    /// The fields are exactly cobre-comm 0.18's, so code that builds this variant compiles
+    /// unchanged. `operation` names the collective and, after a colon, the argument that was
+    /// wrong (`"allgatherv: counts.len() must equal the communicator size"`).
+    #[error("{operation}: expected {expected}, found {actual}")]
     InvalidBufferSize {
-        /// The collective whose precondition failed.
+        /// The collective whose precondition failed, and which buffer or argument was wrong.
         operation: &'static str,
         /// The length (or count) the call needed.
         expected: usize,
         /// The length (or count) the call was given.
         actual: usize,
-        /// Which buffer or argument was wrong.
-        message: String,
     },
 
     /// The root of a broadcast is not a rank of the communicator.
@@ -141,6 +165,18 @@ pub enum CommError {
     )]
     UnsupportedReduction {
         /// The Rust name of the element type.
+        type_name: &'static str,
+    },
+
+    /// The reduction operator is not defined for the element type (`BitwiseOr` on `f32` or
+    /// `f64`).
+    #[error(
+        "allreduce: the `{op}` reduction is not defined for element type `{type_name}`: expected an integer type (i32, i64, u8, u32, u64)"
+    )]
+    UnsupportedOperator {
+        /// The operator that was asked for.
+        op: ReduceOp,
+        /// The element type's name.
         type_name: &'static str,
     },
 
@@ -190,70 +226,72 @@ pub enum CommError {
 /// The error returned when a backend cannot be selected or started
 /// ([`create_communicator`](crate::create_communicator) and the backends' constructors).
 ///
+/// The four variants of cobre-comm 0.18 keep exactly its fields, so code that builds them
+/// compiles unchanged; [`InvalidConfiguration`](BackendError::InvalidConfiguration) is ours.
 /// Every message names the backend, what was wrong, and the backends this binary has.
 ///
 /// # Example
 /// ```
-/// use cobre_comm::{BackendError, BackendKind};
+/// use cobre_comm::{Backend, BackendError};
 ///
-/// let err = "carrier-pigeon".parse::<BackendKind>().unwrap_err();
+/// let err = "carrier-pigeon".parse::<Backend>().unwrap_err();
 /// assert!(matches!(err, BackendError::InvalidBackend { .. }));
 /// let text = err.to_string();
 /// assert!(text.contains("carrier-pigeon") && text.contains("auto, local, mpi, tcp, shm"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
     /// The backend exists but was not compiled into this binary.
     #[error(
-        "backend `{backend}` is not available in this binary: {reason} (this binary has: {})",
-        compiled_list()
+        "backend `{requested}` is not available in this binary: {} (this binary has: {})",
+        feature_hint(requested),
+        available.join(", ")
     )]
     BackendNotAvailable {
         /// The backend that was asked for.
-        backend: String,
-        /// Why it is missing (for instance the Cargo feature to enable).
-        reason: String,
+        requested: String,
+        /// The backends this binary has ([`available_backends`](crate::available_backends)).
+        available: Vec<String>,
     },
 
     /// `COBRE_COMM_BACKEND` (or a parsed name) is not a backend name.
     #[error(
-        "invalid backend name {value:?}: expected one of auto, local, mpi, tcp, shm (this binary has: {})",
-        compiled_list()
+        "invalid backend name {requested:?}: expected one of auto, local, mpi, tcp, shm (this binary has: {})",
+        available.join(", ")
     )]
     InvalidBackend {
         /// The value that was given.
-        value: String,
+        requested: String,
+        /// The backends this binary has ([`available_backends`](crate::available_backends)).
+        available: Vec<String>,
     },
 
     /// The backend was selected but failed to start.
     #[error(
-        "backend `{backend}` failed to initialize: {message} (this binary has: {})",
+        "backend `{backend}` failed to initialize: {source} (this binary has: {})",
         compiled_list()
     )]
     InitializationFailed {
         /// The backend that failed.
         backend: String,
         /// What went wrong.
-        message: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// Environment variables the backend needs are not set.
     #[error(
-        "backend `{backend}` needs {} which {} not set{}{} (this binary has: {})",
-        missing.join(", "),
-        if missing.len() == 1 { "is" } else { "are" },
-        if hint.is_empty() { "" } else { ": " },
-        hint,
+        "backend `{backend}` needs {} which {} not set{} (this binary has: {})",
+        missing_vars.join(", "),
+        if missing_vars.len() == 1 { "is" } else { "are" },
+        configuration_hint(backend),
         compiled_list()
     )]
     MissingConfiguration {
         /// The backend being configured.
         backend: String,
         /// The names of the missing variables.
-        missing: Vec<String>,
-        /// How to provide them (for instance, use `cobre-comm launch`).
-        hint: String,
+        missing_vars: Vec<String>,
     },
 
     /// An environment variable (or configuration field) holds a value the backend cannot use.
@@ -273,6 +311,70 @@ pub enum BackendError {
     },
 }
 
+impl BackendError {
+    /// [`BackendError::BackendNotAvailable`] for `requested`, listing this binary's backends.
+    ///
+    /// ```
+    /// let err = cobre_comm::BackendError::not_available("carrier");
+    /// assert!(err.to_string().contains("this binary has: local"));
+    /// ```
+    pub fn not_available(requested: &str) -> Self {
+        BackendError::BackendNotAvailable {
+            requested: requested.to_string(),
+            available: crate::factory::available_backends(),
+        }
+    }
+
+    /// [`BackendError::InvalidBackend`] for `requested`, listing this binary's backends.
+    ///
+    /// ```
+    /// let err = cobre_comm::BackendError::invalid("carrier");
+    /// assert!(err.to_string().contains("\"carrier\""));
+    /// ```
+    pub fn invalid(requested: &str) -> Self {
+        BackendError::InvalidBackend {
+            requested: requested.to_string(),
+            available: crate::factory::available_backends(),
+        }
+    }
+
+    /// [`BackendError::InitializationFailed`] with a message as its source.
+    ///
+    /// ```
+    /// let err = cobre_comm::BackendError::init_failed("shm", "no /dev/shm".into());
+    /// assert!(err.to_string().contains("no /dev/shm"));
+    /// ```
+    pub fn init_failed(backend: &str, message: String) -> Self {
+        BackendError::InitializationFailed {
+            backend: backend.to_string(),
+            source: message.into(),
+        }
+    }
+}
+
+/// What to do about a backend that is not compiled in.
+fn feature_hint(backend: &str) -> String {
+    match backend {
+        "mpi" | "tcp" | "shm" => format!(
+            "rebuild with the Cargo feature `{backend}` of cobre-comm (cobre-comm = {{ features = [\"{backend}\"] }})"
+        ),
+        _ => "it is not a backend of this crate".to_string(),
+    }
+}
+
+/// How to provide a backend's missing variables.
+fn configuration_hint(backend: &str) -> &'static str {
+    match backend {
+        "shm" => {
+            ": start the ranks with `cobre-comm launch -n N --backend shm -- PROG`, or set COBRE_SHM_NAME, COBRE_SHM_RANK and COBRE_SHM_SIZE on every rank"
+        }
+        "tcp" => {
+            ": start the ranks with `cobre-comm launch -n N --backend tcp -- PROG`, or set COBRE_TCP_RANK and COBRE_TCP_SIZE on every rank and COBRE_TCP_COORDINATOR (the host of rank 0) on ranks other than 0"
+        }
+        _ => "",
+    }
+}
+
 fn compiled_list() -> String {
     crate::factory::available_backends().join(", ")
 }
@@ -287,21 +389,16 @@ mod tests {
             operation: "allreduce",
             expected: 4,
             actual: 3,
-            message: "recv.len() must equal send.len()".into(),
         };
-        assert_eq!(
-            err.to_string(),
-            "allreduce: recv.len() must equal send.len(): expected 4, found 3"
-        );
+        assert_eq!(err.to_string(), "allreduce: expected 4, found 3");
         let err = BackendError::MissingConfiguration {
             backend: "shm".into(),
-            missing: vec!["COBRE_SHM_NAME".into(), "COBRE_SHM_SIZE".into()],
-            hint: String::new(),
+            missing_vars: vec!["COBRE_SHM_NAME".into(), "COBRE_SHM_SIZE".into()],
         };
         let text = err.to_string();
         assert!(
             text.starts_with(
-                "backend `shm` needs COBRE_SHM_NAME, COBRE_SHM_SIZE which are not set ("
+                "backend `shm` needs COBRE_SHM_NAME, COBRE_SHM_SIZE which are not set: start the ranks with `cobre-comm launch"
             )
         );
         assert!(text.contains("this binary has: local"));

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cobre_comm::{Communicator, ReduceOp, create_communicator};
+use cobre_comm::{BackendKind, Communicator, ReduceOp, create_communicator};
 use cobre_comm_launcher::{Launcher, Outcome, shm_env, tcp_env};
 
 const VICTIM: &str = "COBRE_KILL_TEST_VICTIM";
@@ -39,7 +39,7 @@ fn child() {
     };
     let victim: usize = victim.parse().unwrap();
     let moment: usize = std::env::var(MOMENT).unwrap().parse().unwrap();
-    let comm = create_communicator().expect("communicator");
+    let comm = create_communicator(BackendKind::Auto).expect("communicator");
     let (rank, size) = (comm.rank(), comm.size());
     let lengths = [1_usize, 8, 1000, 32 << 10, 128 << 10];
     let mut buffer = vec![0.0_f64; 128 << 10];

@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use cobre_comm::{
-    BackendError, BackendKind, Communicator, FerrompiBackend, SharedMemoryProvider, SharedRegion,
+    Backend, BackendError, Communicator, FerrompiBackend, SharedMemoryProvider, SharedRegion,
     create_communicator_with,
 };
 use cobre_comm_conformance::{Options, options_for, run_suite};
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 /// Options for `ranks` ranks: MPICH busy-polls, so with more ranks than cores every
 /// collective costs milliseconds; the suite keeps every check but with shorter runs.
 fn options(ranks: usize) -> Options {
-    let mut options = options_for(BackendKind::Mpi);
+    let mut options = options_for(Backend::Mpi);
     if ranks > 2 {
         options.max_len = 1 << 16;
         options.sequence_len = 300;
@@ -36,7 +36,7 @@ fn options(ranks: usize) -> Options {
 }
 
 fn rank(case: &str) -> ExitCode {
-    let comm = match create_communicator_with(BackendKind::Mpi) {
+    let comm = match create_communicator_with(Backend::Mpi) {
         Ok(comm) => comm,
         Err(e) => {
             eprintln!("cannot create the MPI communicator: {e}");
@@ -55,8 +55,8 @@ fn rank(case: &str) -> ExitCode {
         "second-init" => {
             let again = FerrompiBackend::new();
             match again {
-                Err(BackendError::InitializationFailed { message, .. })
-                    if message.contains("only once per process") =>
+                Err(BackendError::InitializationFailed { source, .. })
+                    if source.to_string().contains("only once per process") =>
                 {
                     true
                 }

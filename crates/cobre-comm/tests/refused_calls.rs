@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cobre_comm::{CommError, Communicator, ReduceOp, create_communicator};
+use cobre_comm::{BackendKind, CommError, Communicator, ReduceOp, create_communicator};
 use cobre_comm_launcher::{Launcher, shm_env, tcp_env};
 
 const CASE: &str = "COBRE_REFUSED_TEST_CASE";
@@ -47,7 +47,7 @@ fn child() {
     let Ok(case) = std::env::var(CASE) else {
         return;
     };
-    let comm = create_communicator().expect("communicator");
+    let comm = create_communicator(BackendKind::Auto).expect("communicator");
     let culprit: usize = std::env::var(CULPRIT).unwrap().parse().unwrap();
     let me = comm.rank();
     match case.as_str() {

@@ -50,7 +50,8 @@ fn factory_example() {
     // With COBRE_COMM_BACKEND unset (auto-detect):
     // - returns FerrompiBackend if launched via mpirun/mpiexec
     // - returns LocalBackend otherwise
-    let comm = create_communicator().expect("backend selection failed");
+    let comm =
+        create_communicator(cobre_comm::BackendKind::Auto).expect("backend selection failed");
     println!("rank {} of {}", comm.rank(), comm.size());
 }
 
@@ -59,7 +60,8 @@ fn comm_backend_example() {
     use cobre_comm::{Communicator, create_communicator};
 
     // With COBRE_COMM_BACKEND=local, the factory returns CommBackend::Local.
-    let comm = create_communicator().expect("backend selection failed");
+    let comm =
+        create_communicator(cobre_comm::BackendKind::Auto).expect("backend selection failed");
     let send = [42.0_f64];
     let mut recv = [0.0_f64];
     comm.allgatherv(&send, &mut recv, &[1], &[0]).unwrap();

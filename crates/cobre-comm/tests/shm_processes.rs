@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cobre_comm::{
-    BackendError, BackendKind, CommError, Communicator, ReduceOp, SharedMemoryProvider, ShmBackend,
+    Backend, BackendError, CommError, Communicator, ReduceOp, SharedMemoryProvider, ShmBackend,
     ShmConfig, create_communicator_with,
 };
 use cobre_comm_conformance::{options_for, run_suite};
@@ -29,8 +29,8 @@ fn child_rank() {
     };
     match case.as_str() {
         "suite" => {
-            let comm = create_communicator_with(BackendKind::Shm).expect("shm communicator");
-            let report = run_suite(&comm, &options_for(BackendKind::Shm));
+            let comm = create_communicator_with(Backend::Shm).expect("shm communicator");
+            let report = run_suite(&comm, &options_for(Backend::Shm));
             assert!(
                 report.passed(),
                 "rank {}: {:#?}",

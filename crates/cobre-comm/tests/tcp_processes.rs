@@ -1121,7 +1121,7 @@ fn child_rank() {
 /// Role `conformance`: the whole suite.
 fn role_conformance() {
     let comm = TcpBackend::from_env().expect("join");
-    let options: Options = cobre_comm_conformance::options_for(cobre_comm::BackendKind::Tcp);
+    let options: Options = cobre_comm_conformance::options_for(cobre_comm::Backend::Tcp);
     assert!(options.bit_exact_sum);
     let report = run_suite(&comm, &options);
     assert!(
@@ -1140,14 +1140,14 @@ fn role_conformance() {
 
 /// Role `factory`: the backend built through auto-detection.
 fn role_factory() {
-    let selection = cobre_comm::select_backend(cobre_comm::BackendKind::Auto).unwrap();
+    let selection = cobre_comm::select_backend(cobre_comm::Backend::Auto).unwrap();
     assert_eq!(
         selection.backend,
-        cobre_comm::BackendKind::Tcp,
+        cobre_comm::Backend::Tcp,
         "{}",
         selection.reason
     );
-    let comm = cobre_comm::create_communicator().expect("join");
+    let comm = cobre_comm::create_communicator(cobre_comm::BackendKind::Auto).expect("join");
     assert!(matches!(comm, cobre_comm::CommBackend::Tcp(_)), "{comm:?}");
     let cobre_comm::CommBackend::Tcp(tcp) = &comm else {
         unreachable!()

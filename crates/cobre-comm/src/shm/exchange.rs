@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use rustix::thread::futex;
 
 use super::config::ShmConfig;
-use super::layout::{H_FAILED, H_SLEEPERS, H_WAKE, L_ARRIVE, L_PID, Layout, failed_rank};
+use super::layout::{
+    H_ABORT, H_ABORT_CODE, H_ABORT_READY, H_FAILED, H_SLEEPERS, H_WAKE, L_ARRIVE, L_PID, Layout,
+    failed_rank,
+};
 use super::segment::Segment;
 use super::startup;
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
@@ -123,7 +126,58 @@ impl Job {
         let _ = futex::wake(self.wake_word(), futex::Flags::empty(), u32::MAX);
     }
 
+    /// Ends the job with `code`: records it in the header (the first caller's code wins),
+    /// wakes every sleeper and every abort watcher, and exits this process.
+    pub(crate) fn abort(&self, code: i32) -> ! {
+        let flag = self.seg.u32_at(H_ABORT);
+        if flag
+            .compare_exchange(0, self.rank as u32 + 1, SeqCst, SeqCst)
+            .is_ok()
+        {
+            self.seg.u32_at(H_ABORT_CODE).store(code as u32, SeqCst);
+            let ready = self.seg.u32_at(H_ABORT_READY);
+            ready.store(1, SeqCst);
+            let _ = futex::wake(ready, futex::Flags::empty(), u32::MAX);
+            self.wake_word().fetch_add(1, SeqCst);
+            let _ = futex::wake(self.wake_word(), futex::Flags::empty(), u32::MAX);
+        }
+        std::process::exit(code)
+    }
+
+    /// When a rank has called `abort`, exits this process with its code.
+    pub(crate) fn exit_if_aborted(&self) {
+        if self.seg.u32_at(H_ABORT_READY).load(SeqCst) == 1 {
+            let by = self.seg.u32_at(H_ABORT).load(SeqCst) as usize - 1;
+            let code = self.seg.u32_at(H_ABORT_CODE).load(SeqCst) as i32;
+            if by != self.rank {
+                eprintln!(
+                    "cobre-comm: rank {}: rank {by} aborted the shm job {} with code {code}; exiting with it",
+                    self.rank, self.name
+                );
+            }
+            std::process::exit(code);
+        }
+    }
+
+    /// Sleeps until a rank aborts (then exits this process with its code) or `nap` passes.
+    pub(crate) fn watch_abort(&self, nap: Duration) {
+        self.exit_if_aborted();
+        let nap = rustix::time::Timespec {
+            tv_sec: nap.as_secs() as _,
+            tv_nsec: nap.subsec_nanos().into(),
+        };
+        let _ = futex::wait(
+            self.seg.u32_at(H_ABORT_READY),
+            futex::Flags::empty(),
+            0,
+            Some(&nap),
+        );
+        self.exit_if_aborted();
+    }
+
     fn lost(&self, operation: &'static str) -> Option<CommError> {
+        // A rank that aborted is gone too: its code, not a lost peer, ends this rank.
+        self.exit_if_aborted();
         let rank = match failed_rank(self.seg.u32_at(H_FAILED).load(SeqCst), self.size) {
             Ok(rank) => rank?,
             Err(message) => return Some(CommError::Protocol { operation, message }),

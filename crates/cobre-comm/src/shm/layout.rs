@@ -16,7 +16,7 @@ use crate::fingerprint::FINGERPRINT_BYTES;
 /// "cobrecom" in ASCII: the segment was made by this backend.
 pub(crate) const MAGIC: u64 = 0x636F_6272_6563_6F6D;
 /// Bumped whenever the layout changes: ranks of different builds refuse each other.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const LINE_BYTES: usize = 128;
@@ -39,6 +39,12 @@ pub(crate) const H_SLEEPERS: usize = 44;
 pub(crate) const H_CREATOR: usize = 48;
 /// 1 once the name has been unlinked.
 pub(crate) const H_UNLINKED: usize = 52;
+/// 0, or 1 + the rank that called `abort` (the first one, if several did).
+pub(crate) const H_ABORT: usize = 56;
+/// The exit code of that `abort`.
+pub(crate) const H_ABORT_CODE: usize = 60;
+/// Futex word: 1 once `H_ABORT_CODE` holds the code; every rank then exits with it.
+pub(crate) const H_ABORT_READY: usize = 64;
 
 // Control-line fields, relative to the line. The first cache line holds everything a
 // peer reads in a small step: the generation, the fingerprint digest and up to

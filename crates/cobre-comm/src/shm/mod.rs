@@ -27,7 +27,8 @@ mod segment;
 mod startup;
 mod transport;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 pub use config::{
     DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT, ENV_VARS,
@@ -37,7 +38,11 @@ pub use region::ShmRegion;
 
 use crate::call::Calls;
 use crate::env::Lookup;
-use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
+use crate::topology::ExecutionTopology;
+use crate::traits::{
+    CommData, Communicator, LocalCommKind, LocalCommunicator, SharedMemoryProvider,
+    TopologyProvider,
+};
 use crate::types::{BackendError, CommError, ReduceOp};
 use exchange::Job;
 use transport::ShmTransport;
@@ -65,6 +70,7 @@ pub(crate) type ShmCalls = Calls<ShmTransport>;
 pub struct ShmBackend {
     job: Arc<Job>,
     calls: Arc<ShmCalls>,
+    topology: Arc<ExecutionTopology>,
 }
 
 impl ShmBackend {
@@ -78,10 +84,16 @@ impl ShmBackend {
     /// small, or not every rank joins within the timeout.
     pub fn new(config: &ShmConfig) -> Result<Self, BackendError> {
         let job = Arc::new(Job::attach(config)?);
+        spawn_abort_watcher(Arc::downgrade(&job));
+        // One segment is one machine: every rank runs on this host.
+        let mut topology = crate::topology::single_process(crate::BackendKind::Auto);
+        topology.world_size = job.size;
+        topology.hosts[0].ranks = (0..job.size).collect();
         let calls = Calls::new(job.rank, job.size, ShmTransport::new(Arc::clone(&job)));
         Ok(ShmBackend {
             job,
             calls: Arc::new(calls),
+            topology: Arc::new(topology),
         })
     }
 
@@ -96,6 +108,19 @@ impl ShmBackend {
     pub(crate) fn from_lookup(lookup: Lookup<'_>) -> Result<Self, BackendError> {
         Self::new(&ShmConfig::from_lookup(lookup)?)
     }
+}
+
+/// A thread that sleeps on the job's abort flag, so that a rank busy computing (not in a
+/// collective) also exits when another rank calls `abort`. It ends when the job is dropped.
+fn spawn_abort_watcher(job: Weak<Job>) {
+    const NAP: Duration = Duration::from_millis(100);
+    let _ = std::thread::Builder::new()
+        .name("cobre-comm-shm-abort".into())
+        .spawn(move || {
+            while let Some(job) = job.upgrade() {
+                job.watch_abort(NAP);
+            }
+        });
 }
 
 /// A barrier: one step that moves no data.
@@ -146,6 +171,18 @@ impl Communicator for ShmBackend {
     fn size(&self) -> usize {
         self.job.size
     }
+
+    fn abort(&self, error_code: i32) -> ! {
+        self.job.abort(error_code)
+    }
+}
+
+impl TopologyProvider for ShmBackend {
+    /// Every rank on this host; `backend` is [`BackendKind::Auto`](crate::BackendKind::Auto)
+    /// (0.18 has no `shm` kind).
+    fn topology(&self) -> &ExecutionTopology {
+        &self.topology
+    }
 }
 
 /// The ranks of the node: all of them (the job is one node).
@@ -175,11 +212,11 @@ impl SharedMemoryProvider for ShmBackend {
         ShmRegion::create(&self.calls, count)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
-        Ok(Box::new(ShmNode {
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
+        Ok(LocalCommKind::Shm(Box::new(ShmNode {
             job: Arc::clone(&self.job),
             calls: Arc::clone(&self.calls),
-        }))
+        })))
     }
 
     fn is_leader(&self) -> bool {

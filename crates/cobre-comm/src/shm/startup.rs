@@ -29,10 +29,7 @@ const NAP: Duration = Duration::from_millis(50);
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 
 fn init_failed(message: String) -> BackendError {
-    BackendError::InitializationFailed {
-        backend: "shm".into(),
-        message,
-    }
+    BackendError::init_failed("shm", message)
 }
 
 /// Checks `config`, then creates (rank 0) or opens (the others) the job's segment.

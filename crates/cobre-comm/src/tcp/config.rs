@@ -251,8 +251,7 @@ impl TcpConfig {
         if self.rank > 0 && self.coordinator.as_deref().is_none_or(str::is_empty) {
             return Err(BackendError::MissingConfiguration {
                 backend: BACKEND.into(),
-                missing: vec![ENV_COORDINATOR.into()],
-                hint: HINT_COORDINATOR.into(),
+                missing_vars: vec![ENV_COORDINATOR.into()],
             });
         }
         if self.timeout.is_zero() {

@@ -145,7 +145,8 @@ pub(crate) enum DataError {
 /// The content of an abort frame: why the sender gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AbortReport {
-    /// 1: a rank was lost (or timed out), 2: collective mismatch, 3: protocol error.
+    /// 1: a rank was lost (or timed out), 2: collective mismatch, 3: protocol error,
+    /// 4: the sender called `abort` (the message is the exit code).
     pub code: u8,
     /// The rank the report is about (the lost or silent rank, or the reporter).
     pub rank: u32,
@@ -157,6 +158,9 @@ pub(crate) struct AbortReport {
 pub(crate) const ABORT_LOST: u8 = 1;
 pub(crate) const ABORT_MISMATCH: u8 = 2;
 pub(crate) const ABORT_PROTOCOL: u8 = 3;
+/// The sender called `Communicator::abort`: `rank` is the sender and the message is the
+/// exit code in decimal; every receiver exits with that code.
+pub(crate) const ABORT_EXIT: u8 = 4;
 
 impl AbortReport {
     /// `code`, `rank` (4 bytes LE), then the message, cut to fit [`MAX_ABORT_PAYLOAD`].
@@ -186,8 +190,8 @@ impl AbortReport {
             ));
         }
         let code = bytes[0];
-        if !(ABORT_LOST..=ABORT_PROTOCOL).contains(&code) {
-            return Err(format!("unknown abort code {code}, expected 1, 2 or 3"));
+        if !(ABORT_LOST..=ABORT_EXIT).contains(&code) {
+            return Err(format!("unknown abort code {code}, expected 1, 2, 3 or 4"));
         }
         Ok(AbortReport {
             code,

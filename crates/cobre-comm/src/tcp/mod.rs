@@ -34,13 +34,20 @@ mod rendezvous;
 mod split;
 mod transport;
 
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
 pub use config::TcpConfig;
 
 use crate::call::Calls;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::local::{HeapRegion, LocalBackend};
-use crate::traits::{CommData, Communicator, LocalCommunicator, SharedMemoryProvider};
+use crate::topology::ExecutionTopology;
+use crate::traits::{
+    CommData, Communicator, LocalCommKind, SharedMemoryProvider, TopologyProvider,
+};
 use crate::types::{BackendError, CommError, ReduceOp};
+use frame::{ABORT_EXIT, AbortReport};
 use transport::Mesh;
 
 /// Broadcasts of at least this many bytes (on 3 ranks or more) use scatter + allgather.
@@ -85,7 +92,8 @@ const BROADCAST_SPLIT_BYTES: usize = 256 << 10;
 pub struct TcpBackend {
     rank: usize,
     size: usize,
-    calls: Calls<Mesh>,
+    calls: Arc<Calls<Mesh>>,
+    topology: ExecutionTopology,
 }
 
 impl std::fmt::Debug for TcpBackend {
@@ -116,11 +124,23 @@ impl TcpBackend {
     /// ```
     pub fn new(config: &TcpConfig) -> Result<TcpBackend, BackendError> {
         let mesh = rendezvous::join(config)?;
-        Ok(TcpBackend {
+        let mut backend = TcpBackend {
             rank: config.rank,
             size: config.size,
-            calls: Calls::new(config.rank, config.size, mesh),
-        })
+            calls: Arc::new(Calls::new(config.rank, config.size, mesh)),
+            topology: crate::topology::single_process(crate::BackendKind::Auto),
+        };
+        if config.size > 1 {
+            spawn_abort_watcher(Arc::downgrade(&backend.calls));
+        }
+        backend.topology =
+            crate::topology::gather(&backend, crate::BackendKind::Auto).map_err(|e| {
+                BackendError::init_failed(
+                    "tcp",
+                    format!("gathering the hosts of the ranks failed: {e}"),
+                )
+            })?;
+        Ok(backend)
     }
 
     /// Joins the job described by the `COBRE_TCP_*` environment variables (see
@@ -145,10 +165,12 @@ impl TcpBackend {
 
 impl Drop for TcpBackend {
     fn drop(&mut self) {
-        let (mesh, healthy) = self.calls.transport_mut();
-        if healthy {
-            mesh.goodbye();
-        }
+        // The abort watcher may hold a reference for a moment; the calls' lock orders it.
+        self.calls.with_transport(|mesh, healthy| {
+            if healthy {
+                mesh.goodbye();
+            }
+        });
     }
 }
 
@@ -207,6 +229,55 @@ impl Communicator for TcpBackend {
     fn size(&self) -> usize {
         self.size
     }
+
+    fn abort(&self, error_code: i32) -> ! {
+        // A collective of another thread may hold the mesh; wait for it briefly, then exit
+        // anyway (the peers then see this rank's connections close).
+        let report = AbortReport {
+            code: ABORT_EXIT,
+            rank: self.rank as u32,
+            message: error_code.to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while self
+            .calls
+            .try_with_transport(|mesh| mesh.abort(&report))
+            .is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::yield_now();
+        }
+        std::process::exit(error_code)
+    }
+}
+
+impl TopologyProvider for TcpBackend {
+    /// The hostname of every rank, gathered when the backend started; `backend` is
+    /// [`BackendKind::Auto`](crate::BackendKind::Auto) (0.18 has no `tcp` kind).
+    fn topology(&self) -> &ExecutionTopology {
+        &self.topology
+    }
+}
+
+/// A thread that looks at the connections between collectives, so that a rank busy
+/// computing also exits when a peer calls `abort` (a collective in progress sees the
+/// abort frame itself). It ends when the backend is dropped.
+fn spawn_abort_watcher(calls: Weak<Calls<Mesh>>) {
+    const EVERY: Duration = Duration::from_millis(100);
+    let _ = std::thread::Builder::new()
+        .name("cobre-comm-tcp-abort".into())
+        .spawn(move || {
+            loop {
+                let Some(calls) = calls.upgrade() else { return };
+                if let Some(Some((peer, report))) =
+                    calls.try_with_transport(|mesh| mesh.pending_exit())
+                {
+                    transport::exit_on_abort(peer, &report);
+                }
+                drop(calls);
+                std::thread::sleep(EVERY);
+            }
+        });
 }
 
 impl SharedMemoryProvider for TcpBackend {
@@ -216,8 +287,8 @@ impl SharedMemoryProvider for TcpBackend {
         HeapRegion::new(count)
     }
 
-    fn split_local(&self) -> Result<Box<dyn LocalCommunicator>, CommError> {
-        Ok(Box::new(LocalBackend))
+    fn split_local(&self) -> Result<LocalCommKind, CommError> {
+        Ok(LocalCommKind::Local(LocalBackend))
     }
 
     fn is_leader(&self) -> bool {

@@ -86,7 +86,7 @@ fn into_peers(streams: Vec<Option<TcpStream>>) -> Result<Vec<Option<Peer>>, Back
 fn failed(message: String) -> BackendError {
     BackendError::InitializationFailed {
         backend: "tcp".into(),
-        message,
+        source: message.into(),
     }
 }
 

@@ -16,8 +16,8 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
 
 use super::frame::{
-    self, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame, HEADER_BYTES,
-    MAX_ABORT_PAYLOAD,
+    self, ABORT_EXIT, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame,
+    HEADER_BYTES, MAX_ABORT_PAYLOAD,
 };
 use crate::call::Transport;
 use crate::fingerprint::Fingerprint;
@@ -220,8 +220,12 @@ impl Mesh {
         }
     }
 
-    /// The error for an abort report received from `p`.
+    /// The error for an abort report received from `p`; a report of `abort` (code
+    /// [`ABORT_EXIT`]) ends this process with the sender's exit code instead.
     fn from_report(op: &'static str, p: usize, report: AbortReport) -> Fail {
+        if report.code == ABORT_EXIT {
+            exit_on_abort(p, &report);
+        }
         let text = format!("reported by rank {p}: {}", report.message);
         let err = match report.code {
             ABORT_MISMATCH => CommError::CollectiveMismatch {
@@ -696,6 +700,45 @@ impl Mesh {
         }
     }
 
+    /// Whether a peer called `abort`: looks, without consuming anything, at the next frame
+    /// each peer sent; returns the first abort report of code [`ABORT_EXIT`] and its sender.
+    /// Used between collectives; an abort queued behind data this rank has not read yet
+    /// is seen by its next collective.
+    pub(crate) fn pending_exit(&self) -> Option<(usize, AbortReport)> {
+        let mut buf = vec![0_u8; HEADER_BYTES + MAX_ABORT_PAYLOAD];
+        for (p, peer) in self.peers.iter().enumerate() {
+            let Some(peer) = peer else { continue };
+            let n = if peer.stash_pos < peer.stash.len() {
+                let rest = &peer.stash[peer.stash_pos..];
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                n
+            } else if peer.eof {
+                continue;
+            } else {
+                match peer.stream.peek(&mut buf) {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                }
+            };
+            let Some(header) = buf.get(..HEADER_BYTES) else {
+                continue;
+            };
+            if n < HEADER_BYTES {
+                continue;
+            }
+            let header: &[u8; HEADER_BYTES] = header.try_into().expect("64 bytes");
+            if let Ok(Frame::Abort { len }) = frame::decode(header)
+                && n >= HEADER_BYTES + len
+                && let Ok(report) = AbortReport::decode(&buf[HEADER_BYTES..HEADER_BYTES + len])
+                && report.code == ABORT_EXIT
+            {
+                return Some((p, report));
+            }
+        }
+        None
+    }
+
     /// Tells every peer that this rank failed, then closes the sending side of every
     /// connection. Best effort and bounded: a peer whose buffer is full is just closed.
     pub(crate) fn abort(&mut self, report: &AbortReport) {
@@ -797,6 +840,13 @@ impl Transport for Mesh {
     fn broken(&mut self, failure: &Fail) {
         self.abort(&failure.report);
     }
+}
+
+/// Ends this process with the exit code of an abort report from rank `p`.
+pub(crate) fn exit_on_abort(p: usize, report: &AbortReport) -> ! {
+    let code = report.message.trim().parse::<i32>().unwrap_or(1);
+    eprintln!("cobre-comm: rank {p} aborted the tcp job with code {code}; exiting with it");
+    std::process::exit(code)
 }
 
 /// Sends `parts` completely, waiting for buffer space until `deadline`.
