@@ -38,6 +38,12 @@ step cargo test "${lib_crates[@]}"
 step cargo test --workspace --all-features
 step cargo doc --workspace --no-deps --all-features
 step cargo publish --dry-run -p cobre-comm --allow-dirty
+# A real one-node Slurm: srun of tcp-only, mpi and neither builds (needs root).
+if [ "$(id -u)" = 0 ] && [ "${COBRE_SKIP_SLURM:-0}" != 1 ]; then
+    step bash scripts/test-slurm.sh
+else
+    echo "== skipping the Slurm tests: they need root to start Slurm (set COBRE_SKIP_SLURM=1 to silence)"
+fi
 if [ "${COBRE_SKIP_CLIENTS:-0}" != 1 ]; then
     step bash scripts/test-clients.sh
 fi

@@ -32,6 +32,46 @@ struct Info {
     dev_shm_error: Option<String>,
     mpi_library: String,
     mpiexec: Option<String>,
+    /// How the `tcp` backend would join its job, when it is the one selected.
+    tcp: Option<TcpView>,
+}
+
+/// The `tcp` configuration derived from the environment (and the Slurm step).
+#[derive(Debug, Serialize)]
+struct TcpView {
+    rank: Option<usize>,
+    size: Option<usize>,
+    coordinator: Option<String>,
+    port: Option<u16>,
+    from_slurm_step: bool,
+    authenticated: bool,
+    error: Option<String>,
+}
+
+fn tcp_view() -> TcpView {
+    let from_slurm_step = matches!(cobre_comm::slurm::SlurmStep::from_env(), Some(Ok(_)));
+    let authenticated =
+        std::env::var(cobre_comm::tcp_config::ENV_TOKEN).is_ok_and(|t| !t.is_empty());
+    match cobre_comm::TcpConfig::from_env() {
+        Ok(config) => TcpView {
+            rank: Some(config.rank),
+            size: Some(config.size),
+            coordinator: config.coordinator.clone(),
+            port: Some(config.port),
+            from_slurm_step,
+            authenticated,
+            error: None,
+        },
+        Err(e) => TcpView {
+            rank: None,
+            size: None,
+            coordinator: None,
+            port: None,
+            from_slurm_step,
+            authenticated,
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -50,7 +90,7 @@ fn relevant_environment() -> Vec<(String, String)> {
         .filter(|(k, _)| {
             k.starts_with("COBRE_")
                 || MPI_LAUNCHER_VARS.contains(&k.as_str())
-                || k == "SLURM_NTASKS"
+                || cobre_comm::slurm::ENV_ALL.contains(&k.as_str())
                 || k == "UCX_TLS"
         })
         .map(|(k, v)| {
@@ -112,6 +152,11 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         dev_shm_error,
         mpi_library: mpi_library(),
         mpiexec: find_on_path("mpiexec").map(|p| p.display().to_string()),
+        tcp: None,
+    };
+    let info = Info {
+        tcp: (info.selected.as_deref() == Some("tcp")).then(tcp_view),
+        ..info
     };
     if args.json {
         println!(
@@ -170,6 +215,9 @@ fn render(info: &Info) -> String {
         }
         (None, None) => {}
     }
+    if let Some(tcp) = &info.tcp {
+        render_tcp(&mut out, tcp);
+    }
     let _ = writeln!(out, "MPI library:        {}", info.mpi_library);
     let _ = writeln!(
         out,
@@ -177,4 +225,37 @@ fn render(info: &Info) -> String {
         info.mpiexec.as_deref().unwrap_or("not found on PATH")
     );
     out
+}
+
+fn render_tcp(out: &mut String, tcp: &TcpView) {
+    let source = if tcp.from_slurm_step {
+        "from the Slurm step, COBRE_TCP_* variables overriding"
+    } else {
+        "from the COBRE_TCP_* variables"
+    };
+    if let Some(error) = &tcp.error {
+        let _ = writeln!(out, "tcp ({source}): cannot configure: {error}");
+        return;
+    }
+    let show = |v: Option<String>| v.unwrap_or_else(|| "(unset)".into());
+    let _ = writeln!(
+        out,
+        "tcp ({source}): rank {} of {}, coordinator {}, port {}",
+        show(tcp.rank.map(|r| r.to_string())),
+        show(tcp.size.map(|s| s.to_string())),
+        show(tcp.coordinator.clone()),
+        show(tcp.port.map(|p| p.to_string()))
+    );
+    if tcp.authenticated {
+        let _ = writeln!(
+            out,
+            "tcp token:          set: peers must prove they know it"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "tcp token:          NOT SET: the job is unauthenticated; anyone who can reach the coordinator's port \
+             can take a rank (set COBRE_TCP_TOKEN to the same secret for every rank)"
+        );
+    }
 }

@@ -277,6 +277,37 @@ pub(crate) fn select_with(
             reason: format!("{} is set", crate::shm::ENV_NAME),
         });
     }
+    if let Some(step) = crate::slurm::SlurmStep::from_lookup(lookup)
+        && Backend::Tcp.is_available()
+    {
+        let what = match step {
+            Ok(step) => format!(
+                "task {} of {} of Slurm step {}.{}",
+                step.rank, step.tasks, step.job_id, step.step_id
+            ),
+            Err(message) => format!("a Slurm step ({message})"),
+        };
+        return Ok(Selection {
+            backend: Backend::Tcp,
+            reason: format!(
+                "this process is {what}, and `tcp` is compiled in (not `mpi`): tcp takes its rank, size, \
+                 coordinator and port from the step"
+            ),
+        });
+    }
+    if let Some((launcher, ranks)) = crate::slurm::declared_ranks(lookup)
+        && ranks > 1
+    {
+        return Err(BackendError::init_failed(
+            "auto",
+            format!(
+                "{launcher} started this process as one of {ranks} ranks, but this binary has no backend that \
+                 can join such a job; running it would make {ranks} independent single-process copies, each \
+                 computing the whole problem. Build with `--features tcp` (srun, no MPI needed) or \
+                 `--features mpi` (mpiexec, srun --mpi=pmi2), or start one task"
+            ),
+        ));
+    }
     let mut reason =
         String::from("no launcher variables of a compiled distributed backend are set");
     if !launcher.is_empty() {
@@ -669,5 +700,66 @@ mod tests {
                 assert!(text.contains("this binary has: local"), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn a_slurm_step_picks_tcp_or_mpi_and_never_runs_silent_copies() {
+        let step = vars(&[
+            ("SLURM_JOB_ID", "12"),
+            ("SLURM_STEP_ID", "0"),
+            ("SLURM_PROCID", "1"),
+            ("SLURM_STEP_NUM_TASKS", "4"),
+            ("SLURM_STEP_NODELIST", "n[1-2]"),
+        ]);
+        match select_with(Backend::Auto, &step) {
+            Ok(sel) if Backend::Mpi.is_available() => assert_eq!(sel.backend, Backend::Mpi),
+            Ok(sel) => {
+                assert!(Backend::Tcp.is_available(), "{sel:?}");
+                assert_eq!(sel.backend, Backend::Tcp);
+                assert!(
+                    sel.reason.contains("task 1 of 4 of Slurm step 12.0"),
+                    "{}",
+                    sel.reason
+                );
+            }
+            Err(err) => {
+                assert!(!Backend::Mpi.is_available() && !Backend::Tcp.is_available());
+                let text = err.to_string();
+                for needle in [
+                    "srun (SLURM_STEP_NUM_TASKS=4)",
+                    "one of 4 ranks",
+                    "this binary has: local",
+                    "--features tcp",
+                    "independent single-process copies",
+                ] {
+                    assert!(text.contains(needle), "{needle:?} not in {text}");
+                }
+            }
+        }
+        // A batch script outside srun is one process.
+        let batch = vars(&[
+            ("SLURM_JOB_ID", "12"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "4"),
+        ]);
+        let sel = select_with(Backend::Auto, &batch).unwrap();
+        assert!(
+            matches!(sel.backend, Backend::Local | Backend::Mpi),
+            "{sel:?}"
+        );
+        // Another launcher declaring several ranks, with no backend that can join it.
+        let hydra = vars(&[("PMI_RANK", "0"), ("PMI_SIZE", "3")]);
+        let result = select_with(Backend::Auto, &hydra);
+        if Backend::Mpi.is_available() {
+            assert_eq!(result.unwrap().backend, Backend::Mpi);
+        } else {
+            let text = result.unwrap_err().to_string();
+            assert!(text.contains("mpiexec (PMI) (PMI_SIZE=3)"), "{text}");
+        }
+        // An explicit choice is honoured.
+        assert_eq!(
+            select_with(Backend::Local, &step).unwrap().backend,
+            Backend::Local
+        );
     }
 }

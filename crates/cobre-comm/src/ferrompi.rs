@@ -66,26 +66,13 @@ fn to_mpi_int(operation: &'static str, value: usize) -> Result<i32, CommError> {
     })
 }
 
-/// How many tasks the launcher says the job has, when it says.
-fn launcher_task_count(lookup: Lookup<'_>) -> Option<(String, usize)> {
-    let slurm_step = lookup("SLURM_PROCID")
-        .and(lookup("SLURM_STEP_NUM_TASKS").or_else(|| lookup("SLURM_NTASKS")));
-    [
-        ("PMI_SIZE", lookup("PMI_SIZE")),
-        ("OMPI_COMM_WORLD_SIZE", lookup("OMPI_COMM_WORLD_SIZE")),
-        ("SLURM_STEP_NUM_TASKS", slurm_step),
-    ]
-    .into_iter()
-    .find_map(|(name, value)| Some((name.to_string(), value?.trim().parse().ok()?)))
-}
-
 /// The error for a launcher that started several tasks while MPI sees a world of one.
 fn launcher_mismatch(world_size: usize, lookup: Lookup<'_>) -> Option<BackendError> {
-    let (variable, tasks) = launcher_task_count(lookup)?;
+    let (launcher, tasks) = crate::slurm::declared_ranks(lookup)?;
     (world_size == 1 && tasks > 1).then(|| BackendError::InitializationFailed {
         backend: "mpi".into(),
         source: format!(
-            "the launcher started {tasks} tasks ({variable}={tasks}) but MPI reports a world of 1: \
+            "{launcher} started {tasks} tasks but MPI reports a world of 1: \
              the MPI library this program is linked against is not the one of the launcher \
              (for instance Open MPI's mpirun with an MPICH build, or srun without the right --mpi plugin); \
              build against the launcher's MPI (MPI_PKG_CONFIG or MPICC) or use the matching mpiexec"
@@ -671,15 +658,24 @@ mod tests {
     fn a_world_of_one_under_a_multi_task_launcher_is_explained() {
         let err = launcher_mismatch(
             1,
-            &vars(&[("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "4")]),
+            &vars(&[
+                ("SLURM_STEP_ID", "0"),
+                ("SLURM_PROCID", "0"),
+                ("SLURM_STEP_NUM_TASKS", "4"),
+                ("SLURM_STEP_NODELIST", "n1"),
+            ]),
         )
         .unwrap();
         let text = err.to_string();
         assert!(
             text.contains(
-                "the launcher started 4 tasks (SLURM_STEP_NUM_TASKS=4) but MPI reports a world of 1"
+                "srun (SLURM_STEP_NUM_TASKS=4) started 4 tasks but MPI reports a world of 1"
             ),
             "{text}"
+        );
+        assert!(
+            launcher_mismatch(1, &vars(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4")])).is_none(),
+            "a batch script outside srun is not a launch"
         );
         assert!(launcher_mismatch(4, &vars(&[("PMI_SIZE", "4")])).is_none());
         assert!(launcher_mismatch(1, &vars(&[("PMI_SIZE", "1")])).is_none());

@@ -33,7 +33,10 @@
 //! [`BackendError::InvalidBackend`]; a backend not compiled in is
 //! [`BackendError::BackendNotAvailable`]. `auto` picks, in order: `mpi` when an MPI launcher
 //! variable is set ([`MPI_LAUNCHER_VARS`]), `tcp` when `COBRE_TCP_COORDINATOR` is set, `shm`
-//! when `COBRE_SHM_NAME` is set, otherwise `local` (each only if compiled in).
+//! when `COBRE_SHM_NAME` is set, `tcp` configured from the step in a Slurm step without
+//! `mpi` ([`slurm`]), otherwise `local` (each only if compiled in) — unless a launcher
+//! declares several ranks that no compiled backend can join, which is an error rather than
+//! N silent copies of a one-process job.
 //! [`create_communicator`] takes cobre-comm 0.18's [`BackendKind`] (`Auto`, `Mpi`,
 //! `Local`); [`create_communicator_with`] takes a [`Backend`], which also names `tcp` and
 //! `shm`, for library callers that choose for themselves.
@@ -82,6 +85,7 @@ pub mod shm;
 #[cfg(not(feature = "shm"))]
 #[path = "shm/config_only.rs"]
 pub mod shm;
+pub mod slurm;
 #[cfg(feature = "tcp")]
 pub mod tcp;
 #[path = "tcp/config.rs"]

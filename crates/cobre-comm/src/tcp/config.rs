@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::env::{EnvReader, process_env};
+use crate::slurm::SlurmStep;
 use crate::types::BackendError;
 
 /// Host name or address of rank 0 (required on ranks > 0).
@@ -194,20 +195,29 @@ impl TcpConfig {
     /// ```
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<TcpConfig, BackendError> {
         let env = EnvReader::new(BACKEND, lookup);
-        env.require(&[ENV_RANK, ENV_SIZE], HINT_REQUIRED)?;
+        let step = Self::slurm_step(&env, lookup)?;
+        if step.is_none() {
+            env.require(&[ENV_RANK, ENV_SIZE], HINT_REQUIRED)?;
+        }
         let size = env
             .usize_in(ENV_SIZE, 1, MAX_SIZE)?
-            .expect("checked by require");
+            .or(step.as_ref().map(|s| s.tasks))
+            .expect("checked by require, or the step's");
         let rank = env
-            .usize_in(ENV_RANK, 0, size - 1)?
-            .expect("checked by require");
-        let coordinator = env.get(ENV_COORDINATOR);
+            .usize_in(ENV_RANK, 0, size.saturating_sub(1))?
+            .or(step.as_ref().map(|s| s.rank))
+            .expect("checked by require, or the step's");
+        let coordinator = env
+            .get(ENV_COORDINATOR)
+            .or_else(|| step.as_ref().map(|s| s.coordinator().to_string()));
         if rank > 0 && coordinator.is_none() {
             env.require(&[ENV_COORDINATOR], HINT_COORDINATOR)?;
         }
         let port = env
             .usize_in(ENV_PORT, 1, usize::from(u16::MAX))?
-            .map_or(DEFAULT_PORT, |p| p as u16);
+            .map(|p| p as u16)
+            .or(step.as_ref().map(SlurmStep::port))
+            .unwrap_or(DEFAULT_PORT);
         let timeout = env.seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)?;
         let token = env.get(ENV_TOKEN);
         let bind = env
@@ -223,6 +233,26 @@ impl TcpConfig {
             token,
             bind,
         })
+    }
+
+    /// The Slurm step to take defaults from, when this process is a task of one and the
+    /// `COBRE_TCP_*` variables do not say everything (each one set still wins).
+    fn slurm_step(
+        env: &EnvReader<'_>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<SlurmStep>, BackendError> {
+        let explicit = env.get(ENV_RANK).is_some() && env.get(ENV_SIZE).is_some();
+        match SlurmStep::from_lookup(lookup) {
+            Some(Ok(step)) => Ok(Some(step)),
+            Some(Err(message)) if !explicit => Err(BackendError::init_failed(
+                BACKEND,
+                format!(
+                    "this process is a task of a Slurm step, but the step cannot configure the job: {message}; \
+                     set {ENV_RANK}, {ENV_SIZE} and {ENV_COORDINATOR} by hand"
+                ),
+            )),
+            _ => Ok(None),
+        }
     }
 
     /// Checks the fields set from code.
@@ -447,5 +477,33 @@ mod tests {
             ..open
         };
         assert!(closed.exposure_warning(outside).is_none());
+    }
+
+    #[test]
+    fn a_slurm_step_configures_the_job_and_explicit_variables_win() {
+        let step = [
+            ("SLURM_JOB_ID", "77"),
+            ("SLURM_STEP_ID", "1"),
+            ("SLURM_PROCID", "2"),
+            ("SLURM_STEP_NUM_TASKS", "4"),
+            ("SLURM_STEP_NODELIST", "cn[03-04]"),
+        ];
+        let lookup = crate::env::test_vars(&step);
+        let config = TcpConfig::from_lookup(&lookup).unwrap();
+        assert_eq!((config.rank, config.size), (2, 4));
+        assert_eq!(config.coordinator.as_deref(), Some("cn03"));
+        assert_eq!(
+            config.port,
+            crate::slurm::PORT_BASE + 77 * 97 + 1 // (job * 97 + step) % PORT_SPAN
+        );
+        let mut with_port = step.to_vec();
+        with_port.push((ENV_PORT, "4000"));
+        with_port.push((ENV_COORDINATOR, "head"));
+        let config = TcpConfig::from_lookup(&crate::env::test_vars(&with_port)).unwrap();
+        assert_eq!(
+            (config.port, config.coordinator.as_deref()),
+            (4000, Some("head"))
+        );
+        assert_eq!(config.rank, 2);
     }
 }
