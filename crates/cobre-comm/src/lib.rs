@@ -107,10 +107,13 @@ pub use factory::{CommBackend, CommRegion};
 pub use ferrompi::{FerrompiBackend, FerrompiLocalComm, MpiRegion};
 pub use local::{HeapRegion, LocalBackend};
 #[cfg(feature = "shm")]
-pub use shm::{ShmBackend, ShmConfig, ShmRegion};
+pub use shm::{ShmBackend, ShmRegion};
 #[cfg(feature = "tcp")]
-pub use tcp::{TcpBackend, TcpConfig};
+pub use tcp::TcpBackend;
 pub use topology::{ExecutionTopology, HostInfo, MpiRuntimeInfo, SlurmJobInfo};
+// The configurations are compiled in every build (auto-detection and launchers read them).
+pub use shm::ShmConfig;
+pub use tcp_config::TcpConfig;
 pub use traits::{
     CommData, Communicator, LocalCommKind, LocalCommunicator, SharedMemoryProvider, SharedRegion,
     TopologyProvider,

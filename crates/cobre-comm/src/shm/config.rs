@@ -72,12 +72,13 @@ pub fn rank_env(
 /// How to join a shared-memory job.
 ///
 /// # Example
-/// ```no_run
-/// use cobre_comm::{ShmBackend, ShmConfig};
+/// ```
+/// use cobre_comm::ShmConfig;
 ///
-/// // Rank 1 of a 4-rank job whose segment is named /my-job.
+/// // Rank 1 of a 4-rank job whose segment is named /my-job; with the `shm` feature,
+/// // `ShmBackend::new(&config)` joins it.
 /// let config = ShmConfig::new("/my-job", 1, 4);
-/// let comm = ShmBackend::new(&config).unwrap();
+/// assert_eq!((config.rank, config.size), (1, 4));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShmConfig {

@@ -7,5 +7,5 @@ mod config;
 
 pub use config::{
     DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT, ENV_VARS,
-    MAX_CHUNK_BYTES, MAX_SIZE, rank_env, timeout_value,
+    MAX_CHUNK_BYTES, MAX_SIZE, ShmConfig, rank_env, timeout_value,
 };
