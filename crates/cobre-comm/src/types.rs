@@ -147,7 +147,7 @@ pub enum CommError {
     },
 
     /// The communicator can no longer be used (for instance MPI was finalized).
-    #[error("the communicator is no longer valid (it was finalized or shut down)")]
+    #[error("the communicator is no longer valid (it was shut down, or MPI was finalized)")]
     InvalidCommunicator,
 
     /// A shared-memory allocation was refused by the operating system.
@@ -391,6 +391,8 @@ mod tests {
             actual: 3,
         };
         assert_eq!(err.to_string(), "allreduce: expected 4, found 3");
+        // cobre-sddp 0.18's own tests expect this message to name MPI, as 0.18's does.
+        assert!(CommError::InvalidCommunicator.to_string().contains("MPI"));
         let err = BackendError::MissingConfiguration {
             backend: "shm".into(),
             missing_vars: vec!["COBRE_SHM_NAME".into(), "COBRE_SHM_SIZE".into()],
