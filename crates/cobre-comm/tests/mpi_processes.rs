@@ -1,5 +1,6 @@
 //! The MPI backend under a real `mpiexec` (MPICH): the conformance suite on 1 to 4 ranks,
-//! the shared-window lifecycle at 3 ranks, a second initialisation, and the factory.
+//! the shared-window lifecycle at 3 ranks, a second initialisation, the factory, and
+//! `abort` with the topology at 2 ranks (mpiexec exits with the abort code).
 //!
 //! Without launcher variables this binary is the driver: it starts itself through
 //! `mpiexec -n N` for each case and checks the outcome. Under `mpiexec` it is a rank.
@@ -9,8 +10,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use cobre_comm::{
-    Backend, BackendError, Communicator, FerrompiBackend, SharedMemoryProvider, SharedRegion,
-    create_communicator_with,
+    Backend, BackendError, BackendKind, Communicator, FerrompiBackend, ReduceOp,
+    SharedMemoryProvider, SharedRegion, TopologyProvider, create_communicator_with,
 };
 use cobre_comm_conformance::{Options, options_for, run_suite};
 
@@ -52,6 +53,7 @@ fn rank(case: &str) -> ExitCode {
             report.passed()
         }
         "region" => region(&comm),
+        "abort" => abort(&comm),
         "second-init" => {
             let again = FerrompiBackend::new();
             match again {
@@ -199,6 +201,65 @@ fn run_case(mpiexec: &str, ranks: usize, case: &str) -> Result<Duration, String>
     }
 }
 
+/// The abort case's exit code: every rank ends with it (`MPI_Abort`), and so does `mpiexec`.
+const ABORT_CODE: i32 = 7;
+
+/// Checks the topology, then rank 1 aborts while rank 0 waits in an allreduce that rank 1
+/// never joins; only the abort can end the job. Returns only on a failed check.
+fn abort(comm: &cobre_comm::CommBackend) -> bool {
+    let topology = comm.topology();
+    let ranks: Vec<usize> = topology
+        .hosts
+        .iter()
+        .flat_map(|h| h.ranks.clone())
+        .collect();
+    if topology.backend != BackendKind::Mpi
+        || topology.world_size != comm.size()
+        || ranks.len() != comm.size()
+        || topology
+            .mpi
+            .as_ref()
+            .is_none_or(|m| m.thread_level != "Funneled")
+    {
+        eprintln!("unexpected topology: {topology:?}");
+        return false;
+    }
+    if comm.barrier().is_err() {
+        return false;
+    }
+    if comm.rank() == 1 {
+        comm.abort(ABORT_CODE);
+    }
+    let mut out = [0.0_f64];
+    let result = comm.allreduce(&[1.0], &mut out, ReduceOp::Sum);
+    eprintln!(
+        "rank {}: the allreduce returned {result:?} instead of the job ending",
+        comm.rank()
+    );
+    false
+}
+
+/// `mpiexec -n 2` of the abort case must exit with the abort's code, within the deadline.
+fn run_abort_case(mpiexec: &str) -> Result<Duration, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let output = Command::new(mpiexec)
+        .args(["-n", "2"])
+        .arg(&exe)
+        .env(CASE_VAR, "abort")
+        .output()
+        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?;
+    if output.status.code() == Some(ABORT_CODE) {
+        Ok(start.elapsed())
+    } else {
+        Err(format!(
+            "{}, expected exit code {ABORT_CODE}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 fn driver() -> ExitCode {
     let Some(mpiexec) = mpiexec() else {
         eprintln!("mpiexec is not on PATH: install MPICH (apt-get install mpich libmpich-dev)");
@@ -228,6 +289,19 @@ fn driver() -> ExitCode {
                 failed += 1;
                 println!("mpi {case} on {ranks} rank(s) ... FAILED: {e}");
             }
+        }
+    }
+    match run_abort_case(&mpiexec) {
+        Ok(elapsed) => {
+            passed += 1;
+            println!(
+                "mpi abort on 2 rank(s) ... ok ({:.1} s)",
+                elapsed.as_secs_f64()
+            );
+        }
+        Err(e) => {
+            failed += 1;
+            println!("mpi abort on 2 rank(s) ... FAILED: {e}");
         }
     }
     println!("{passed} passed, {failed} failed");
