@@ -872,6 +872,23 @@ impl RunningJob {
         }
     }
 
+    /// When rank `rank` was seen to end (`None` while it runs, or when it was not
+    /// started); the exits [`RunningJob::wait_rank`] has not yet waited for are looked at
+    /// first.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let before = Instant::now();
+    /// let mut job = cobre_comm_launcher::Launcher::new("true").spawn().unwrap();
+    /// job.wait_rank(0, Instant::now() + Duration::from_secs(30));
+    /// assert!(job.ended_at(0).unwrap() >= before);
+    /// ```
+    pub fn ended_at(&mut self, rank: usize) -> Option<Instant> {
+        self.drain();
+        self.slots.get(rank)?.as_ref()?.exit.map(|(_, at)| at)
+    }
+
     /// Waits for every started rank to end, at most `limit` from now, then stops those
     /// still running (SIGTERM, and SIGKILL 2 s later) and reports on every rank. When
     /// [`Launcher::stop_on_failure`] is on (the default), the first rank that fails ends
