@@ -1,17 +1,71 @@
-//! The `cobre-comm` tool as a user runs it.
+//! The `cobre-comm` tool as a user runs it (started through the launcher library, with a
+//! deadline).
 
-use std::process::{Command, Output};
+use std::time::Duration;
 
-fn cobre_comm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cobre-comm"))
-        .args(args)
-        .env_remove("COBRE_COMM_BACKEND")
-        .output()
+use cobre_comm_launcher::{Launcher, Outcome, RankReport};
+
+/// The longest any run of the tool may take (the conformance runs are the slowest).
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The tool with `args`, its output captured, run by `launcher` (made with [`tool`]).
+fn run(launcher: Launcher) -> Output {
+    let mut report = launcher
+        .capture_stdout(true)
+        .capture_stderr(true)
+        .prefix_output(false)
+        .spawn()
         .expect("the tool runs")
+        .finish(LIMIT);
+    Output::from(report.ranks.remove(0))
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// A launcher of the tool with `args`, without `COBRE_COMM_BACKEND`.
+fn tool(args: &[&str]) -> Launcher {
+    Launcher::new(env!("CARGO_BIN_EXE_cobre-comm"))
+        .args(args)
+        .env_remove("COBRE_COMM_BACKEND")
+}
+
+fn cobre_comm(args: &[&str]) -> Output {
+    run(tool(args))
+}
+
+/// What a run of the tool gave.
+struct Output {
+    status: Status,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<RankReport> for Output {
+    fn from(report: RankReport) -> Output {
+        Output {
+            status: Status(report.outcome),
+            stdout: report.stdout,
+            stderr: report.stderr,
+        }
+    }
+}
+
+/// How the tool ended.
+struct Status(Outcome);
+
+impl Status {
+    fn success(&self) -> bool {
+        self.0.is_success()
+    }
+
+    fn code(&self) -> Option<i32> {
+        match self.0 {
+            Outcome::Exited(code) => Some(code),
+            _ => None,
+        }
+    }
+}
+
+fn text(captured: &str) -> String {
+    captured.to_string()
 }
 
 #[test]
@@ -157,15 +211,13 @@ fn info_names_the_backends_and_the_auto_pick() {
         "{stdout}"
     );
     let json = cobre_comm(&["info", "--json"]);
-    let value: serde_json::Value =
-        serde_json::from_slice(&json.stdout).expect("info --json is JSON");
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("info --json is JSON");
     assert_eq!(value["selected"], "local");
 }
 
 #[test]
 fn info_under_a_slurm_step_shows_the_pick_and_the_derived_tcp_values() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cobre-comm"))
-        .arg("info")
+    let out = run(tool(&["info"])
         // Auto-detection picks mpi under srun when mpi is compiled in; ask for tcp.
         .env("COBRE_COMM_BACKEND", "tcp")
         .env_remove("COBRE_TCP_TOKEN")
@@ -173,9 +225,7 @@ fn info_under_a_slurm_step_shows_the_pick_and_the_derived_tcp_values() {
         .env("SLURM_STEP_ID", "2")
         .env("SLURM_PROCID", "3")
         .env("SLURM_STEP_NUM_TASKS", "4")
-        .env("SLURM_STEP_NODELIST", "cn[07-08]")
-        .output()
-        .unwrap();
+        .env("SLURM_STEP_NODELIST", "cn[07-08]"));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     let port = 20_000 + 31 * 97 + 2; // (job * 97 + step) % 10000 + 20000
@@ -193,11 +243,9 @@ fn info_under_a_slurm_step_shows_the_pick_and_the_derived_tcp_values() {
 
 #[test]
 fn info_shows_an_invalid_backend_variable() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cobre-comm"))
-        .arg("info")
-        .env("COBRE_COMM_BACKEND", "carrier-pigeon")
-        .output()
-        .unwrap();
+    let out = run(Launcher::new(env!("CARGO_BIN_EXE_cobre-comm"))
+        .args(["info"])
+        .env("COBRE_COMM_BACKEND", "carrier-pigeon"));
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("invalid backend name \"carrier-pigeon\""),

@@ -28,4 +28,4 @@ mod env;
 mod run;
 
 pub use env::{free_port, shm_env, tcp_env, unique_token};
-pub use run::{Failure, LaunchReport, Launcher, Outcome, RankReport};
+pub use run::{Failure, LaunchReport, Launcher, Outcome, RankReport, RunningJob, Signal};

@@ -119,3 +119,55 @@ fn tcp_environments_differ_between_jobs() {
     assert_eq!(get(&a[1], "COBRE_TCP_TIMEOUT_SECS").as_deref(), Some("5"));
     assert_eq!(get(&b[1], "COBRE_TCP_TIMEOUT_SECS"), None);
 }
+
+#[test]
+fn a_running_job_is_driven_rank_by_rank() {
+    use std::time::Instant;
+
+    use cobre_comm_launcher::Signal;
+
+    // Rank 0 waits for a line on its input; rank 1 is started later and then killed.
+    let mut job = sh(r#"echo "up $R"; read word; echo "got $word"; sleep 60"#)
+        .ranks(2)
+        .rank_env(vec![
+            vec![("R".into(), "0".into())],
+            vec![("R".into(), "1".into())],
+        ])
+        .piped_stdin(true)
+        .capture_stdout(true)
+        .capture_stderr(true)
+        .stop_on_failure(false)
+        .prepare()
+        .unwrap();
+    job.start_rank(0).unwrap();
+    assert_eq!(job.pid(1), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    assert_eq!(job.read_until(0, "up", deadline).as_deref(), Some("up 0"));
+    // Nothing more comes before the line is sent: the wait ends at its deadline.
+    let waited = Instant::now();
+    assert_eq!(
+        job.read_until(0, "got", Instant::now() + Duration::from_millis(200)),
+        None
+    );
+    assert!(waited.elapsed() < Duration::from_secs(5));
+    job.send_line(0, "go").unwrap();
+    assert_eq!(
+        job.read_until(0, "got", deadline).as_deref(),
+        Some("got go")
+    );
+    job.start_rank(1).unwrap();
+    assert!(job.read_until(1, "up 1", deadline).is_some());
+    let killed = Instant::now();
+    job.kill(1, Signal::KILL).unwrap();
+    assert_eq!(job.wait_rank(1, deadline), Some(Outcome::Signaled(9)));
+    assert_eq!(job.wait_rank(0, Instant::now()), None);
+    let report = job.finish(Duration::from_millis(100));
+    assert_eq!(
+        report.failure,
+        Some(Failure::Timeout(Duration::from_millis(100)))
+    );
+    assert_eq!(report.ranks[0].outcome, Outcome::Stopped);
+    assert_eq!(report.ranks[0].stdout, "up 0\ngot go\n");
+    assert_eq!(report.ranks[1].outcome, Outcome::Signaled(9));
+    assert!(report.ranks[1].ended_at.unwrap() >= killed);
+}

@@ -6,7 +6,6 @@
 //! as a program written for 0.18 does under `cobre-comm launch`.
 #![cfg(any(feature = "shm", feature = "tcp"))]
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cobre_comm::{BackendKind, Communicator, ReduceOp, TopologyProvider, create_communicator};
@@ -63,27 +62,34 @@ fn child_rank() {
 }
 
 /// Starts `ranks` ranks with `env` and returns each rank's exit code and the time from the
-/// start to the last exit.
+/// start to the last exit (every rank is stopped after a minute).
 fn run_job(env: Vec<Vec<(String, String)>>) -> (Vec<Option<i32>>, Duration) {
-    let exe = std::env::current_exe().unwrap();
     let start = Instant::now();
-    let mut children: Vec<_> = env
-        .into_iter()
-        .map(|vars| {
-            Command::new(&exe)
-                .args(["--exact", "child_rank", "--nocapture", "--test-threads=1"])
-                .env(CASE, "1")
-                .envs(vars)
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn a rank")
+    let report = cobre_comm_launcher::Launcher::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_rank", "--nocapture", "--test-threads=1"])
+        .ranks(env.len())
+        .env(CASE, "1")
+        .rank_env(env)
+        .capture_stdout(true)
+        .stop_on_failure(false)
+        .spawn()
+        .expect("spawn the ranks")
+        .finish(Duration::from_secs(60));
+    let codes = report
+        .ranks
+        .iter()
+        .map(|r| match r.outcome {
+            cobre_comm_launcher::Outcome::Exited(code) => Some(code),
+            _ => None,
         })
         .collect();
-    let codes = children
-        .iter_mut()
-        .map(|c| c.wait().expect("wait for a rank").code())
-        .collect();
-    (codes, start.elapsed())
+    let last = report
+        .ranks
+        .iter()
+        .filter_map(|r| r.ended_at)
+        .max()
+        .unwrap_or_else(Instant::now);
+    (codes, last - start)
 }
 
 fn check(backend: &str, env: Vec<Vec<(String, String)>>) {

@@ -5,8 +5,7 @@
 //! Without launcher variables this binary is the driver: it starts itself through
 //! `mpiexec -n N` for each case and checks the outcome. Under `mpiexec` it is a rank.
 
-use std::io::Read;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cobre_comm::{
@@ -14,6 +13,7 @@ use cobre_comm::{
     SharedMemoryProvider, SharedRegion, TopologyProvider, create_communicator_with,
 };
 use cobre_comm_conformance::{Options, options_for, run_suite};
+use cobre_comm_launcher::{Launcher, Outcome};
 
 const CASE_VAR: &str = "COBRE_MPI_TEST_CASE";
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -165,34 +165,26 @@ fn mpiexec() -> Option<String> {
 fn run_case(mpiexec: &str, ranks: usize, case: &str) -> Result<Duration, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let mut child = Command::new(mpiexec)
+    let report = Launcher::new(mpiexec)
         .args(["-n", &ranks.to_string()])
-        .arg(&exe)
+        .args([&exe])
         .env(CASE_VAR, case)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .prefix_output(false)
+        .capture_stdout(true)
+        .capture_stderr(true)
         .spawn()
-        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("did not finish within {DEADLINE:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(50)); // polling a process, not synchronising
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
-    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?
+        .finish(DEADLINE);
+    let rank = &report.ranks[0];
+    if rank.outcome == Outcome::Stopped {
+        return Err(format!("did not finish within {DEADLINE:?}"));
+    }
+    let (status, out, err) = (rank.outcome, &rank.stdout, &rank.stderr);
     let oks = out
         .lines()
         .filter(|l| l.ends_with(&format!("{case} ok")))
         .count();
-    if status.success() && oks == ranks {
+    if status.is_success() && oks == ranks {
         Ok(start.elapsed())
     } else {
         Err(format!(

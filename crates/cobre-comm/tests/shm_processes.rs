@@ -1,8 +1,6 @@
 //! The shm backend on real processes: this test binary re-executes itself as the ranks
 //! (`child_rank` does the rank's work when `COBRE_SHM_TEST_CASE` is set).
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cobre_comm::{
@@ -10,6 +8,7 @@ use cobre_comm::{
     ShmConfig, create_communicator_with,
 };
 use cobre_comm_conformance::{options_for, run_suite};
+use cobre_comm_launcher::{Launcher, Outcome, RunningJob, Signal, shm_env};
 
 const CASE: &str = "COBRE_SHM_TEST_CASE";
 const VICTIM: &str = "COBRE_SHM_TEST_VICTIM";
@@ -169,147 +168,78 @@ fn wait_for_go() {
     std::io::stdin().read_line(&mut line).unwrap();
 }
 
-struct Job {
-    name: String,
-    case: String,
+/// A job of `case` on `ranks` ranks of this test binary, none started yet (start them
+/// with `start_rank`; each has a pipe as stdin), and its segment name.
+fn job(
+    case: &str,
     ranks: usize,
-    timeout_secs: String,
-    extra: Vec<(String, String)>,
-    children: Vec<Child>,
-}
-
-/// A job whose ranks are started one by one with [`Job::spawn`].
-fn job(case: &str, ranks: usize, timeout_secs: &str, extra: &[(&str, String)]) -> Job {
-    let name = format!(
-        "/cobre-test-{}-{}",
-        std::process::id(),
-        cobre_comm_launcher::unique_token()
-    );
-    Job {
-        name,
-        case: case.to_string(),
-        ranks,
-        timeout_secs: timeout_secs.to_string(),
-        extra: extra
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), v.clone()))
-            .collect(),
-        children: Vec::new(),
+    timeout_secs: u64,
+    extra: &[(&str, String)],
+) -> (RunningJob, String) {
+    let env = shm_env(ranks, Some(Duration::from_secs(timeout_secs)));
+    let name = env[0]
+        .iter()
+        .find(|(k, _)| k == cobre_comm::shm::ENV_NAME)
+        .map(|(_, v)| v.clone())
+        .expect("the job's segment name");
+    let mut launcher = Launcher::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_rank",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .ranks(ranks)
+        .env(CASE, case)
+        .rank_env(env)
+        .piped_stdin(true)
+        .capture_stdout(true)
+        .capture_stderr(true)
+        .stop_on_failure(false);
+    for (k, v) in extra {
+        launcher = launcher.env(*k, v.clone());
     }
+    (launcher.prepare().unwrap(), name)
 }
 
-fn start(case: &str, ranks: usize, timeout_secs: &str, extra: &[(&str, String)]) -> Job {
-    let mut job = job(case, ranks, timeout_secs, extra);
+/// A job of `case` with every rank started, in rank order.
+fn start(
+    case: &str,
+    ranks: usize,
+    timeout_secs: u64,
+    extra: &[(&str, String)],
+) -> (RunningJob, String) {
+    let (mut job, name) = job(case, ranks, timeout_secs, extra);
     for rank in 0..ranks {
-        job.spawn(rank);
+        job.start_rank(rank).unwrap();
     }
-    job
+    (job, name)
 }
 
-impl Job {
-    /// Starts `rank` (ranks are started in rank order; its stdin is a pipe).
-    fn spawn(&mut self, rank: usize) {
-        let exe = std::env::current_exe().unwrap();
-        let mut command = Command::new(&exe);
-        command
-            .args([
-                "--exact",
-                "child_rank",
-                "--nocapture",
-                "--test-threads=1",
-                "--quiet",
-            ])
-            .env(CASE, &self.case)
-            .env("COBRE_COMM_BACKEND", "shm")
-            .env("COBRE_SHM_NAME", &self.name)
-            .env("COBRE_SHM_RANK", rank.to_string())
-            .env("COBRE_SHM_SIZE", self.ranks.to_string())
-            .env("COBRE_SHM_TIMEOUT_SECS", &self.timeout_secs)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.extra {
-            command.env(k, v);
-        }
-        self.children.push(command.spawn().unwrap());
-    }
-
-    /// Sends a line to `rank`'s stdin (a rank waiting in `wait_for_go` goes on).
-    fn go(&mut self, rank: usize) {
-        use std::io::Write as _;
-        let stdin = self.children[rank].stdin.as_mut().unwrap();
-        stdin.write_all(b"go\n").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Reads `rank`'s output until a line `line` (or its end, when it exits first).
-    fn read_until(&mut self, rank: usize, line: &str) {
-        let stdout = self.children[rank].stdout.as_mut().unwrap();
-        let mut current = Vec::new();
-        let mut byte = [0_u8];
-        // One byte at a time: what follows stays in the pipe for `finish`.
-        while stdout.read(&mut byte).unwrap() == 1 {
-            if byte[0] != b'\n' {
-                current.push(byte[0]);
-            } else if current == line.as_bytes() {
-                return;
-            } else {
-                current.clear();
-            }
-        }
-    }
-
-    /// `kill -9` of `rank`; returns the time of the kill.
-    fn kill(&mut self, rank: usize) -> u128 {
-        let at = now_ns();
-        self.children[rank].kill().unwrap();
-        at
-    }
+/// Waits for every started rank (at most `limit`, then stops them all); returns the
+/// success and output (stdout, then stderr) of each rank that was started, and checks that nothing of the job is left
+/// in /dev/shm.
+fn finish(job: RunningJob, name: &str, limit: Duration) -> Vec<(bool, String)> {
+    let report = job.finish(limit);
+    assert!(
+        leftovers(name).is_empty(),
+        "left in /dev/shm: {:?}",
+        leftovers(name)
+    );
+    report
+        .ranks
+        .iter()
+        .filter(|r| r.outcome != Outcome::NotStarted)
+        .map(|r| (r.outcome.is_success(), r.output()))
+        .collect()
 }
 
-impl Job {
-    /// Waits for every rank (at most `limit`, then kills them all); returns each rank's
-    /// success and stdout.
-    fn finish(mut self, limit: Duration) -> Vec<(bool, String)> {
-        let deadline = Instant::now() + limit;
-        let mut results = Vec::new();
-        for child in &mut self.children {
-            let status = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break Some(status);
-                }
-                if Instant::now() > deadline {
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(10)); // polling a child process
-            };
-            if status.is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            let mut out = String::new();
-            let mut err = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            results.push((status.is_some_and(|s| s.success()), format!("{out}{err}")));
-        }
-        assert!(
-            leftovers(&self.name).is_empty(),
-            "left in /dev/shm: {:?}",
-            leftovers(&self.name)
-        );
-        results
-    }
+/// `kill -9` of `rank`; returns the time of the kill.
+fn kill(job: &mut RunningJob, rank: usize) -> u128 {
+    let at = now_ns();
+    job.kill(rank, Signal::KILL).unwrap();
+    at
 }
 
 fn leftovers(name: &str) -> Vec<String> {
@@ -326,7 +256,10 @@ fn leftovers(name: &str) -> Vec<String> {
 #[test]
 fn conformance_on_1_to_4_processes() {
     for ranks in 1..=4 {
-        let results = start("suite", ranks, "60", &[]).finish(Duration::from_secs(120));
+        let results = {
+            let (job, name) = start("suite", ranks, 60, &[]);
+            finish(job, &name, Duration::from_secs(120))
+        };
         for (rank, (ok, out)) in results.iter().enumerate() {
             assert!(ok, "{ranks} ranks, rank {rank} failed:\n{out}");
             assert!(out.contains("suite ok"), "{out}");
@@ -337,8 +270,10 @@ fn conformance_on_1_to_4_processes() {
 #[test]
 fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
     for (ranks, victim) in [(2, 1), (4, 2), (3, 0)] {
-        let results = start("kill", ranks, "30", &[(VICTIM, victim.to_string())])
-            .finish(Duration::from_secs(30));
+        let results = {
+            let (job, name) = start("kill", ranks, 30, &[(VICTIM, victim.to_string())]);
+            finish(job, &name, Duration::from_secs(30))
+        };
         let died: u128 = results[victim]
             .1
             .lines()
@@ -368,7 +303,10 @@ fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
 
 #[test]
 fn ranks_calling_different_collectives_all_get_a_mismatch() {
-    let results = start("mismatch", 2, "20", &[]).finish(Duration::from_secs(30));
+    let results = {
+        let (job, name) = start("mismatch", 2, 20, &[]);
+        finish(job, &name, Duration::from_secs(30))
+    };
     for (rank, (ok, out)) in results.iter().enumerate() {
         assert!(ok, "{out}");
         assert!(out.contains("CollectiveMismatch"), "rank {rank}: {out}");
@@ -382,7 +320,10 @@ fn ranks_calling_different_collectives_all_get_a_mismatch() {
 
 #[test]
 fn a_bad_call_on_one_rank_does_not_leave_the_other_waiting() {
-    let results = start("bad-call", 2, "20", &[]).finish(Duration::from_secs(30));
+    let results = {
+        let (job, name) = start("bad-call", 2, 20, &[]);
+        finish(job, &name, Duration::from_secs(30))
+    };
     for (ok, out) in &results {
         assert!(ok, "{out}");
         assert!(out.contains("CollectiveMismatch"), "{out}");
@@ -391,7 +332,10 @@ fn a_bad_call_on_one_rank_does_not_leave_the_other_waiting() {
 
 #[test]
 fn a_silent_peer_is_reported_at_the_timeout() {
-    let results = start("silent", 2, "1", &[]).finish(Duration::from_secs(5));
+    let results = {
+        let (job, name) = start("silent", 2, 1, &[]);
+        finish(job, &name, Duration::from_secs(5))
+    };
     let (ok, out) = &results[0];
     assert!(ok, "{out}");
     assert!(
@@ -533,10 +477,10 @@ fn a_segment_of_another_user_or_with_another_mode_is_refused() {
         println!("skipping the other-owner case: only root can give a segment to another user");
     }
     for (change, expected) in cases {
-        let mut job = job("startup", 2, "2", &[]);
-        job.spawn(0);
-        wait_for_segment(&job.name);
-        let path = shm_path(&job.name);
+        let (mut job, name) = job("startup", 2, 2, &[]);
+        job.start_rank(0).unwrap();
+        wait_for_segment(&name);
+        let path = shm_path(&name);
         let file = std::fs::File::open(&path).unwrap();
         if change == "mode 0644" {
             use std::os::unix::fs::PermissionsExt as _;
@@ -545,14 +489,14 @@ fn a_segment_of_another_user_or_with_another_mode_is_refused() {
         } else {
             std::os::unix::fs::fchown(&file, Some(65534), Some(65534)).unwrap();
         }
-        let mut config = ShmConfig::new(&job.name, 1, 2);
+        let mut config = ShmConfig::new(&name, 1, 2);
         config.timeout = Duration::from_secs(2);
         let err = ShmBackend::new(&config)
             .map(|_| ())
             .expect_err("a segment that is not ours must be refused")
             .to_string();
         assert!(
-            err.contains(&job.name) && err.contains(expected),
+            err.contains(&name) && err.contains(expected),
             "{change}: {err}"
         );
         assert!(
@@ -564,7 +508,7 @@ fn a_segment_of_another_user_or_with_another_mode_is_refused() {
             std::path::Path::new(&path).exists(),
             "{change}: the refused rank removed it"
         );
-        let results = job.finish(Duration::from_secs(10));
+        let results = finish(job, &name, Duration::from_secs(10));
         assert!(results[0].0, "{}", results[0].1);
         assert!(results[0].1.contains("error at"), "{}", results[0].1);
     }
@@ -572,8 +516,8 @@ fn a_segment_of_another_user_or_with_another_mode_is_refused() {
 
 #[test]
 fn a_shared_region_segment_that_is_not_ours_is_refused() {
-    let mut job = start("region-after-go", 2, "20", &[]);
-    let region = format!("{}.r0", job.name);
+    let (mut job, name) = start("region-after-go", 2, 20, &[]);
+    let region = format!("{name}.r0");
     // Rank 0 has created the region's segment (its size, a header page and the elements,
     // is set after its mode) and waits for rank 1.
     wait_until(
@@ -586,8 +530,8 @@ fn a_shared_region_segment_that_is_not_ours_is_refused() {
         std::fs::set_permissions(shm_path(&region), std::fs::Permissions::from_mode(0o666))
             .unwrap();
     }
-    job.go(1);
-    let results = job.finish(Duration::from_secs(20));
+    job.send_line(1, "go").unwrap();
+    let results = finish(job, &name, Duration::from_secs(20));
     for (rank, (ok, out)) in results.iter().enumerate() {
         assert!(ok, "rank {rank}: {out}");
         assert!(out.contains("AllocationFailed"), "rank {rank}: {out}");
@@ -600,7 +544,10 @@ fn a_shared_region_segment_that_is_not_ours_is_refused() {
 
 #[test]
 fn a_failed_create_shared_region_leaves_nothing_in_dev_shm() {
-    let results = start("region-fail", 2, "20", &[]).finish(Duration::from_secs(30));
+    let results = {
+        let (job, name) = start("region-fail", 2, 20, &[]);
+        finish(job, &name, Duration::from_secs(30))
+    };
     for (rank, (ok, out)) in results.iter().enumerate() {
         assert!(ok, "rank {rank}: {out}");
         assert!(
@@ -617,7 +564,10 @@ fn a_failed_create_shared_region_leaves_nothing_in_dev_shm() {
 
 #[test]
 fn a_peer_dying_during_create_shared_region_leaves_nothing_in_dev_shm() {
-    let results = start("region-peer-dies", 2, "20", &[]).finish(Duration::from_secs(30));
+    let results = {
+        let (job, name) = start("region-peer-dies", 2, 20, &[]);
+        finish(job, &name, Duration::from_secs(30))
+    };
     let (ok, out) = &results[0];
     assert!(ok, "{out}");
     assert!(
@@ -628,14 +578,14 @@ fn a_peer_dying_during_create_shared_region_leaves_nothing_in_dev_shm() {
 
 #[test]
 fn rank_0_dying_during_create_shared_region_leaves_nothing_in_dev_shm() {
-    let mut job = start("region-after-go", 2, "20", &[]);
-    let region = shm_path(&format!("{}.r0", job.name));
+    let (mut job, name) = start("region-after-go", 2, 20, &[]);
+    let region = shm_path(&format!("{name}.r0"));
     wait_until(Duration::from_secs(20), "the region segment exists", || {
         std::path::Path::new(&region).exists()
     });
-    job.kill(0);
-    job.go(1);
-    let results = job.finish(Duration::from_secs(20));
+    kill(&mut job, 0);
+    job.send_line(1, "go").unwrap();
+    let results = finish(job, &name, Duration::from_secs(20));
     let (ok, out) = &results[1];
     assert!(ok, "{out}");
     assert!(
@@ -648,12 +598,12 @@ fn rank_0_dying_during_create_shared_region_leaves_nothing_in_dev_shm() {
 fn kill_minus_9_during_start_up_is_reported_and_leaves_nothing() {
     // 3 ranks, ranks 0 and 1 have joined and wait for rank 2; one of them is killed.
     for victim in [1, 0] {
-        let mut job = job("startup", 3, "30", &[]);
-        job.spawn(0);
-        job.spawn(1);
-        wait_for_claims(&job.name, &[0, 1]);
-        let killed = job.kill(victim);
-        let results = job.finish(Duration::from_secs(10));
+        let (mut job, name) = job("startup", 3, 30, &[]);
+        job.start_rank(0).unwrap();
+        job.start_rank(1).unwrap();
+        wait_for_claims(&name, &[0, 1]);
+        let killed = kill(&mut job, victim);
+        let results = finish(job, &name, Duration::from_secs(10));
         let survivor = 1 - victim;
         let (ok, out) = &results[survivor];
         assert!(ok, "{out}");
@@ -668,14 +618,18 @@ fn kill_minus_9_during_start_up_is_reported_and_leaves_nothing() {
 
 #[test]
 fn rank_0_killed_before_anyone_joined_leaves_nothing() {
-    let mut job = job("startup", 2, "30", &[]);
-    job.spawn(0);
-    wait_for_segment(&job.name);
-    job.kill(0);
-    let _ = job.children[0].wait();
+    let (mut job, name) = job("startup", 2, 30, &[]);
+    job.start_rank(0).unwrap();
+    wait_for_segment(&name);
+    kill(&mut job, 0);
+    assert!(
+        job.wait_rank(0, Instant::now() + Duration::from_secs(10))
+            .is_some(),
+        "rank 0 still runs after kill -9"
+    );
     // Rank 1 finds the segment of a creator that is gone: refused, and removed.
-    job.spawn(1);
-    let results = job.finish(Duration::from_secs(10));
+    job.start_rank(1).unwrap();
+    let results = finish(job, &name, Duration::from_secs(10));
     let (ok, out) = &results[1];
     assert!(ok, "{out}");
     assert!(
@@ -686,11 +640,11 @@ fn rank_0_killed_before_anyone_joined_leaves_nothing() {
 
 #[test]
 fn a_duplicate_rank_is_refused_and_leaves_the_job_alone() {
-    let mut job = job("startup", 3, "30", &[]);
-    job.spawn(0);
-    job.spawn(1);
-    wait_for_claims(&job.name, &[0, 1]);
-    let mut config = ShmConfig::new(&job.name, 1, 3);
+    let (mut job, name) = job("startup", 3, 30, &[]);
+    job.start_rank(0).unwrap();
+    job.start_rank(1).unwrap();
+    wait_for_claims(&name, &[0, 1]);
+    let mut config = ShmConfig::new(&name, 1, 3);
     config.timeout = Duration::from_secs(5);
     let err = ShmBackend::new(&config)
         .map(|_| ())
@@ -701,11 +655,11 @@ fn a_duplicate_rank_is_refused_and_leaves_the_job_alone() {
         "{err}"
     );
     assert!(
-        std::path::Path::new(&shm_path(&job.name)).exists(),
+        std::path::Path::new(&shm_path(&name)).exists(),
         "the refused process removed the job's segment"
     );
-    job.spawn(2);
-    let results = job.finish(Duration::from_secs(20));
+    job.start_rank(2).unwrap();
+    let results = finish(job, &name, Duration::from_secs(20));
     for (rank, (ok, out)) in results.iter().enumerate() {
         assert!(*ok && out.contains("collectives ok"), "rank {rank}: {out}");
     }
@@ -754,24 +708,24 @@ fn a_corrupt_header_is_a_clear_error_for_a_joining_rank() {
     ];
     let mut jobs = Vec::new();
     for (field, offset, bytes, _) in &cases {
-        let mut job = job("startup", 2, "2", &[]);
-        job.spawn(0);
-        wait_for_segment(&job.name);
-        write_at(&shm_path(&job.name), *offset, bytes);
-        let mut config = ShmConfig::new(&job.name, 1, 2);
+        let (mut job, name) = job("startup", 2, 2, &[]);
+        job.start_rank(0).unwrap();
+        wait_for_segment(&name);
+        write_at(&shm_path(&name), *offset, bytes);
+        let mut config = ShmConfig::new(&name, 1, 2);
         config.timeout = Duration::from_secs(2);
         let err = std::panic::catch_unwind(|| ShmBackend::new(&config).map(|_| ()))
             .unwrap_or_else(|_| panic!("joining with a corrupt {field} panicked"))
             .expect_err("a corrupt header must be refused")
             .to_string();
-        jobs.push((job, *field, err));
+        jobs.push((job, name, *field, err));
     }
-    for ((job, field, err), (_, _, _, expected)) in jobs.into_iter().zip(&cases) {
+    for ((job, name, field, err), (_, _, _, expected)) in jobs.into_iter().zip(&cases) {
         assert!(
-            err.contains(&job.name) && err.contains(expected),
+            err.contains(&name) && err.contains(expected),
             "{field}: {err}"
         );
-        let results = job.finish(Duration::from_secs(10));
+        let results = finish(job, &name, Duration::from_secs(10));
         assert!(results[0].0, "{field}: rank 0: {}", results[0].1);
     }
 }
@@ -784,12 +738,12 @@ fn a_header_corrupted_during_start_up_is_a_clear_error() {
         (pid_word(1), "rank 1's process id word holds 4294967295"),
     ];
     for (offset, expected) in cases {
-        let mut job = job("startup", 3, "30", &[]);
-        job.spawn(0);
-        job.spawn(1);
-        wait_for_claims(&job.name, &[0, 1]);
-        write_at(&shm_path(&job.name), offset, &u32::MAX.to_le_bytes());
-        let results = job.finish(Duration::from_secs(10));
+        let (mut job, name) = job("startup", 3, 30, &[]);
+        job.start_rank(0).unwrap();
+        job.start_rank(1).unwrap();
+        wait_for_claims(&name, &[0, 1]);
+        write_at(&shm_path(&name), offset, &u32::MAX.to_le_bytes());
+        let results = finish(job, &name, Duration::from_secs(10));
         for (rank, (ok, out)) in results.iter().enumerate() {
             assert!(ok, "rank {rank}: {out}");
             assert!(
@@ -806,14 +760,15 @@ fn a_live_segment_corrupted_while_a_rank_waits_is_a_clear_error() {
         println!("skipping: writing into another process's mapping needs root");
         return;
     }
-    let mut job = start("barrier-after-go", 2, "30", &[]);
+    let (mut job, name) = start("barrier-after-go", 2, 30, &[]);
     // Both ranks have started (the rank exits, ending the read, if it cannot).
-    job.read_until(0, "ready");
-    job.read_until(1, "ready");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    job.read_until(0, "ready", deadline);
+    job.read_until(1, "ready", deadline);
     // Rank 0 waits in a barrier for rank 1; the segment's name is gone, so it is reached
     // through rank 0's mapping of it.
-    let pid = job.children[0].id();
-    let marker = format!("/dev/shm{} (deleted)", job.name);
+    let pid = job.pid(0).unwrap();
+    let marker = format!("/dev/shm{name} (deleted)");
     let mut mapping = None;
     wait_until(
         Duration::from_secs(20),
@@ -830,14 +785,13 @@ fn a_live_segment_corrupted_while_a_rank_waits_is_a_clear_error() {
     let path = format!("/proc/{pid}/map_files/{}", mapping.unwrap());
     write_at(&path, H_FAILED, &u32::MAX.to_le_bytes());
     let started = Instant::now();
-    wait_until(
-        Duration::from_secs(5),
-        "rank 0 reports the corruption",
-        || job.children[0].try_wait().unwrap().is_some(),
+    assert!(
+        job.wait_rank(0, started + Duration::from_secs(5)).is_some(),
+        "timed out waiting until rank 0 reports the corruption"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
-    job.go(1);
-    let results = job.finish(Duration::from_secs(20));
+    job.send_line(1, "go").unwrap();
+    let results = finish(job, &name, Duration::from_secs(20));
     let (ok, out) = &results[0];
     assert!(ok, "{out}");
     assert!(

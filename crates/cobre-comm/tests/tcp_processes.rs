@@ -5,15 +5,16 @@
 //! `TCP_TEST_ROLE` set), with a deadline after which every child is killed.
 #![cfg(feature = "tcp")]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use cobre_comm::{CommError, Communicator, ReduceOp, TcpBackend};
 use cobre_comm_conformance::{Options, run_suite};
+use cobre_comm_launcher::{Launcher, Outcome, RankReport, RunningJob, Signal};
 
 const ROLE: &str = "TCP_TEST_ROLE";
 
@@ -24,150 +25,115 @@ fn free_port() -> u16 {
     cobre_comm_launcher::free_port().expect("a free port")
 }
 
-struct Rank {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    output: Vec<String>,
-    exited_at: Option<Instant>,
+/// The environment of rank `rank` of a job of `size` ranks whose rank 0 listens on `port`,
+/// with `extra` last (it wins).
+fn rank_env(rank: usize, size: usize, port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = [
+        ("COBRE_TCP_RANK", rank.to_string()),
+        ("COBRE_TCP_SIZE", size.to_string()),
+        ("COBRE_TCP_COORDINATOR", "127.0.0.1".to_string()),
+        ("COBRE_TCP_BIND", "127.0.0.1".to_string()),
+        ("COBRE_TCP_PORT", port.to_string()),
+        ("COBRE_TCP_TIMEOUT_SECS", "20".to_string()),
+        ("COBRE_TCP_TOKEN", "test-token".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+    );
+    vars
 }
 
-impl Rank {
-    fn spawn(role: &str, rank: usize, size: usize, port: u16, extra: &[(&str, &str)]) -> Rank {
-        Rank::spawn_in(None, role, rank, size, port, extra)
-    }
+/// This test binary running `role` in every rank, each rank's output captured; a rank
+/// that fails does not stop the others.
+fn ranks_of(launcher: Launcher, role: &str) -> Launcher {
+    launcher
+        .args(["--exact", "child_rank", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .capture_stdout(true)
+        .capture_stderr(true)
+        .stop_on_failure(false)
+}
 
-    /// As [`Rank::spawn`], inside the network namespace `netns` when given.
-    fn spawn_in(
-        netns: Option<&str>,
-        role: &str,
-        rank: usize,
-        size: usize,
-        port: u16,
-        extra: &[(&str, &str)],
-    ) -> Rank {
-        let exe = std::env::current_exe().expect("test binary");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        cmd.args(["--exact", "child_rank", "--nocapture", "--test-threads=1"])
-            .env(ROLE, role)
-            .env("COBRE_TCP_RANK", rank.to_string())
-            .env("COBRE_TCP_SIZE", size.to_string())
-            .env("COBRE_TCP_COORDINATOR", "127.0.0.1")
-            .env("COBRE_TCP_BIND", "127.0.0.1")
-            .env("COBRE_TCP_PORT", port.to_string())
-            .env("COBRE_TCP_TIMEOUT_SECS", "20")
-            .env("COBRE_TCP_TOKEN", "test-token")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn a rank");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Rank {
-            child,
-            lines: rx,
-            output: Vec::new(),
-            exited_at: None,
-        }
-    }
+/// Starts one process, rank `rank` of a job of `size` ranks, as a job of its own.
+fn spawn(role: &str, rank: usize, size: usize, port: u16, extra: &[(&str, &str)]) -> RunningJob {
+    spawn_in(None, role, rank, size, port, extra)
+}
 
-    fn drain(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.output.push(line);
-        }
-    }
+/// As [`spawn`], inside the network namespace `netns` when given.
+fn spawn_in(
+    netns: Option<&str>,
+    role: &str,
+    rank: usize,
+    size: usize,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> RunningJob {
+    let exe = std::env::current_exe().expect("test binary");
+    let launcher = match netns {
+        Some(ns) => Launcher::new("ip").args([
+            std::ffi::OsStr::new("netns"),
+            "exec".as_ref(),
+            ns.as_ref(),
+            exe.as_os_str(),
+        ]),
+        None => Launcher::new(exe),
+    };
+    ranks_of(launcher, role)
+        .rank_env(vec![rank_env(rank, size, port, extra)])
+        .spawn()
+        .expect("spawn a rank")
+}
 
-    /// Waits for a line containing `needle`.
-    fn wait_for(&mut self, needle: &str, deadline: Instant) -> bool {
-        loop {
-            if self.output.iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .lines
-                .recv_timeout(left.min(Duration::from_millis(100)))
-            {
-                Ok(line) => self.output.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
-                Err(_) => return false,
-            }
-        }
-    }
+/// The report on the one process of `job` once it has ended, or at `deadline` (then it is
+/// stopped).
+fn finish(job: RunningJob, deadline: Instant) -> RankReport {
+    job.finish(deadline.saturating_duration_since(Instant::now()))
+        .ranks
+        .remove(0)
+}
 
-    /// Waits for the process to exit by `deadline` (killing it after) and returns whether
-    /// it exited successfully, or `None` if it had to be killed.
-    fn finish(&mut self, deadline: Instant) -> Option<bool> {
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                self.exited_at.get_or_insert_with(Instant::now);
-                // Give the reader threads a moment to deliver the last lines.
-                let end = Instant::now() + Duration::from_secs(2);
-                while let Ok(line) = self
-                    .lines
-                    .recv_timeout(end.saturating_duration_since(Instant::now()))
-                {
-                    self.output.push(line);
-                }
-                return Some(status.success());
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.drain();
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn text(&self) -> String {
-        self.output.join("\n")
+/// Whether a rank succeeded; `None` when it was still running at its deadline.
+fn passed(rank: &RankReport) -> Option<bool> {
+    match rank.outcome {
+        Outcome::Stopped | Outcome::NotStarted => None,
+        outcome => Some(outcome.is_success()),
     }
 }
 
-impl Drop for Rank {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `role` on ranks `0..size` of one job, rank 0 listening on a free port.
+fn job_of(role: &str, size: usize, extra: &[(&str, &str)]) -> RunningJob {
+    job_at(role, size, free_port(), extra)
+}
+
+/// Starts `role` on ranks `0..size` of one job, rank 0 listening on `port`.
+fn job_at(role: &str, size: usize, port: u16, extra: &[(&str, &str)]) -> RunningJob {
+    ranks_of(
+        Launcher::new(std::env::current_exe().expect("test binary")),
+        role,
+    )
+    .ranks(size)
+    .rank_env((0..size).map(|r| rank_env(r, size, port, extra)).collect())
+    .spawn()
+    .expect("spawn the ranks")
 }
 
 /// Runs `role` on ranks `0..size` and expects every one to succeed within `limit`.
-fn run_job(role: &str, size: usize, limit: Duration) -> Vec<Rank> {
-    let port = free_port();
-    let mut ranks: Vec<Rank> = (0..size)
-        .map(|r| Rank::spawn(role, r, size, port, &[]))
-        .collect();
-    let deadline = Instant::now() + limit;
-    for (r, rank) in ranks.iter_mut().enumerate() {
-        let outcome = rank.finish(deadline);
+fn run_job(role: &str, size: usize, limit: Duration) -> Vec<RankReport> {
+    let report = job_of(role, size, &[]).finish(limit);
+    for (r, rank) in report.ranks.iter().enumerate() {
         assert_eq!(
-            outcome,
+            passed(rank),
             Some(true),
             "rank {r} of {size} ({role}) failed or timed out:\n{}",
-            rank.text()
+            rank.output()
         );
     }
-    ranks
+    report.ranks
 }
 
 #[test]
@@ -176,9 +142,9 @@ fn conformance_on_1_to_4_processes() {
         let ranks = run_job("conformance", size, Duration::from_secs(120));
         for rank in &ranks {
             assert!(
-                rank.text().contains("CONFORMANCE PASSED"),
+                rank.output().contains("CONFORMANCE PASSED"),
                 "{}",
-                rank.text()
+                rank.output()
             );
         }
     }
@@ -189,9 +155,9 @@ fn conformance_on_8_processes_sharing_few_cores() {
     let ranks = run_job("conformance", 8, Duration::from_secs(120));
     for rank in &ranks {
         assert!(
-            rank.text().contains("CONFORMANCE PASSED"),
+            rank.output().contains("CONFORMANCE PASSED"),
             "{}",
-            rank.text()
+            rank.output()
         );
     }
 }
@@ -200,7 +166,7 @@ fn conformance_on_8_processes_sharing_few_cores() {
 fn mismatched_collectives_fail_on_every_rank() {
     let ranks = run_job("mismatch", 3, Duration::from_secs(60));
     for rank in &ranks {
-        assert!(rank.text().contains("MISMATCH SEEN"), "{}", rank.text());
+        assert!(rank.output().contains("MISMATCH SEEN"), "{}", rank.output());
     }
 }
 
@@ -209,8 +175,12 @@ fn ranks_that_disagree_on_the_root_fail_instead_of_waiting() {
     // Each rank believes the other is the root: both would wait forever for data.
     let ranks = run_job("root_mismatch", 2, Duration::from_secs(60));
     for rank in &ranks {
-        assert!(rank.text().contains("MISMATCH SEEN"), "{}", rank.text());
-        assert!(rank.text().contains("different roots"), "{}", rank.text());
+        assert!(rank.output().contains("MISMATCH SEEN"), "{}", rank.output());
+        assert!(
+            rank.output().contains("different roots"),
+            "{}",
+            rank.output()
+        );
     }
 }
 
@@ -219,7 +189,7 @@ fn hostile_peers_are_refused_and_the_job_completes() {
     let size = 3;
     let port = free_port();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut ranks = vec![Rank::spawn("small", 0, size, port, &[])];
+    let mut ranks = vec![spawn("small", 0, size, port, &[])];
     // Random bytes, a silent connection and a truncated hello while rank 0 waits.
     let mut garbage = Vec::new();
     while garbage.is_empty() {
@@ -239,54 +209,53 @@ fn hostile_peers_are_refused_and_the_job_completes() {
     let _ = partial.write_all(b"CBHS\x01\x02\0\0");
     garbage.push(partial);
     // A peer with the wrong token claiming rank 2 is refused before the real rank 2 exists.
-    let mut wrong = Rank::spawn(
+    let wrong = spawn(
         "expect_refused",
         2,
         size,
         port,
         &[("COBRE_TCP_TOKEN", "wrong")],
     );
-    assert_eq!(wrong.finish(deadline), Some(true), "{}", wrong.text());
-    assert!(wrong.text().contains("token"), "{}", wrong.text());
+    let wrong = finish(wrong, deadline);
+    assert_eq!(passed(&wrong), Some(true), "{}", wrong.output());
+    assert!(wrong.output().contains("token"), "{}", wrong.output());
     // Two processes claim rank 1: exactly one is refused as a duplicate.
-    let mut first = Rank::spawn("small_or_refused", 1, size, port, &[]);
-    let mut second = Rank::spawn("small_or_refused", 1, size, port, &[]);
+    let first = spawn("small_or_refused", 1, size, port, &[]);
+    let second = spawn("small_or_refused", 1, size, port, &[]);
     // A peer claiming a rank out of range, or a different size, is refused too.
-    let mut out_of_range = Rank::spawn("expect_refused", 1, size + 1, port, &[]);
+    let out_of_range = finish(spawn("expect_refused", 1, size + 1, port, &[]), deadline);
     assert_eq!(
-        out_of_range.finish(deadline),
+        passed(&out_of_range),
         Some(true),
         "{}",
-        out_of_range.text()
+        out_of_range.output()
     );
-    ranks.push(Rank::spawn("small", 2, size, port, &[]));
-    for (r, rank) in ranks.iter_mut().enumerate() {
-        assert_eq!(
-            rank.finish(deadline),
-            Some(true),
-            "rank {r}:\n{}",
-            rank.text()
-        );
-        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+    ranks.push(spawn("small", 2, size, port, &[]));
+    let ranks: Vec<RankReport> = ranks.into_iter().map(|r| finish(r, deadline)).collect();
+    for (r, rank) in ranks.iter().enumerate() {
+        assert_eq!(passed(rank), Some(true), "rank {r}:\n{}", rank.output());
+        assert!(rank.output().contains("SMALL PASSED"), "{}", rank.output());
     }
-    assert_eq!(first.finish(deadline), Some(true), "{}", first.text());
-    assert_eq!(second.finish(deadline), Some(true), "{}", second.text());
+    let first = finish(first, deadline);
+    assert_eq!(passed(&first), Some(true), "{}", first.output());
+    let second = finish(second, deadline);
+    assert_eq!(passed(&second), Some(true), "{}", second.output());
     let refused = [&first, &second]
         .iter()
-        .filter(|r| r.text().contains("REFUSED") && r.text().contains("already taken"))
+        .filter(|r| r.output().contains("REFUSED") && r.output().contains("already taken"))
         .count();
-    let passed = [&first, &second]
+    let small_passed = [&first, &second]
         .iter()
-        .filter(|r| r.text().contains("SMALL PASSED"))
+        .filter(|r| r.output().contains("SMALL PASSED"))
         .count();
     assert_eq!(
-        (refused, passed),
+        (refused, small_passed),
         (1, 1),
         "{}\n---\n{}",
-        first.text(),
-        second.text()
+        first.output(),
+        second.output()
     );
-    let log = ranks[0].text();
+    let log = ranks[0].output();
     for reason in [
         "bad handshake magic",
         "did not prove the shared token",
@@ -304,23 +273,24 @@ fn hostile_peers_are_refused_and_the_job_completes() {
 #[test]
 fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
     for (size, victim) in [(2, 1), (4, 2), (3, 0)] {
-        let port = free_port();
-        let mut ranks: Vec<Rank> = (0..size)
-            .map(|r| Rank::spawn("forever", r, size, port, &[]))
-            .collect();
+        let mut job = job_of("forever", size, &[]);
         let deadline = Instant::now() + Duration::from_secs(30);
-        for rank in &mut ranks {
-            assert!(rank.wait_for("RUNNING", deadline), "{}", rank.text());
+        for r in 0..size {
+            assert!(
+                job.read_until(r, "RUNNING", deadline).is_some(),
+                "{}",
+                job.output(r)
+            );
         }
-        ranks[victim].child.kill().expect("kill -9");
+        job.kill(victim, Signal::KILL).expect("kill -9");
         let killed = Instant::now();
-        let _ = ranks[victim].child.wait();
-        for (r, rank) in ranks.iter_mut().enumerate() {
+        let report = job.finish(Duration::from_secs(5));
+        for (r, rank) in report.ranks.iter().enumerate() {
             if r == victim {
                 continue;
             }
-            let outcome = rank.finish(killed + Duration::from_secs(5));
-            let text = rank.text();
+            let outcome = passed(rank);
+            let text = rank.output();
             assert_eq!(
                 outcome,
                 Some(true),
@@ -334,7 +304,7 @@ fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
                 line.contains(&format!("lost rank {victim}")),
                 "rank {r} of {size} does not name rank {victim}: {line}"
             );
-            let took = rank.exited_at.expect("exited") - killed;
+            let took = rank.ended_at.expect("exited") - killed;
             assert!(
                 took < Duration::from_secs(2),
                 "rank {r} of {size} took {took:?} to report the loss: {line}"
@@ -346,28 +316,33 @@ fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
 #[test]
 fn a_stopped_peer_is_reported_when_the_timeout_expires() {
     let (size, victim) = (3, 2);
-    let port = free_port();
     let timeout = [("COBRE_TCP_TIMEOUT_SECS", "1")];
-    let mut ranks: Vec<Rank> = (0..size)
-        .map(|r| Rank::spawn("forever", r, size, port, &timeout))
-        .collect();
+    let mut job = job_of("forever", size, &timeout);
     let deadline = Instant::now() + Duration::from_secs(30);
-    for rank in &mut ranks {
-        assert!(rank.wait_for("RUNNING", deadline), "{}", rank.text());
+    for r in 0..size {
+        assert!(
+            job.read_until(r, "RUNNING", deadline).is_some(),
+            "{}",
+            job.output(r)
+        );
     }
-    let pid = ranks[victim].child.id().to_string();
-    let stopped = Command::new("kill").args(["-STOP", &pid]).status();
     assert!(
-        stopped.is_ok_and(|s| s.success()),
+        job.kill(victim, Signal::STOP).is_ok(),
         "cannot stop rank {victim}"
     );
     let since = Instant::now();
-    for (r, rank) in ranks.iter_mut().enumerate() {
+    for r in (0..size).filter(|&r| r != victim) {
+        // Checked below: a rank still running at its deadline is stopped by `finish`.
+        let _ = job.wait_rank(r, since + Duration::from_secs(10));
+    }
+    let _ = job.kill(victim, Signal::KILL);
+    let report = job.finish(Duration::from_secs(10));
+    for (r, rank) in report.ranks.iter().enumerate() {
         if r == victim {
             continue;
         }
-        let outcome = rank.finish(since + Duration::from_secs(10));
-        let text = rank.text();
+        let outcome = passed(rank);
+        let text = rank.output();
         assert_eq!(
             outcome,
             Some(true),
@@ -381,13 +356,12 @@ fn a_stopped_peer_is_reported_when_the_timeout_expires() {
             names_silent(line, victim) || line.contains(&format!("lost rank {victim}")),
             "rank {r} does not name rank {victim}: {line}"
         );
-        let took = rank.exited_at.expect("exited") - since;
+        let took = rank.ended_at.expect("exited") - since;
         assert!(
             took >= Duration::from_millis(900) && took < Duration::from_secs(4),
             "rank {r} reported after {took:?}, expected about the 1 s timeout: {line}"
         );
     }
-    let _ = ranks[victim].child.kill();
 }
 
 #[test]
@@ -398,18 +372,10 @@ fn ipv6_loopback_job() {
     }
     let port = free_port();
     let v6 = [("COBRE_TCP_COORDINATOR", "::1"), ("COBRE_TCP_BIND", "::1")];
-    let mut ranks: Vec<Rank> = (0..3)
-        .map(|r| Rank::spawn("small", r, 3, port, &v6))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (r, rank) in ranks.iter_mut().enumerate() {
-        assert_eq!(
-            rank.finish(deadline),
-            Some(true),
-            "rank {r}:\n{}",
-            rank.text()
-        );
-        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+    let report = job_at("small", 3, port, &v6).finish(Duration::from_secs(60));
+    for (r, rank) in report.ranks.iter().enumerate() {
+        assert_eq!(passed(rank), Some(true), "rank {r}:\n{}", rank.output());
+        assert!(rank.output().contains("SMALL PASSED"), "{}", rank.output());
     }
 }
 
@@ -417,7 +383,7 @@ fn ipv6_loopback_job() {
 fn the_factory_builds_the_tcp_backend_from_the_environment() {
     let ranks = run_job("factory", 2, Duration::from_secs(60));
     for rank in &ranks {
-        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+        assert!(rank.output().contains("SMALL PASSED"), "{}", rank.output());
     }
 }
 
@@ -426,14 +392,22 @@ fn dropping_is_graceful_and_an_early_drop_is_reported() {
     // Every rank drops at its own pace after the same calls: nobody sees an error.
     let ranks = run_job("staggered_drop", 3, Duration::from_secs(60));
     for rank in &ranks {
-        assert!(rank.text().contains("DROPPED CLEANLY"), "{}", rank.text());
-        assert!(!rank.text().contains("cobre-comm tcp:"), "{}", rank.text());
+        assert!(
+            rank.output().contains("DROPPED CLEANLY"),
+            "{}",
+            rank.output()
+        );
+        assert!(
+            !rank.output().contains("cobre-comm tcp:"),
+            "{}",
+            rank.output()
+        );
     }
     // Rank 1 leaves after one barrier; the others' second barrier names it.
     let ranks = run_job("early_drop", 3, Duration::from_secs(60));
     for (r, rank) in ranks.iter().enumerate() {
         if r != 1 {
-            let text = rank.text();
+            let text = rank.output();
             assert!(text.contains("EARLY DROP SEEN"), "{text}");
             assert!(
                 text.contains("lost rank 1") && text.contains("shut down"),
@@ -525,18 +499,23 @@ fn a_cut_link_between_namespaces_is_reported_at_the_timeout() {
         ("COBRE_TCP_TIMEOUT_SECS", "1"),
     ];
     let mut ranks = vec![
-        Rank::spawn_in(Some(&ns.names[0]), "forever", 0, 2, port, &env),
-        Rank::spawn_in(Some(&ns.names[1]), "forever", 1, 2, port, &env),
+        spawn_in(Some(&ns.names[0]), "forever", 0, 2, port, &env),
+        spawn_in(Some(&ns.names[1]), "forever", 1, 2, port, &env),
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     for rank in &mut ranks {
-        assert!(rank.wait_for("RUNNING", deadline), "{}", rank.text());
+        assert!(
+            rank.read_until(0, "RUNNING", deadline).is_some(),
+            "{}",
+            rank.output(0)
+        );
     }
     assert!(ns.cut(), "cannot cut the link");
     let since = Instant::now();
-    for (r, rank) in ranks.iter_mut().enumerate() {
-        let outcome = rank.finish(since + Duration::from_secs(10));
-        let text = rank.text();
+    for (r, rank) in ranks.into_iter().enumerate() {
+        let rank = finish(rank, since + Duration::from_secs(10));
+        let outcome = passed(&rank);
+        let text = rank.output();
         assert_eq!(
             outcome,
             Some(true),
@@ -551,7 +530,7 @@ fn a_cut_link_between_namespaces_is_reported_at_the_timeout() {
             names_silent(line, other) || line.contains(&format!("lost rank {other}")),
             "rank {r} does not name rank {other}: {line}"
         );
-        let took = rank.exited_at.expect("exited") - since;
+        let took = rank.ended_at.expect("exited") - since;
         assert!(
             took < Duration::from_secs(4),
             "rank {r} took {took:?}: {line}"
@@ -737,22 +716,23 @@ impl Drop for Attack {
 /// Spawns ranks `from..size` (role `small`) and expects every rank of `ranks` and of
 /// the new ones to pass by `deadline`.
 fn finish_small_job(
-    mut ranks: Vec<Rank>,
+    mut ranks: Vec<RunningJob>,
     from: usize,
     size: usize,
     port: u16,
     env: &[(&str, &str)],
     deadline: Instant,
-) -> Vec<Rank> {
-    ranks.extend((from..size).map(|r| Rank::spawn("small", r, size, port, env)));
-    for (r, rank) in ranks.iter_mut().enumerate() {
+) -> Vec<RankReport> {
+    ranks.extend((from..size).map(|r| spawn("small", r, size, port, env)));
+    let ranks: Vec<RankReport> = ranks.into_iter().map(|r| finish(r, deadline)).collect();
+    for (r, rank) in ranks.iter().enumerate() {
         assert_eq!(
-            rank.finish(deadline),
+            passed(rank),
             Some(true),
             "rank {r} did not complete the job:\n{}",
-            rank.text()
+            rank.output()
         );
-        assert!(rank.text().contains("SMALL PASSED"), "{}", rank.text());
+        assert!(rank.output().contains("SMALL PASSED"), "{}", rank.output());
     }
     ranks
 }
@@ -770,7 +750,7 @@ fn slow_loris_connections_do_not_keep_the_job_from_forming() {
     // soon as rank 0 drops it), while the real ranks join.
     let (size, port) = (4, free_port());
     let start = Instant::now();
-    let ranks = vec![Rank::spawn("small", 0, size, port, &[])];
+    let ranks = vec![spawn("small", 0, size, port, &[])];
     wait_listening(port, start + Duration::from_secs(20));
     let attack = Attack::start(
         ([127, 0, 0, 1], port).into(),
@@ -797,7 +777,7 @@ fn a_flood_beyond_the_pending_bound_drops_the_oldest_and_the_job_forms() {
     // dropped, and the real ranks, which answer at once, get in.
     let (size, port) = (3, free_port());
     let start = Instant::now();
-    let ranks = vec![Rank::spawn("small", 0, size, port, &[])];
+    let ranks = vec![spawn("small", 0, size, port, &[])];
     wait_listening(port, start + Duration::from_secs(20));
     let flood: Vec<TcpStream> = (0..300)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
@@ -811,7 +791,7 @@ fn a_flood_beyond_the_pending_bound_drops_the_oldest_and_the_job_forms() {
         &[],
         Instant::now() + Duration::from_secs(12),
     );
-    let log = ranks[0].text();
+    let log = ranks[0].output();
     assert!(
         log.contains("oldest"),
         "rank 0 did not report dropping the oldest connections:\n{log}"
@@ -828,10 +808,10 @@ fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
     let env = [("COBRE_TCP_TIMEOUT_SECS", "10")];
     let start = Instant::now();
     let mut ranks = vec![
-        Rank::spawn("small", 0, size, port, &env),
-        Rank::spawn("small", 1, size, port, &env),
+        spawn("small", 0, size, port, &env),
+        spawn("small", 1, size, port, &env),
     ];
-    let pid = ranks[1].child.id();
+    let pid = ranks[1].pid(0).unwrap();
     let mut mesh_port = None;
     assert!(
         wait_until(start + Duration::from_secs(20), || {
@@ -839,7 +819,7 @@ fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
             mesh_port.is_some()
         }),
         "rank 1 never listened:\n{}",
-        ranks[1].text()
+        ranks[1].output(0)
     );
     let mesh = ([127, 0, 0, 1], mesh_port.unwrap()).into();
     let silent: Vec<TcpStream> = (0..6)
@@ -878,18 +858,20 @@ fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
 }
 
 /// The start-up error line of a rank that was expected to fail.
-fn start_failure(rank: &mut Rank, deadline: Instant, who: usize) -> String {
+fn start_failure(rank: &mut RunningJob, deadline: Instant, who: usize) -> String {
     assert_eq!(
-        rank.finish(deadline),
+        rank.wait_rank(0, deadline).map(Outcome::is_success),
         Some(true),
         "rank {who} did not fail its start-up in time:\n{}",
-        rank.text()
+        rank.output(0)
     );
-    let text = rank.text();
-    text.lines()
-        .find(|l| l.contains("START FAILED"))
-        .unwrap_or_else(|| panic!("rank {who} started or failed otherwise:\n{text}"))
-        .to_string()
+    rank.read_until(0, "START FAILED", deadline)
+        .unwrap_or_else(|| {
+            panic!(
+                "rank {who} started or failed otherwise:\n{}",
+                rank.output(0)
+            )
+        })
 }
 
 #[test]
@@ -902,18 +884,18 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
     // 1. Rank 2 of 4 joins rank 0 and is killed while rank 3 is still missing.
     {
         let (size, port) = (4, free_port());
-        let mut ranks: Vec<Rank> = (0..3)
-            .map(|r| Rank::spawn("start_fails", r, size, port, &env))
+        let mut ranks: Vec<RunningJob> = (0..3)
+            .map(|r| spawn("start_fails", r, size, port, &env))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(20);
         for (r, rank) in ranks.iter().enumerate().skip(1) {
             assert!(
-                wait_joined(rank.child.id(), port, deadline),
+                wait_joined(rank.pid(0).unwrap(), port, deadline),
                 "rank {r} never joined:\n{}",
-                rank.text()
+                rank.output(0)
             );
         }
-        ranks[2].child.kill().expect("kill -9");
+        ranks[2].kill(0, Signal::KILL).expect("kill -9");
         let killed = Instant::now();
         for r in [0, 1] {
             let line = start_failure(&mut ranks[r], killed + Duration::from_secs(5), r);
@@ -921,7 +903,7 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
                 line.contains("rank 2"),
                 "rank {r} does not name rank 2: {line}"
             );
-            let took = ranks[r].exited_at.expect("exited") - killed;
+            let took = ranks[r].ended_at(0).expect("exited") - killed;
             assert!(
                 took < Duration::from_secs(2),
                 "rank {r} took {took:?}: {line}"
@@ -931,24 +913,24 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
     // 2. Rank 0 of 3 is killed after rank 1 joined, before rank 2 exists.
     {
         let (size, port) = (3, free_port());
-        let mut ranks: Vec<Rank> = (0..2)
-            .map(|r| Rank::spawn("start_fails", r, size, port, &env))
+        let mut ranks: Vec<RunningJob> = (0..2)
+            .map(|r| spawn("start_fails", r, size, port, &env))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = ranks[1].child.id();
+        let pid = ranks[1].pid(0).unwrap();
         assert!(
             wait_joined(pid, port, deadline),
             "rank 1 never joined:\n{}",
-            ranks[1].text()
+            ranks[1].output(0)
         );
-        ranks[0].child.kill().expect("kill -9");
+        ranks[0].kill(0, Signal::KILL).expect("kill -9");
         let killed = Instant::now();
         let line = start_failure(&mut ranks[1], killed + Duration::from_secs(5), 1);
         assert!(
             line.contains("rank 0"),
             "rank 1 does not name rank 0: {line}"
         );
-        let took = ranks[1].exited_at.expect("exited") - killed;
+        let took = ranks[1].ended_at(0).expect("exited") - killed;
         assert!(
             took < Duration::from_secs(2),
             "rank 1 took {took:?}: {line}"
@@ -958,30 +940,27 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
     //    welcome goes out, rank 2 waits for rank 1 to accept it), then rank 1 is killed.
     {
         let (size, port) = (3, free_port());
-        let mut ranks: Vec<Rank> = (0..2)
-            .map(|r| Rank::spawn("start_fails", r, size, port, &env))
+        let mut ranks: Vec<RunningJob> = (0..2)
+            .map(|r| spawn("start_fails", r, size, port, &env))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let pid1 = ranks[1].child.id();
+        let pid1 = ranks[1].pid(0).unwrap();
         assert!(
             wait_joined(pid1, port, deadline),
             "rank 1 never joined:\n{}",
-            ranks[1].text()
+            ranks[1].output(0)
         );
-        let stopped = Command::new("kill")
-            .args(["-STOP", &pid1.to_string()])
-            .status();
-        assert!(stopped.is_ok_and(|s| s.success()), "cannot stop rank 1");
-        ranks.push(Rank::spawn("start_fails", 2, size, port, &env));
-        let pid2 = ranks[2].child.id();
+        assert!(ranks[1].kill(0, Signal::STOP).is_ok(), "cannot stop rank 1");
+        ranks.push(spawn("start_fails", 2, size, port, &env));
+        let pid2 = ranks[2].pid(0).unwrap();
         // More than the joined notice: the welcome has arrived.
         assert!(
             wait_until(deadline, || bytes_received(pid2, port)
                 .is_some_and(|n| n > JOINED_BYTES)),
             "rank 2 never got the welcome:\n{}",
-            ranks[2].text()
+            ranks[2].output(0)
         );
-        ranks[1].child.kill().expect("kill -9");
+        ranks[1].kill(0, Signal::KILL).expect("kill -9");
         let killed = Instant::now();
         for r in [0, 2] {
             let line = start_failure(&mut ranks[r], killed + Duration::from_secs(5), r);
@@ -989,7 +968,7 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
                 line.contains("rank 1"),
                 "rank {r} does not name rank 1: {line}"
             );
-            let took = ranks[r].exited_at.expect("exited") - killed;
+            let took = ranks[r].ended_at(0).expect("exited") - killed;
             assert!(
                 took < Duration::from_secs(2),
                 "rank {r} took {took:?}: {line}"
@@ -1004,7 +983,7 @@ fn rank_0_listens_on_loopback_unless_told_otherwise() {
     let (size, port) = (2, free_port());
     let open = [("COBRE_TCP_BIND", ""), ("COBRE_TCP_TOKEN", "")];
     let start = Instant::now();
-    let ranks = vec![Rank::spawn("small", 0, size, port, &open)];
+    let ranks = vec![spawn("small", 0, size, port, &open)];
     wait_listening(port, start + Duration::from_secs(20));
     let addrs = listen_addresses(port);
     assert!(
@@ -1021,7 +1000,11 @@ fn rank_0_listens_on_loopback_unless_told_otherwise() {
         &open,
         Instant::now() + Duration::from_secs(20),
     );
-    assert!(!ranks[0].text().contains("WARNING"), "{}", ranks[0].text());
+    assert!(
+        !ranks[0].output().contains("WARNING"),
+        "{}",
+        ranks[0].output()
+    );
     // The coordinator names another host (a documentation address nobody contacts): rank 0
     // must be reachable from it, so it listens on every interface and, without a token,
     // says loudly that anyone who reaches the port can join.
@@ -1032,7 +1015,7 @@ fn rank_0_listens_on_loopback_unless_told_otherwise() {
         ("COBRE_TCP_COORDINATOR", "192.0.2.1"),
     ];
     let start = Instant::now();
-    let ranks = vec![Rank::spawn("small", 0, size, port, &remote)];
+    let ranks = vec![spawn("small", 0, size, port, &remote)];
     wait_listening(port, start + Duration::from_secs(20));
     let addrs = listen_addresses(port);
     assert!(
@@ -1047,7 +1030,7 @@ fn rank_0_listens_on_loopback_unless_told_otherwise() {
         &open,
         Instant::now() + Duration::from_secs(20),
     );
-    let log = ranks[0].text();
+    let log = ranks[0].output();
     assert!(
         log.contains("WARNING")
             && log.contains("COBRE_TCP_TOKEN")
