@@ -235,19 +235,23 @@ fn abort(comm: &cobre_comm::CommBackend) -> bool {
 fn run_abort_case(mpiexec: &str) -> Result<Duration, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let output = Command::new(mpiexec)
+    let report = Launcher::new(mpiexec)
         .args(["-n", "2"])
-        .arg(&exe)
+        .args([&exe])
         .env(CASE_VAR, "abort")
-        .output()
-        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?;
-    if output.status.code() == Some(ABORT_CODE) {
+        .prefix_output(false)
+        .capture_stdout(true)
+        .capture_stderr(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?
+        .finish(DEADLINE);
+    let rank = &report.ranks[0];
+    if rank.outcome == Outcome::Exited(ABORT_CODE) {
         Ok(start.elapsed())
     } else {
         Err(format!(
             "{}, expected exit code {ABORT_CODE}\nstderr:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
+            rank.outcome, rank.stderr
         ))
     }
 }
