@@ -104,6 +104,12 @@ prepare() {
         } >>"$dest/Cargo.toml"
         touch "$dest/.prepared"
     fi
+    if [ "$flavour" = ours ]; then
+        # The work directory outlives checkouts: always patch in this one.
+        sed -i "s|^cobre-comm = { path = \".*\" }$|cobre-comm = { path = \"$ROOT/crates/cobre-comm\" }|" "$dest/Cargo.toml"
+        grep -qF "cobre-comm = { path = \"$ROOT/crates/cobre-comm\" }" "$dest/Cargo.toml" \
+            || die "could not patch this checkout into $dest/Cargo.toml"
+    fi
     if ! diff -r -q -x Cargo.toml -x Cargo.lock -x .prepared -x target -x output "$src" "$dest" >/dev/null; then
         die "$dest differs from the published $name $VERSION"
     fi
