@@ -163,22 +163,8 @@ fn mpiexec() -> Option<String> {
 
 /// Runs `mpiexec -n ranks <this binary>` for `case`; returns an error description.
 fn run_case(mpiexec: &str, ranks: usize, case: &str) -> Result<Duration, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let report = Launcher::new(mpiexec)
-        .args(["-n", &ranks.to_string()])
-        .args([&exe])
-        .env(CASE_VAR, case)
-        .prefix_output(false)
-        .capture_stdout(true)
-        .capture_stderr(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?
-        .finish(DEADLINE);
-    let rank = &report.ranks[0];
-    if rank.outcome == Outcome::Stopped {
-        return Err(format!("did not finish within {DEADLINE:?}"));
-    }
+    let rank = mpiexec_job(mpiexec, ranks, case)?;
     let (status, out, err) = (rank.outcome, &rank.stdout, &rank.stderr);
     let oks = out
         .lines()
@@ -191,6 +177,35 @@ fn run_case(mpiexec: &str, ranks: usize, case: &str) -> Result<Duration, String>
             "{status}, {oks} of {ranks} ranks reported success\nstdout:\n{out}\nstderr:\n{err}"
         ))
     }
+}
+
+/// Runs `mpiexec -n ranks <this binary>` for `case` through the launcher (one unprefixed
+/// "rank": mpiexec itself), with its output captured and the deadline applied.
+fn mpiexec_job(
+    mpiexec: &str,
+    ranks: usize,
+    case: &str,
+) -> Result<cobre_comm_launcher::RankReport, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let report = Launcher::new(mpiexec)
+        .args(["-n", &ranks.to_string()])
+        .args([&exe])
+        .env(CASE_VAR, case)
+        .prefix_output(false)
+        .capture_stdout(true)
+        .capture_stderr(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?
+        .finish(DEADLINE);
+    let rank = report
+        .ranks
+        .into_iter()
+        .next()
+        .expect("one launched process");
+    if rank.outcome == Outcome::Stopped {
+        return Err(format!("did not finish within {DEADLINE:?}"));
+    }
+    Ok(rank)
 }
 
 /// The abort case's exit code: every rank ends with it (`MPI_Abort`), and so does `mpiexec`.
@@ -233,19 +248,8 @@ fn abort(comm: &cobre_comm::CommBackend) -> bool {
 
 /// `mpiexec -n 2` of the abort case must exit with the abort's code, within the deadline.
 fn run_abort_case(mpiexec: &str) -> Result<Duration, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let report = Launcher::new(mpiexec)
-        .args(["-n", "2"])
-        .args([&exe])
-        .env(CASE_VAR, "abort")
-        .prefix_output(false)
-        .capture_stdout(true)
-        .capture_stderr(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {mpiexec}: {e}"))?
-        .finish(DEADLINE);
-    let rank = &report.ranks[0];
+    let rank = mpiexec_job(mpiexec, 2, "abort")?;
     if rank.outcome == Outcome::Exited(ABORT_CODE) {
         Ok(start.elapsed())
     } else {
@@ -272,34 +276,23 @@ fn driver() -> ExitCode {
         (2, "other-thread"),
     ];
     let (mut passed, mut failed) = (0, 0);
-    for (ranks, case) in cases {
-        match run_case(&mpiexec, ranks, case) {
-            Ok(elapsed) => {
-                passed += 1;
-                println!(
-                    "mpi {case} on {ranks} rank(s) ... ok ({:.1} s)",
-                    elapsed.as_secs_f64()
-                );
-            }
-            Err(e) => {
-                failed += 1;
-                println!("mpi {case} on {ranks} rank(s) ... FAILED: {e}");
-            }
-        }
-    }
-    match run_abort_case(&mpiexec) {
+    let mut record = |ranks: usize, case: &str, result: Result<Duration, String>| match result {
         Ok(elapsed) => {
             passed += 1;
             println!(
-                "mpi abort on 2 rank(s) ... ok ({:.1} s)",
+                "mpi {case} on {ranks} rank(s) ... ok ({:.1} s)",
                 elapsed.as_secs_f64()
             );
         }
         Err(e) => {
             failed += 1;
-            println!("mpi abort on 2 rank(s) ... FAILED: {e}");
+            println!("mpi {case} on {ranks} rank(s) ... FAILED: {e}");
         }
+    };
+    for (ranks, case) in cases {
+        record(ranks, case, run_case(&mpiexec, ranks, case));
     }
+    record(2, "abort", run_abort_case(&mpiexec));
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS
