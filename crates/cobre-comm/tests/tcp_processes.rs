@@ -857,6 +857,21 @@ fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
     drop((silent, garbage, ranks_done));
 }
 
+/// Asserts that rank `r` (its own job) failed its start-up naming rank `victim`, within
+/// 2 s of `killed`.
+fn assert_start_loss_reported(job: &mut RunningJob, r: usize, victim: usize, killed: Instant) {
+    let line = start_failure(job, killed + Duration::from_secs(5), r);
+    assert!(
+        line.contains(&format!("rank {victim}")),
+        "rank {r} does not name rank {victim}: {line}"
+    );
+    let took = job.ended_at(0).expect("exited") - killed;
+    assert!(
+        took < Duration::from_secs(2),
+        "rank {r} took {took:?}: {line}"
+    );
+}
+
 /// The start-up error line of a rank that was expected to fail.
 fn start_failure(rank: &mut RunningJob, deadline: Instant, who: usize) -> String {
     assert_eq!(
@@ -898,16 +913,7 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
         ranks[2].kill(0, Signal::KILL).expect("kill -9");
         let killed = Instant::now();
         for r in [0, 1] {
-            let line = start_failure(&mut ranks[r], killed + Duration::from_secs(5), r);
-            assert!(
-                line.contains("rank 2"),
-                "rank {r} does not name rank 2: {line}"
-            );
-            let took = ranks[r].ended_at(0).expect("exited") - killed;
-            assert!(
-                took < Duration::from_secs(2),
-                "rank {r} took {took:?}: {line}"
-            );
+            assert_start_loss_reported(&mut ranks[r], r, 2, killed);
         }
     }
     // 2. Rank 0 of 3 is killed after rank 1 joined, before rank 2 exists.
@@ -925,16 +931,7 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
         );
         ranks[0].kill(0, Signal::KILL).expect("kill -9");
         let killed = Instant::now();
-        let line = start_failure(&mut ranks[1], killed + Duration::from_secs(5), 1);
-        assert!(
-            line.contains("rank 0"),
-            "rank 1 does not name rank 0: {line}"
-        );
-        let took = ranks[1].ended_at(0).expect("exited") - killed;
-        assert!(
-            took < Duration::from_secs(2),
-            "rank 1 took {took:?}: {line}"
-        );
+        assert_start_loss_reported(&mut ranks[1], 1, 0, killed);
     }
     // 3. While the mesh forms: rank 1 of 3 is stopped after joining, rank 2 joins (the
     //    welcome goes out, rank 2 waits for rank 1 to accept it), then rank 1 is killed.
@@ -963,16 +960,7 @@ fn a_rank_lost_during_start_up_is_reported_by_every_other_within_2_s() {
         ranks[1].kill(0, Signal::KILL).expect("kill -9");
         let killed = Instant::now();
         for r in [0, 2] {
-            let line = start_failure(&mut ranks[r], killed + Duration::from_secs(5), r);
-            assert!(
-                line.contains("rank 1"),
-                "rank {r} does not name rank 1: {line}"
-            );
-            let took = ranks[r].ended_at(0).expect("exited") - killed;
-            assert!(
-                took < Duration::from_secs(2),
-                "rank {r} took {took:?}: {line}"
-            );
+            assert_start_loss_reported(&mut ranks[r], r, 1, killed);
         }
     }
 }
