@@ -220,8 +220,17 @@ fn hostile_peers_are_refused_and_the_job_completes() {
     assert_eq!(passed(&wrong), Some(true), "{}", wrong.output());
     assert!(wrong.output().contains("token"), "{}", wrong.output());
     // Two processes claim rank 1: exactly one is refused as a duplicate.
-    let first = spawn("small_or_refused", 1, size, port, &[]);
-    let second = spawn("small_or_refused", 1, size, port, &[]);
+    let mut first = spawn("small_or_refused", 1, size, port, &[]);
+    let mut second = spawn("small_or_refused", 1, size, port, &[]);
+    // The refused claimant ends while the job still waits for rank 2; rank 2 starts only
+    // then, so a slow start of either claimant cannot find the job already over.
+    while first.ended_at(0).is_none() && second.ended_at(0).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "neither rank-1 claimant was refused"
+        );
+        first.wait_rank(0, Instant::now() + Duration::from_millis(20));
+    }
     // A peer claiming a rank out of range, or a different size, is refused too.
     let out_of_range = finish(spawn("expect_refused", 1, size + 1, port, &[]), deadline);
     assert_eq!(
