@@ -11,54 +11,43 @@ use crate::datatype::ElementType;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
-/// The binary operators of one primitive (`or` only for integers).
-#[derive(Clone, Copy)]
-struct Ops<E> {
-    sum: fn(E, E) -> E,
-    min: fn(E, E) -> E,
-    max: fn(E, E) -> E,
-    or: Option<fn(E, E) -> E>,
+/// The binary operators of one primitive. Each is a plain function, so the loops below
+/// are monomorphized per operator: inlined and vectorized, not a call per element.
+trait Kernel: Pod {
+    /// Whether `BitwiseOr` is defined (integers only).
+    const HAS_OR: bool;
+    fn sum(a: Self, b: Self) -> Self;
+    fn min(a: Self, b: Self) -> Self;
+    fn max(a: Self, b: Self) -> Self;
+    /// Only called when [`Kernel::HAS_OR`] holds.
+    fn or(a: Self, b: Self) -> Self;
 }
 
-impl<E> Ops<E> {
-    fn pick(self, op: ReduceOp) -> Option<fn(E, E) -> E> {
-        match op {
-            ReduceOp::Sum => Some(self.sum),
-            ReduceOp::Min => Some(self.min),
-            ReduceOp::Max => Some(self.max),
-            ReduceOp::BitwiseOr => self.or,
+macro_rules! int_kernel {
+    ($($t:ty),*) => {$(
+        impl Kernel for $t {
+            const HAS_OR: bool = true;
+            fn sum(a: Self, b: Self) -> Self { a.wrapping_add(b) }
+            fn min(a: Self, b: Self) -> Self { Ord::min(a, b) }
+            fn max(a: Self, b: Self) -> Self { Ord::max(a, b) }
+            fn or(a: Self, b: Self) -> Self { a | b }
         }
-    }
+    )*};
 }
+int_kernel!(i32, i64, u8, u32, u64);
 
-macro_rules! int_ops {
-    ($t:ty) => {
-        Ops::<$t> {
-            sum: <$t>::wrapping_add,
-            min: Ord::min,
-            max: Ord::max,
-            or: Some(|a, b| a | b),
+macro_rules! float_kernel {
+    ($($t:ty),*) => {$(
+        impl Kernel for $t {
+            const HAS_OR: bool = false;
+            fn sum(a: Self, b: Self) -> Self { a + b }
+            fn min(a: Self, b: Self) -> Self { a.min(b) }
+            fn max(a: Self, b: Self) -> Self { a.max(b) }
+            fn or(a: Self, _: Self) -> Self { a }
         }
-    };
+    )*};
 }
-
-fn f32_ops() -> Ops<f32> {
-    Ops {
-        sum: |a, b| a + b,
-        min: f32::min,
-        max: f32::max,
-        or: None,
-    }
-}
-
-fn f64_ops() -> Ops<f64> {
-    Ops {
-        sum: |a, b| a + b,
-        min: f64::min,
-        max: f64::max,
-        or: None,
-    }
-}
+float_kernel!(f32, f64);
 
 /// Fails with [`CommError::UnsupportedReduction`] unless `T` has a reduction kernel.
 /// Backends call it before any data moves.
@@ -128,28 +117,87 @@ pub fn reduce_into<T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp) -> Resu
             actual: next.len(),
         });
     }
-    let unsupported = || CommError::UnsupportedOperator {
+    dispatch::<T>(
         op,
-        type_name: std::any::type_name::<T>(),
-    };
+        Kernels {
+            acc,
+            a: None,
+            b: next,
+        },
+    )
+}
+
+/// `out[i] = op(a[i], b[i])` for every `i`: the first step of a rank-order fold
+/// (`a` is rank 0's contribution, `b` rank 1's) without copying `a` into `out` first.
+///
+/// # Errors
+/// As [`reduce_into`]; [`CommError::InvalidBufferSize`] when the three lengths differ.
+pub(crate) fn combine_into<T: CommData>(
+    out: &mut [T],
+    a: &[T],
+    b: &[T],
+    op: ReduceOp,
+) -> Result<(), CommError> {
+    if a.len() != out.len() || b.len() != out.len() {
+        return Err(CommError::InvalidBufferSize {
+            operation: "allreduce: a contribution's length differs from the result's",
+            expected: out.len(),
+            actual: if a.len() == out.len() {
+                b.len()
+            } else {
+                a.len()
+            },
+        });
+    }
+    dispatch::<T>(
+        op,
+        Kernels {
+            acc: out,
+            a: Some(a),
+            b,
+        },
+    )
+}
+
+/// The operands of one kernel call: `acc = op(a, b)`, where a missing `a` is `acc`.
+struct Kernels<'a, T> {
+    acc: &'a mut [T],
+    a: Option<&'a [T]>,
+    b: &'a [T],
+}
+
+fn dispatch<T: CommData>(op: ReduceOp, k: Kernels<'_, T>) -> Result<(), CommError> {
     match check_reducible::<T>()? {
-        ElementType::F32 => fold::<f32, T>(acc, next, f32_ops().pick(op).ok_or_else(unsupported)?),
-        ElementType::F64 => fold::<f64, T>(acc, next, f64_ops().pick(op).ok_or_else(unsupported)?),
-        ElementType::I32 => {
-            fold::<i32, T>(acc, next, int_ops!(i32).pick(op).ok_or_else(unsupported)?);
-        }
-        ElementType::I64 => {
-            fold::<i64, T>(acc, next, int_ops!(i64).pick(op).ok_or_else(unsupported)?);
-        }
-        ElementType::U8 => fold::<u8, T>(acc, next, int_ops!(u8).pick(op).ok_or_else(unsupported)?),
-        ElementType::U32 => {
-            fold::<u32, T>(acc, next, int_ops!(u32).pick(op).ok_or_else(unsupported)?);
-        }
-        ElementType::U64 => {
-            fold::<u64, T>(acc, next, int_ops!(u64).pick(op).ok_or_else(unsupported)?);
-        }
-        ElementType::Other => {
-            return Err(CommError::UnsupportedReduction {
+        ElementType::F32 => apply::<f32, T>(op, k),
+        ElementType::F64 => apply::<f64, T>(op, k),
+        ElementType::I32 => apply::<i32, T>(op, k),
+        ElementType::I64 => apply::<i64, T>(op, k),
+        ElementType::U8 => apply::<u8, T>(op, k),
+        ElementType::U32 => apply::<u32, T>(op, k),
+        ElementType::U64 => apply::<u64, T>(op, k),
+        ElementType::Other => Err(CommError::UnsupportedReduction {
+            type_name: std::any::type_name::<T>(),
+        }),
+    }
+}
+
+/// Views `T` as the primitive `E` it is (same type, checked by the caller through
+/// [`ElementType`]) and runs the operator's loop; `cast_slice` keeps this free of `unsafe`.
+fn apply<E: Kernel, T: CommData>(
+    op: ReduceOp,
+    Kernels { acc, a, b }: Kernels<'_, T>,
+) -> Result<(), CommError> {
+    let acc: &mut [E] = bytemuck::cast_slice_mut(acc);
+    let a: Option<&[E]> = a.map(bytemuck::cast_slice);
+    let b: &[E] = bytemuck::cast_slice(b);
+    match op {
+        ReduceOp::Sum => run(acc, a, b, E::sum),
+        ReduceOp::Min => run(acc, a, b, E::min),
+        ReduceOp::Max => run(acc, a, b, E::max),
+        ReduceOp::BitwiseOr if E::HAS_OR => run(acc, a, b, E::or),
+        ReduceOp::BitwiseOr => {
+            return Err(CommError::UnsupportedOperator {
+                op,
                 type_name: std::any::type_name::<T>(),
             });
         }
@@ -157,13 +205,19 @@ pub fn reduce_into<T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp) -> Resu
     Ok(())
 }
 
-/// Views `T` as the primitive `E` it is (same type, checked by the caller through
-/// [`ElementType`]) and applies the operator; `cast_slice` keeps this free of `unsafe`.
-fn fold<E: Pod, T: CommData>(acc: &mut [T], next: &[T], f: fn(E, E) -> E) {
-    let acc: &mut [E] = bytemuck::cast_slice_mut(acc);
-    let next: &[E] = bytemuck::cast_slice(next);
-    for (a, &b) in acc.iter_mut().zip(next) {
-        *a = f(*a, b);
+#[inline]
+fn run<E: Copy>(acc: &mut [E], a: Option<&[E]>, b: &[E], f: impl Fn(E, E) -> E) {
+    match a {
+        None => {
+            for (x, &y) in acc.iter_mut().zip(b) {
+                *x = f(*x, y);
+            }
+        }
+        Some(a) => {
+            for ((x, &p), &q) in acc.iter_mut().zip(a).zip(b) {
+                *x = f(p, q);
+            }
+        }
     }
 }
 
@@ -221,6 +275,27 @@ mod tests {
             [1.0],
             "a refused reduction leaves the accumulator alone"
         );
+    }
+
+    #[test]
+    fn combine_is_the_first_fold_step() {
+        let (a, b) = ([1e16_f64, 3.0, -2.5], [1.0, -4.0, 2.5]);
+        let mut out = [0.0; 3];
+        combine_into(&mut out, &a, &b, ReduceOp::Sum).unwrap();
+        let mut acc = a;
+        reduce_into(&mut acc, &b, ReduceOp::Sum).unwrap();
+        assert_eq!(out, acc);
+        let mut out = [0_u8; 2];
+        combine_into(&mut out, &[1, 8], &[2, 4], ReduceOp::BitwiseOr).unwrap();
+        assert_eq!(out, [3, 12]);
+        assert!(matches!(
+            combine_into(&mut [0_u8; 2], &[1], &[2, 4], ReduceOp::Max),
+            Err(CommError::InvalidBufferSize {
+                expected: 2,
+                actual: 1,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::split::chunk_bounds;
 use super::transport::{Fail, Mesh, RecvOp, SendOp};
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
-use crate::reduce::reduce_into;
+use crate::reduce::{combine_into, reduce_into};
 use crate::traits::CommData;
 use crate::types::ReduceOp;
 
@@ -64,8 +64,12 @@ fn fold<T: CommData>(out: &mut [T], me: usize, mine: &[T], others: &[T], op: Red
         }
     };
     let n = others.len() / len.max(1) + 1;
-    out.copy_from_slice(piece(0));
-    for r in 1..n {
+    if n == 1 {
+        out.copy_from_slice(mine);
+        return;
+    }
+    combine_into(out, piece(0), piece(1), op).expect("checked reducible, equal lengths");
+    for r in 2..n {
         reduce_into(out, piece(r), op).expect("checked reducible, equal lengths");
     }
 }
