@@ -97,6 +97,18 @@ impl<'a> EnvReader<'a> {
         }
     }
 
+    /// The algorithms a `*_ALGORITHMS` variable forces (none when unset), among `table`.
+    pub(crate) fn algorithms(
+        &self,
+        name: &str,
+        table: &crate::algorithm::Table,
+    ) -> Result<crate::algorithm::Forced, BackendError> {
+        let Some(v) = self.get(name) else {
+            return Ok(crate::algorithm::Forced::NONE);
+        };
+        crate::algorithm::Forced::parse(&v, table).map_err(|why| self.invalid(name, &v, &why))
+    }
+
     /// A positive duration in seconds (fractions allowed), `default` when unset.
     pub(crate) fn seconds(&self, name: &str, default: Duration) -> Result<Duration, BackendError> {
         let Some(v) = self.get(name) else {

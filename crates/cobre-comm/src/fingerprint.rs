@@ -8,6 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 
+use crate::algorithm::Algorithm;
 use crate::datatype::{ElementType, type_digest};
 use crate::types::{CommError, ReduceOp};
 
@@ -70,6 +71,8 @@ pub(crate) struct Fingerprint {
     /// Why this rank refused the call ([`Refusal`] code), or 0 for a call it makes. A
     /// refusal's `count` and `counts_digest` hold the expected and found values.
     pub refused: u8,
+    /// The [`Algorithm`] code this rank runs the call with (0 until one is picked).
+    pub algorithm: u8,
 }
 
 /// Why a rank refused a call: the precondition it failed, as carried by a fingerprint.
@@ -109,6 +112,7 @@ impl Fingerprint {
             root: 0,
             reduce: 0,
             refused: 0,
+            algorithm: 0,
         }
     }
 
@@ -149,6 +153,14 @@ impl Fingerprint {
         Self::typed::<T>(seq, Collective::Region, count)
     }
 
+    /// This fingerprint for a call run with `algorithm`: ranks that picked different
+    /// algorithms disagree.
+    #[must_use]
+    pub(crate) fn with_algorithm(mut self, algorithm: Algorithm) -> Fingerprint {
+        self.algorithm = algorithm.code();
+        self
+    }
+
     /// The fingerprint this rank publishes instead of `self` when the call failed its
     /// preconditions here: same sequence number and collective, and the reason.
     pub(crate) fn refusal(&self, reason: &CommError) -> Fingerprint {
@@ -166,6 +178,7 @@ impl Fingerprint {
             root: 0,
             reduce: 0,
             refused: code as u8,
+            algorithm: 0,
             ..*self
         }
     }
@@ -202,6 +215,7 @@ impl Fingerprint {
         out[41] = self.elem.code();
         out[42] = self.reduce;
         out[43] = self.refused;
+        out[44] = self.algorithm;
         out
     }
 
@@ -222,7 +236,13 @@ impl Fingerprint {
         if bytes[43] > Refusal::Other as u8 {
             return Err(format!("unknown refusal code {} in fingerprint", bytes[43]));
         }
-        if bytes[44..].iter().any(|&b| b != 0) {
+        if bytes[44] != 0 && Algorithm::from_code(bytes[44]).is_none() {
+            return Err(format!(
+                "unknown algorithm code {} in fingerprint",
+                bytes[44]
+            ));
+        }
+        if bytes[45..].iter().any(|&b| b != 0) {
             return Err("non-zero reserved bytes in fingerprint".into());
         }
         Ok(Fingerprint {
@@ -236,6 +256,7 @@ impl Fingerprint {
             root: u32_at(36),
             reduce: bytes[42],
             refused: bytes[43],
+            algorithm: bytes[44],
         })
     }
 
@@ -292,6 +313,14 @@ impl Fingerprint {
         }
         if self.reduce != other.reduce {
             return "different reduce operators".into();
+        }
+        if self.algorithm != other.algorithm {
+            let name = |code| Algorithm::from_code(code).map_or("none", Algorithm::name);
+            return format!(
+                "different algorithms: {} here, {} there; force the same one on every rank, or none",
+                name(self.algorithm),
+                name(other.algorithm)
+            );
         }
         "identical fingerprints".into()
     }

@@ -68,6 +68,7 @@
 
 #[cfg(any(feature = "shm", feature = "mpi"))]
 mod access;
+pub mod algorithm;
 #[cfg(any(feature = "shm", feature = "tcp"))]
 mod call;
 pub mod datatype;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cobre_comm::algorithm::Forced;
 use cobre_comm::{
     Backend, BackendError, CommError, Communicator, ReduceOp, SharedMemoryProvider, ShmBackend,
     ShmConfig, create_communicator_with,
@@ -55,6 +56,22 @@ fn child_rank() {
                     return;
                 }
             }
+        }
+        "algorithm-mismatch" => {
+            // Rank 0 forces one allreduce algorithm, the others another.
+            let mut config = ShmConfig::from_env().expect("shm configuration");
+            let name = if config.rank == 0 {
+                "direct"
+            } else {
+                "reduce-scatter-allgather"
+            };
+            config.algorithms =
+                Forced::parse(&format!("allreduce={name}"), cobre_comm::shm::ALGORITHMS)
+                    .expect("a known algorithm");
+            let comm = ShmBackend::new(&config).expect("shm communicator");
+            let mut out = vec![0.0_f64; 1 << 16];
+            let result = comm.allreduce(&vec![1.0; 1 << 16], &mut out, ReduceOp::Sum);
+            println!("result: {result:?}");
         }
         "mismatch" => {
             let comm = ShmBackend::from_env().expect("shm communicator");
@@ -265,6 +282,79 @@ fn conformance_on_1_to_4_processes() {
             assert!(out.contains("suite ok"), "{out}");
         }
     }
+}
+
+/// Forcing texts that together run every algorithm of the backend's table: the `i`-th
+/// forces the `i`-th algorithm of every collective (its last one when it has fewer).
+fn every_algorithm() -> Vec<String> {
+    let table = cobre_comm::shm::ALGORITHMS;
+    let rounds = table.iter().map(|(_, algs)| algs.len()).max().unwrap_or(0);
+    (0..rounds)
+        .map(|i| {
+            table
+                .iter()
+                .map(|(op, algs)| format!("{}={}", op.name(), algs[i.min(algs.len() - 1)]))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn conformance_on_every_algorithm_on_1_to_4_processes() {
+    let specs = every_algorithm();
+    assert!(specs.len() >= 2, "{specs:?}");
+    for spec in specs {
+        for ranks in 1..=4 {
+            let extra = [(cobre_comm::shm::ENV_ALGORITHMS, spec.clone())];
+            let (job, name) = start("suite", ranks, 60, &extra);
+            for (rank, (ok, out)) in finish(job, &name, Duration::from_secs(120))
+                .iter()
+                .enumerate()
+            {
+                assert!(ok, "{spec}, {ranks} ranks, rank {rank} failed:\n{out}");
+                assert!(out.contains("suite ok"), "{out}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ranks_forcing_different_algorithms_get_a_mismatch_naming_both() {
+    let (job, name) = start("algorithm-mismatch", 3, 20, &[]);
+    for (rank, (ok, out)) in finish(job, &name, Duration::from_secs(30))
+        .iter()
+        .enumerate()
+    {
+        assert!(ok, "{out}");
+        assert!(out.contains("CollectiveMismatch"), "rank {rank}: {out}");
+        assert!(
+            out.contains("different algorithms: direct here, reduce-scatter-allgather there")
+                || out
+                    .contains("different algorithms: reduce-scatter-allgather here, direct there"),
+            "rank {rank}: {out}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_algorithm_is_a_configuration_error() {
+    let (job, name) = start(
+        "suite",
+        1,
+        20,
+        &[(cobre_comm::shm::ENV_ALGORITHMS, "allreduce=ring".into())],
+    );
+    let results = finish(job, &name, Duration::from_secs(30));
+    let (ok, out) = &results[0];
+    assert!(!ok);
+    assert!(
+        out.contains("COBRE_SHM_ALGORITHMS")
+            && out.contains(
+                "one of direct, reduce-scatter-allgather for allreduce (`ring` is not one)"
+            ),
+        "{out}"
+    );
 }
 
 #[test]

@@ -1,11 +1,34 @@
-//! Allgatherv through the slots: in each step every rank publishes the next chunk of its
-//! contribution and copies everyone else's into place.
+//! allgatherv: picks a named algorithm and runs it.
+//!
+//! | algorithm | picked when |
+//! |---|---|
+//! | `direct` (`allgatherv_direct.rs`) | below [`SINGLE_COPY_MIN_BYTES`] gathered, or single-copy not allowed here |
+//! | `single-copy` (`allgatherv_single_copy.rs`) | larger gathers, where the kernel allows it (`cma.rs`) |
+//!
+//! `COBRE_SHM_ALGORITHMS=allgatherv=NAME` forces one at every size.
 
 use super::transport::ShmTransport;
-use crate::datatype::{as_bytes, as_bytes_mut};
+use super::{allgatherv_direct, allgatherv_single_copy};
+use crate::algorithm::{Algorithm, Op};
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
 use crate::types::CommError;
+
+/// Gathers (and broadcasts) from this many bytes on copy once, straight between the
+/// ranks' buffers, where the kernel allows it.
+pub(crate) const SINGLE_COPY_MIN_BYTES: usize = 256 << 10;
+
+/// `direct` or `single-copy` for `op` moving `bytes`: the forced one, else by size.
+pub(crate) fn pick_copying(link: &ShmTransport, op: Op, bytes: usize) -> Algorithm {
+    let job = &link.job;
+    match job.algorithms.get(op) {
+        Some(forced @ (Algorithm::Direct | Algorithm::SingleCopy)) => forced,
+        _ if job.size > 1 && bytes >= SINGLE_COPY_MIN_BYTES && job.single_copy.is_ok() => {
+            Algorithm::SingleCopy
+        }
+        _ => Algorithm::Direct,
+    }
+}
 
 pub(crate) fn allgatherv<T: CommData>(
     link: &mut ShmTransport,
@@ -15,34 +38,12 @@ pub(crate) fn allgatherv<T: CommData>(
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), CommError> {
-    let rank = link.job.rank;
-    let elem = std::mem::size_of::<T>();
-    let chunk = link.job.layout.payload();
-    let bytes: Vec<usize> = counts.iter().map(|c| c * elem).collect();
-    let steps = bytes
-        .iter()
-        .map(|b| b.div_ceil(chunk))
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let piece = |r: usize, k: usize| (k * chunk).min(bytes[r])..((k + 1) * chunk).min(bytes[r]);
-    let send = as_bytes(send);
-    let recv = as_bytes_mut(recv);
-    for k in 0..steps {
-        link.step(
-            fingerprint,
-            &send[piece(rank, k)],
-            |r| piece(r, k).len(),
-            |r, data| {
-                if r != rank {
-                    let start = displs[r] * elem + piece(r, k).start;
-                    recv[start..start + data.len()].copy_from_slice(data);
-                }
-                Ok(())
-            },
-        )?;
+    let total: usize = counts.iter().sum::<usize>() * std::mem::size_of::<T>();
+    let algorithm = pick_copying(link, Op::Allgatherv, total);
+    let fingerprint = &fingerprint.with_algorithm(algorithm);
+    if algorithm == Algorithm::SingleCopy {
+        allgatherv_single_copy::run(link, fingerprint, send, recv, counts, displs)
+    } else {
+        allgatherv_direct::run(link, fingerprint, send, recv, counts, displs)
     }
-    let own = displs[rank] * elem;
-    recv[own..own + send.len()].copy_from_slice(send);
-    Ok(())
 }

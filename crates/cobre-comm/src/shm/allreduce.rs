@@ -1,13 +1,37 @@
-//! Allreduce through the slots: in each step every rank publishes the next chunk of its
-//! contribution, then folds all chunks in rank order (rank 0's, then rank 1's, ...) into
-//! its result, so `Sum` is exactly the rank-order fold on every rank.
+//! allreduce: picks a named algorithm and runs it.
+//!
+//! | algorithm | picked when |
+//! |---|---|
+//! | `direct` (`allreduce_direct.rs`) | up to [`REDUCE_SCATTER_MIN_BYTES`], or fewer elements than ranks |
+//! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | larger buffers |
+//!
+//! `COBRE_SHM_ALGORITHMS=allreduce=NAME` forces one at every size. Both fold in rank order.
 
 use super::transport::ShmTransport;
-use crate::datatype::as_bytes;
+use super::{allreduce_direct, allreduce_reduce_scatter_allgather};
+use crate::algorithm::{Algorithm, Op};
 use crate::fingerprint::Fingerprint;
-use crate::reduce::reduce_into;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
+
+/// Buffers from this many bytes on use `reduce-scatter-allgather` (with at least as many
+/// elements as ranks, and more than one rank).
+pub(crate) const REDUCE_SCATTER_MIN_BYTES: usize = 64 << 10;
+
+/// The algorithm for `len` elements of `T` on this job.
+pub(crate) fn pick<T>(link: &ShmTransport, len: usize) -> Algorithm {
+    let job = &link.job;
+    match job.algorithms.get(Op::Allreduce) {
+        Some(forced @ (Algorithm::Direct | Algorithm::ReduceScatterAllgather)) => forced,
+        _ if job.size > 1
+            && len >= job.size
+            && len * std::mem::size_of::<T>() >= REDUCE_SCATTER_MIN_BYTES =>
+        {
+            Algorithm::ReduceScatterAllgather
+        }
+        _ => Algorithm::Direct,
+    }
+}
 
 pub(crate) fn allreduce<T: CommData>(
     link: &mut ShmTransport,
@@ -16,38 +40,11 @@ pub(crate) fn allreduce<T: CommData>(
     recv: &mut [T],
     op: ReduceOp,
 ) -> Result<(), CommError> {
-    let rank = link.job.rank;
-    let per_step = link.job.layout.payload() / std::mem::size_of::<T>();
-    let mut scratch: Vec<T> = Vec::new();
-    for lo in (0..send.len()).step_by(per_step) {
-        let hi = (lo + per_step).min(send.len());
-        let out = &mut recv[lo..hi];
-        link.step(
-            fingerprint,
-            as_bytes(&send[lo..hi]),
-            |_| (hi - lo) * std::mem::size_of::<T>(),
-            |r, data| {
-                let part: &[T] = if r == rank {
-                    &send[lo..hi]
-                } else if let Ok(aligned) = bytemuck::try_cast_slice(data) {
-                    aligned
-                } else {
-                    // Slots are page-aligned, so this copy is a fallback only.
-                    scratch.clear();
-                    scratch.extend(
-                        data.chunks_exact(std::mem::size_of::<T>())
-                            .map(bytemuck::pod_read_unaligned::<T>),
-                    );
-                    &scratch
-                };
-                if r == 0 {
-                    out.copy_from_slice(part);
-                    Ok(())
-                } else {
-                    reduce_into(out, part, op)
-                }
-            },
-        )?;
+    let algorithm = pick::<T>(link, send.len());
+    let fingerprint = &fingerprint.with_algorithm(algorithm);
+    if algorithm == Algorithm::ReduceScatterAllgather {
+        allreduce_reduce_scatter_allgather::run(link, fingerprint, send, recv, op)
+    } else {
+        allreduce_direct::run(link, fingerprint, send, recv, op)
     }
-    Ok(())
 }

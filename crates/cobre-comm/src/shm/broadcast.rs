@@ -1,8 +1,12 @@
-//! Broadcast through the root's slots: in each step the root publishes the next chunk
-//! and every other rank copies it.
+//! broadcast: picks a named algorithm and runs it, by the same rule as allgatherv
+//! (`allgatherv.rs`, [`pick_copying`]): `direct` (`broadcast_direct.rs`) for small
+//! buffers, `single-copy` (`broadcast_single_copy.rs`) for large ones where the kernel
+//! allows it. `COBRE_SHM_ALGORITHMS=broadcast=NAME` forces one at every size.
 
+use super::allgatherv::pick_copying;
 use super::transport::ShmTransport;
-use crate::datatype::as_bytes_mut;
+use super::{broadcast_direct, broadcast_single_copy};
+use crate::algorithm::{Algorithm, Op};
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
 use crate::types::CommError;
@@ -13,25 +17,11 @@ pub(crate) fn broadcast<T: CommData>(
     buf: &mut [T],
     root: usize,
 ) -> Result<(), CommError> {
-    let chunk = link.job.layout.payload();
-    let buf = as_bytes_mut(buf);
-    let steps = buf.len().div_ceil(chunk).max(1);
-    let is_root = link.job.rank == root;
-    for k in 0..steps {
-        let range = (k * chunk).min(buf.len())..((k + 1) * chunk).min(buf.len());
-        let data: &[u8] = if is_root { &buf[range.clone()] } else { &[] };
-        let generation = link.publish(fingerprint, data);
-        link.collect(
-            generation,
-            fingerprint,
-            |r| if r == root { range.len() } else { 0 },
-            |r, data| {
-                if r == root && !is_root {
-                    buf[range.clone()].copy_from_slice(data);
-                }
-                Ok(())
-            },
-        )?;
+    let algorithm = pick_copying(link, Op::Broadcast, std::mem::size_of_val(buf));
+    let fingerprint = &fingerprint.with_algorithm(algorithm);
+    if algorithm == Algorithm::SingleCopy {
+        broadcast_single_copy::run(link, fingerprint, buf, root)
+    } else {
+        broadcast_direct::run(link, fingerprint, buf, root)
     }
-    Ok(())
 }

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::algorithm::{Algorithm, Forced, Op, Table};
 use crate::env::{EnvReader, Lookup};
 use crate::types::BackendError;
 
@@ -20,8 +21,23 @@ pub const ENV_RANK: &str = "COBRE_SHM_RANK";
 pub const ENV_SIZE: &str = "COBRE_SHM_SIZE";
 /// The variable holding the timeout in seconds (optional, [`DEFAULT_TIMEOUT`]).
 pub const ENV_TIMEOUT: &str = "COBRE_SHM_TIMEOUT_SECS";
+/// The variable forcing collective algorithms (optional; see [`crate::algorithm`]), such
+/// as `allreduce=reduce-scatter-allgather`. Must be the same on every rank.
+pub const ENV_ALGORITHMS: &str = "COBRE_SHM_ALGORITHMS";
 /// Every variable of the shm backend.
-pub const ENV_VARS: [&str; 4] = [ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT];
+pub const ENV_VARS: [&str; 5] = [ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT, ENV_ALGORITHMS];
+
+/// The algorithms of the shm backend, per collective (the default pick first). What each
+/// does, and when the backend picks it, is documented in `docs/ARCHITECTURE.md`.
+pub const ALGORITHMS: &Table = &[
+    (
+        Op::Allreduce,
+        &[Algorithm::Direct, Algorithm::ReduceScatterAllgather],
+    ),
+    (Op::Allgatherv, &[Algorithm::Direct, Algorithm::SingleCopy]),
+    (Op::Broadcast, &[Algorithm::Direct, Algorithm::SingleCopy]),
+    (Op::Barrier, &[Algorithm::Direct]),
+];
 /// What to do when a required variable is missing.
 const MISSING_HINT: &str =
     "set them for every rank, or start the ranks with `cobre-comm launch -n N --backend shm`";
@@ -92,6 +108,8 @@ pub struct ShmConfig {
     pub timeout: Duration,
     /// Bytes of each rank's data slot; larger payloads go through in chunks of this size.
     pub chunk_bytes: usize,
+    /// The algorithms forced for this job (none by default: the backend picks by size).
+    pub algorithms: Forced,
 }
 
 impl ShmConfig {
@@ -108,6 +126,7 @@ impl ShmConfig {
             size,
             timeout: DEFAULT_TIMEOUT,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            algorithms: Forced::NONE,
         }
     }
 
@@ -152,12 +171,14 @@ impl ShmConfig {
             .usize_in(ENV_RANK, 0, size - 1)?
             .expect("checked by require");
         let timeout = env.seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)?;
+        let algorithms = env.algorithms(ENV_ALGORITHMS, ALGORITHMS)?;
         let config = ShmConfig {
             name,
             rank,
             size,
             timeout,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            algorithms,
         };
         config
             .validate()
@@ -192,6 +213,10 @@ impl ShmConfig {
                 self.rank.to_string(),
                 format!("an integer from 0 to {}", self.size - 1),
             ));
+        }
+        let forced = self.algorithms.to_string();
+        if let Err(why) = Forced::parse(&forced, ALGORITHMS) {
+            return Err((ENV_ALGORITHMS, forced, why));
         }
         if self.chunk_bytes < 4096
             || self.chunk_bytes > MAX_CHUNK_BYTES
@@ -252,5 +277,34 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("COBRE_SHM_TIMEOUT_SECS=\"soon\""), "{err}");
+        let err = ShmConfig::from_lookup(&vars(&[
+            ("COBRE_SHM_NAME", "/j"),
+            ("COBRE_SHM_RANK", "0"),
+            ("COBRE_SHM_SIZE", "2"),
+            ("COBRE_SHM_ALGORITHMS", "allreduce=ring"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("COBRE_SHM_ALGORITHMS=\"allreduce=ring\" is invalid")
+                && err.contains("expected one of direct, reduce-scatter-allgather for allreduce"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn algorithms_are_forced_per_collective() {
+        let config = ShmConfig::from_lookup(&vars(&[
+            ("COBRE_SHM_NAME", "/j"),
+            ("COBRE_SHM_RANK", "0"),
+            ("COBRE_SHM_SIZE", "2"),
+            ("COBRE_SHM_ALGORITHMS", "allgatherv=single-copy"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.algorithms.get(Op::Allgatherv),
+            Some(Algorithm::SingleCopy)
+        );
+        assert_eq!(config.algorithms.get(Op::Allreduce), None);
     }
 }

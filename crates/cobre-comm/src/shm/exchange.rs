@@ -25,6 +25,7 @@ use super::layout::{
 };
 use super::segment::Segment;
 use super::startup;
+use crate::algorithm::Forced;
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
 use crate::types::{BackendError, CommError};
 
@@ -56,6 +57,10 @@ pub(crate) struct Job {
     pub rank: usize,
     pub size: usize,
     pub timeout: Duration,
+    /// The algorithms this job forces (see [`crate::algorithm`]).
+    pub algorithms: Forced,
+    /// Whether single-copy transfers are allowed here, or why not (see `cma.rs`).
+    pub single_copy: Result<(), String>,
 }
 
 /// A 64-bit digest of an encoded fingerprint: peers compare digests, and read the full
@@ -99,6 +104,8 @@ impl Job {
             rank: config.rank,
             size: config.size,
             timeout: config.timeout,
+            algorithms: config.algorithms,
+            single_copy: super::cma::availability(),
         };
         job.join(created)?;
         Ok(job)
@@ -262,18 +269,32 @@ impl Job {
         }
     }
 
-    /// Publishes `data` (at most one chunk) with `fingerprint` as this rank's part of the
-    /// next step; returns the step's generation.
-    pub(crate) fn publish(&self, state: &mut Steps, fingerprint: &Fingerprint, data: &[u8]) -> u64 {
-        debug_assert!(data.len() <= self.layout.payload());
+    /// The process id rank `rank` recorded when it joined.
+    pub(crate) fn pid(&self, rank: usize) -> u32 {
+        self.seg.u32_at(self.layout.line(rank) + L_PID).load(SeqCst)
+    }
+
+    /// Publishes `parts`, one after the other (at most one chunk in all), with
+    /// `fingerprint` as this rank's part of the next step; returns the step's generation.
+    pub(crate) fn publish(
+        &self,
+        state: &mut Steps,
+        fingerprint: &Fingerprint,
+        parts: &[&[u8]],
+    ) -> u64 {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        debug_assert!(total <= self.layout.payload());
         let generation = state.generation + 1;
         // The buffers of this generation were last used at `generation - 2`, and nobody
         // reads them any more: every rank arrived at `generation - 1` (the previous collect
         // saw it), and a rank publishes a step only after reading the one before.
         let encoded = fingerprint.encode();
         state.digest = digest(&encoded);
-        self.seg
-            .write(self.layout.data(self.rank, generation, data.len()), data);
+        let mut at = self.layout.data(self.rank, generation, total);
+        for part in parts {
+            self.seg.write(at, part);
+            at += part.len();
+        }
         self.seg
             .write(self.layout.fingerprint(self.rank, generation), &encoded);
         self.seg

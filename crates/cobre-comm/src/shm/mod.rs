@@ -17,13 +17,21 @@
 //! After such an error every call fails fast with the same error.
 
 mod allgatherv;
+mod allgatherv_direct;
+mod allgatherv_single_copy;
 mod allreduce;
+mod allreduce_direct;
+mod allreduce_reduce_scatter_allgather;
 mod broadcast;
+mod broadcast_direct;
+mod broadcast_single_copy;
+mod cma;
 mod config;
 mod exchange;
 mod layout;
 mod region;
 mod segment;
+mod single_copy;
 mod startup;
 mod transport;
 
@@ -31,11 +39,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use config::{
-    DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT, ENV_VARS,
-    MAX_CHUNK_BYTES, MAX_SIZE, ShmConfig, rank_env, timeout_value,
+    ALGORITHMS, DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, ENV_ALGORITHMS, ENV_NAME, ENV_RANK, ENV_SIZE,
+    ENV_TIMEOUT, ENV_VARS, MAX_CHUNK_BYTES, MAX_SIZE, ShmConfig, rank_env, timeout_value,
 };
 pub use region::ShmRegion;
 
+use crate::algorithm::{Algorithm, Op};
 use crate::call::Calls;
 use crate::env::Lookup;
 use crate::topology::ExecutionTopology;
@@ -83,6 +92,20 @@ impl ShmBackend {
     /// foreign segment), belongs to a different job configuration, `/dev/shm` is too
     /// small, or not every rank joins within the timeout.
     pub fn new(config: &ShmConfig) -> Result<Self, BackendError> {
+        if let Err(why) = cma::availability() {
+            let forced = config.algorithms;
+            if [Op::Allgatherv, Op::Broadcast]
+                .into_iter()
+                .any(|op| forced.get(op) == Some(Algorithm::SingleCopy))
+            {
+                return Err(BackendError::InvalidConfiguration {
+                    backend: "shm".into(),
+                    variable: ENV_ALGORITHMS.into(),
+                    value: forced.to_string(),
+                    expected: format!("no single-copy algorithm on this machine: {why}"),
+                });
+            }
+        }
         let job = Arc::new(Job::attach(config)?);
         spawn_abort_watcher(Arc::downgrade(&job));
         // One segment is one machine: every rank runs on this host.
@@ -123,9 +146,12 @@ fn spawn_abort_watcher(job: Weak<Job>) {
         });
 }
 
-/// A barrier: one step that moves no data.
+/// A barrier: one step that moves no data (`direct`, the only algorithm).
 fn barrier(calls: &ShmCalls) -> Result<(), CommError> {
-    calls.barrier(|link, fp| link.step(fp, &[], |_| 0, |_, _| Ok(())))
+    calls.barrier(|link, fp| {
+        let fp = &fp.with_algorithm(Algorithm::Direct);
+        link.step(fp, &[], |_| 0, |_, _| Ok(()))
+    })
 }
 
 impl Communicator for ShmBackend {

@@ -34,13 +34,14 @@ impl ShmTransport {
         len: impl Fn(usize) -> usize,
         read: impl FnMut(usize, &[u8]) -> Result<(), CommError>,
     ) -> Result<(), CommError> {
-        let generation = self.publish(fingerprint, data);
+        let generation = self.publish(fingerprint, &[data]);
         self.collect(generation, fingerprint, len, read)
     }
 
-    /// The first half of a step: publishes this rank's part; returns the step's generation.
-    pub(crate) fn publish(&mut self, fingerprint: &Fingerprint, data: &[u8]) -> u64 {
-        self.job.publish(&mut self.steps, fingerprint, data)
+    /// The first half of a step: publishes this rank's part, the concatenation of `parts`
+    /// (at most one chunk); returns the step's generation.
+    pub(crate) fn publish(&mut self, fingerprint: &Fingerprint, parts: &[&[u8]]) -> u64 {
+        self.job.publish(&mut self.steps, fingerprint, parts)
     }
 
     /// The second half of a step (see [`ShmTransport::step`]).

@@ -9,8 +9,8 @@
 //!   `n` pieces in rank order; then every owner sends its reduced chunk to every rank.
 //!   Each rank moves `2 (n - 1) / n` buffers, whatever `n`, and no rank is a hot spot.
 
-use super::split::chunk_bounds;
 use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use crate::algorithm::chunk_bounds;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
 use crate::reduce::{combine_into, reduce_into};

@@ -5,8 +5,8 @@
 //! the root an empty frame with its fingerprint, so ranks that disagree on the root fail
 //! instead of waiting on each other.
 
-use super::split::chunk_bounds;
 use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use crate::algorithm::chunk_bounds;
 use crate::fingerprint::Fingerprint;
 
 pub(crate) fn broadcast(

@@ -26,12 +26,6 @@ pub(crate) fn split_ranges<'a, T>(
     out
 }
 
-/// The bounds of `parts` near-equal chunks of `len` elements: chunk `c` is
-/// `bounds[c]..bounds[c + 1]`.
-pub(crate) fn chunk_bounds(len: usize, parts: usize) -> Vec<usize> {
-    (0..=parts).map(|c| c * len / parts).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,7 +45,5 @@ mod tests {
                 (0, vec![6, 7, 8])
             ]
         );
-        assert_eq!(chunk_bounds(10, 3), vec![0, 3, 6, 10]);
-        assert_eq!(chunk_bounds(1, 4), vec![0, 0, 0, 0, 1]);
     }
 }

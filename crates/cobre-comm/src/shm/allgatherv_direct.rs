@@ -1,0 +1,48 @@
+//! The `direct` allgatherv: in each step every rank publishes the next chunk of its
+//! contribution in its slot and copies everyone else's into place (two copies per byte).
+
+use super::transport::ShmTransport;
+use crate::datatype::{as_bytes, as_bytes_mut};
+use crate::fingerprint::Fingerprint;
+use crate::traits::CommData;
+use crate::types::CommError;
+
+pub(crate) fn run<T: CommData>(
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
+    send: &[T],
+    recv: &mut [T],
+    counts: &[usize],
+    displs: &[usize],
+) -> Result<(), CommError> {
+    let rank = link.job.rank;
+    let elem = std::mem::size_of::<T>();
+    let chunk = link.job.layout.payload();
+    let bytes: Vec<usize> = counts.iter().map(|c| c * elem).collect();
+    let steps = bytes
+        .iter()
+        .map(|b| b.div_ceil(chunk))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let piece = |r: usize, k: usize| (k * chunk).min(bytes[r])..((k + 1) * chunk).min(bytes[r]);
+    let send = as_bytes(send);
+    let recv = as_bytes_mut(recv);
+    for k in 0..steps {
+        link.step(
+            fingerprint,
+            &send[piece(rank, k)],
+            |r| piece(r, k).len(),
+            |r, data| {
+                if r != rank {
+                    let start = displs[r] * elem + piece(r, k).start;
+                    recv[start..start + data.len()].copy_from_slice(data);
+                }
+                Ok(())
+            },
+        )?;
+    }
+    let own = displs[rank] * elem;
+    recv[own..own + send.len()].copy_from_slice(send);
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The `direct` allreduce: in each step every rank publishes the next chunk of its
+//! contribution, then folds all chunks in rank order (rank 0's, then rank 1's, ...) into
+//! its result, so `Sum` is exactly the rank-order fold on every rank. One step per chunk:
+//! the lowest latency, but every rank reads every contribution.
+
+use super::transport::ShmTransport;
+use crate::datatype::{as_bytes, elements_of};
+use crate::fingerprint::Fingerprint;
+use crate::reduce::reduce_into;
+use crate::traits::CommData;
+use crate::types::{CommError, ReduceOp};
+
+pub(crate) fn run<T: CommData>(
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
+    send: &[T],
+    recv: &mut [T],
+    op: ReduceOp,
+) -> Result<(), CommError> {
+    let rank = link.job.rank;
+    let per_step = link.job.layout.payload() / std::mem::size_of::<T>();
+    let mut scratch: Vec<T> = Vec::new();
+    for lo in (0..send.len()).step_by(per_step) {
+        let hi = (lo + per_step).min(send.len());
+        let out = &mut recv[lo..hi];
+        link.step(
+            fingerprint,
+            as_bytes(&send[lo..hi]),
+            |_| (hi - lo) * std::mem::size_of::<T>(),
+            |r, data| {
+                let part: &[T] = if r == rank {
+                    &send[lo..hi]
+                } else {
+                    elements_of(data, &mut scratch)
+                };
+                if r == 0 {
+                    out.copy_from_slice(part);
+                    Ok(())
+                } else {
+                    reduce_into(out, part, op)
+                }
+            },
+        )?;
+    }
+    Ok(())
+}

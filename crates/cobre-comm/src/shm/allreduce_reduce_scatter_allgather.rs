@@ -1,0 +1,88 @@
+//! The `reduce-scatter-allgather` allreduce, pipelined in pieces of [`PIECE_BYTES`].
+//!
+//! Each piece of the buffer is cut into one slice per rank. In step `k` every rank
+//! publishes piece `k` of its contribution together with its reduced slice of piece
+//! `k - 1`; then it folds its own slice of piece `k` from every rank's contribution, in
+//! rank order (so `Sum` is exactly the rank-order fold, as with `direct`), and copies the
+//! other ranks' reduced slices of piece `k - 1` into place. Every rank folds `1 / p` of
+//! the buffer instead of all of it, and reads `1 / p` of each contribution plus the
+//! reduced slices; the pipeline adds one step in all. Extra memory: none beyond the slots.
+
+use super::transport::ShmTransport;
+use crate::algorithm::chunk_bounds;
+use crate::datatype::{as_bytes, elements_of};
+use crate::fingerprint::Fingerprint;
+use crate::reduce::reduce_into;
+use crate::traits::CommData;
+use crate::types::{CommError, ReduceOp};
+
+/// Bytes of each pipelined piece: small enough that a piece and its slices stay in cache
+/// between being written and being read, large enough that the steps are few.
+pub(crate) const PIECE_BYTES: usize = 256 << 10;
+
+pub(crate) fn run<T: CommData>(
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
+    send: &[T],
+    recv: &mut [T],
+    op: ReduceOp,
+) -> Result<(), CommError> {
+    let (me, n) = (link.job.rank, link.job.size);
+    let elem = std::mem::size_of::<T>();
+    // A step carries a piece plus a slice of the previous one: at most `piece * (n + 1) / n`
+    // elements must fit in the slot.
+    let slot = link.job.layout.payload() / elem;
+    let piece = (PIECE_BYTES / elem).min(slot * n / (n + 1)).max(1);
+    let pieces = send.len().div_ceil(piece);
+    let range = |k: usize| (k * piece).min(send.len())..((k + 1) * piece).min(send.len());
+    // Slice `q` of piece `k`, in elements of the whole buffer.
+    let slice = |k: usize, q: usize| {
+        let r = range(k);
+        let bounds = chunk_bounds(r.len(), n);
+        r.start + bounds[q]..r.start + bounds[q + 1]
+    };
+    let mut scratch: Vec<T> = Vec::new();
+    for k in 0..=pieces {
+        let reduced_before = k.checked_sub(1).map(|j| slice(j, me));
+        let reduced: &[T] = reduced_before.clone().map_or(&[], |s| &recv[s]);
+        let input: &[T] = if k < pieces { &send[range(k)] } else { &[] };
+        let generation = link.publish(fingerprint, &[as_bytes(reduced), as_bytes(input)]);
+        let previous_len = |q: usize| k.checked_sub(1).map_or(0, |j| slice(j, q).len());
+        let mine = if k < pieces { slice(k, me) } else { 0..0 };
+        let offset = if k < pieces {
+            mine.start - range(k).start
+        } else {
+            0
+        };
+        let out = &mut *recv;
+        link.collect(
+            generation,
+            fingerprint,
+            |q| (previous_len(q) + input.len()) * elem,
+            |q, data| {
+                let (reduced, contribution) = data.split_at(previous_len(q) * elem);
+                if q != me
+                    && let Some(j) = k.checked_sub(1)
+                {
+                    out[slice(j, q)].copy_from_slice(elements_of(reduced, &mut scratch));
+                }
+                if mine.is_empty() {
+                    return Ok(());
+                }
+                let part: &[T] = if q == me {
+                    &send[mine.clone()]
+                } else {
+                    let bytes = &contribution[offset * elem..(offset + mine.len()) * elem];
+                    elements_of(bytes, &mut scratch)
+                };
+                if q == 0 {
+                    out[mine.clone()].copy_from_slice(part);
+                    Ok(())
+                } else {
+                    reduce_into(&mut out[mine.clone()], part, op)
+                }
+            },
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The `direct` broadcast: in each step the root publishes the next chunk in its slot and
+//! every other rank copies it (two copies per byte).
+
+use super::transport::ShmTransport;
+use crate::datatype::as_bytes_mut;
+use crate::fingerprint::Fingerprint;
+use crate::traits::CommData;
+use crate::types::CommError;
+
+pub(crate) fn run<T: CommData>(
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
+    buf: &mut [T],
+    root: usize,
+) -> Result<(), CommError> {
+    let chunk = link.job.layout.payload();
+    let buf = as_bytes_mut(buf);
+    let steps = buf.len().div_ceil(chunk).max(1);
+    let is_root = link.job.rank == root;
+    for k in 0..steps {
+        let range = (k * chunk).min(buf.len())..((k + 1) * chunk).min(buf.len());
+        let data: &[u8] = if is_root { &buf[range.clone()] } else { &[] };
+        let generation = link.publish(fingerprint, &[data]);
+        link.collect(
+            generation,
+            fingerprint,
+            |r| if r == root { range.len() } else { 0 },
+            |r, data| {
+                if r == root && !is_root {
+                    buf[range.clone()].copy_from_slice(data);
+                }
+                Ok(())
+            },
+        )?;
+    }
+    Ok(())
+}
