@@ -13,7 +13,7 @@ use cobre_comm_bench::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::CliError;
-use crate::ranks::{JobBackend, run_self};
+use crate::ranks::{JobBackend, algorithm_env, run_self};
 
 /// A workload to replay instead of the per-size latency sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +70,10 @@ pub struct Args {
     /// Stop a job that runs longer than this many seconds.
     #[arg(long, value_name = "S", default_value_t = 1800.0)]
     timeout: f64,
+    /// Force algorithms on the shm and tcp backends, as `collective=algorithm,...` (for
+    /// example `allreduce=reduce-scatter-allgather`); `cobre-comm info` lists them.
+    #[arg(long, value_name = "SPEC")]
+    algorithms: Option<String>,
 }
 
 fn parse_op(s: &str) -> Result<BenchOp, String> {
@@ -142,7 +146,8 @@ fn sweep(args: &Args, backends: &[JobBackend], timeout: Duration) -> Result<Exit
             } else {
                 args.ranks
             };
-            let lines = run_self(backend, ranks, &task, timeout)?;
+            let extra = algorithm_env(backend, args.algorithms.as_deref())?;
+            let lines = run_self(backend, ranks, &task, &extra, timeout)?;
             let results = parse::<RankResult>(&lines)?;
             report.results.extend(aggregate(backend.name(), &results));
             bar.inc(1);
@@ -176,7 +181,8 @@ fn sddp(args: &Args, backends: &[JobBackend], timeout: Duration) -> Result<ExitC
     for &backend in backends {
         bar.set_message(format!("{} sddp", backend.name()));
         let task = ["sddp", "--backend", backend.name(), "--config", &json].map(str::to_string);
-        let lines = run_self(backend, args.ranks, &task, timeout)?;
+        let extra = algorithm_env(backend, args.algorithms.as_deref())?;
+        let lines = run_self(backend, args.ranks, &task, &extra, timeout)?;
         runs.push((backend.name().to_string(), parse::<SddpResult>(&lines)?));
         bar.inc(1);
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cobre_comm_conformance::Report;
 
 use crate::CliError;
-use crate::ranks::{JobBackend, run_self};
+use crate::ranks::{JobBackend, algorithm_env, run_self};
 
 /// Arguments of `cobre-comm check`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,10 @@ pub struct Args {
     /// Also write every rank's report to this file (JSON).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Force algorithms (shm and tcp), as `collective=algorithm,...`, to check them at
+    /// every size; `cobre-comm info` lists them.
+    #[arg(long, value_name = "SPEC")]
+    algorithms: Option<String>,
 }
 
 /// Runs `cobre-comm check`.
@@ -50,7 +54,14 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         "--backend".to_string(),
         backend.name().to_string(),
     ];
-    let lines = run_self(backend, ranks, &task, Duration::from_secs_f64(args.timeout))?;
+    let extra = algorithm_env(backend, args.algorithms.as_deref())?;
+    let lines = run_self(
+        backend,
+        ranks,
+        &task,
+        &extra,
+        Duration::from_secs_f64(args.timeout),
+    )?;
     let mut reports = lines
         .iter()
         .map(|l| serde_json::from_str::<Report>(l))

@@ -34,6 +34,48 @@ struct Info {
     mpiexec: Option<String>,
     /// How the `tcp` backend would join its job, when it is the one selected.
     tcp: Option<TcpView>,
+    /// The algorithms of the compiled multi-process backends.
+    algorithms: Vec<BackendAlgorithms>,
+}
+
+/// One backend's algorithms, and what this machine allows.
+#[derive(Debug, Serialize)]
+struct BackendAlgorithms {
+    backend: &'static str,
+    variable: &'static str,
+    /// `collective: name, name` lines, the default pick first.
+    table: Vec<String>,
+    /// Algorithms this machine does not allow, and why.
+    unavailable: Option<String>,
+}
+
+fn algorithms() -> Vec<BackendAlgorithms> {
+    #[allow(unused_mut)] // empty when neither shm nor tcp is compiled in
+    let mut out = Vec::new();
+    let lines = |table| {
+        cobre_comm::algorithm::describe(table)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    #[cfg(feature = "shm")]
+    out.push(BackendAlgorithms {
+        backend: "shm",
+        variable: cobre_comm::shm::ENV_ALGORITHMS,
+        table: lines(cobre_comm::shm::ALGORITHMS),
+        unavailable: cobre_comm::shm::single_copy_available()
+            .err()
+            .map(|why| format!("single-copy: {why}")),
+    });
+    #[cfg(feature = "tcp")]
+    out.push(BackendAlgorithms {
+        backend: "tcp",
+        variable: cobre_comm::tcp_config::ENV_ALGORITHMS,
+        table: lines(cobre_comm::tcp_config::ALGORITHMS),
+        unavailable: None,
+    });
+    let _ = lines;
+    out
 }
 
 /// The `tcp` configuration derived from the environment (and the Slurm step).
@@ -153,6 +195,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         mpi_library: mpi_library(),
         mpiexec: find_on_path("mpiexec").map(|p| p.display().to_string()),
         tcp: None,
+        algorithms: algorithms(),
     };
     let info = Info {
         tcp: (info.selected.as_deref() == Some("tcp")).then(tcp_view),
@@ -217,6 +260,25 @@ fn render(info: &Info) -> String {
     }
     if let Some(tcp) = &info.tcp {
         render_tcp(&mut out, tcp);
+    }
+    for backend in &info.algorithms {
+        let _ = writeln!(
+            out,
+            "{} algorithms (default first; force with {}=collective=name,...):",
+            backend.backend, backend.variable
+        );
+        for line in &backend.table {
+            let _ = writeln!(out, "  {line}");
+        }
+        match &backend.unavailable {
+            Some(why) => {
+                let _ = writeln!(out, "  not on this machine: {why}");
+            }
+            None if backend.backend == "shm" => {
+                let _ = writeln!(out, "  single-copy transfers: allowed on this machine");
+            }
+            None => {}
+        }
     }
     let _ = writeln!(out, "MPI library:        {}", info.mpi_library);
     let _ = writeln!(

@@ -197,12 +197,49 @@ pub fn ensure_available(backend: JobBackend) -> Result<(), CliError> {
     )))
 }
 
+/// The variable that forces `spec` (`collective=algorithm,...`, see
+/// `cobre_comm::algorithm`) on `backend`, checked against that backend's algorithms.
+///
+/// # Errors
+/// A usage error naming what `backend` accepts, or saying that it has no choice of
+/// algorithms (`local`, `mpi`).
+pub fn algorithm_env(
+    backend: JobBackend,
+    spec: Option<&str>,
+) -> Result<Vec<(&'static str, String)>, CliError> {
+    let Some(spec) = spec else {
+        return Ok(Vec::new());
+    };
+    let (variable, table) = match backend {
+        JobBackend::Shm => (cobre_comm::shm::ENV_ALGORITHMS, cobre_comm::shm::ALGORITHMS),
+        JobBackend::Tcp => (
+            cobre_comm::tcp_config::ENV_ALGORITHMS,
+            cobre_comm::tcp_config::ALGORITHMS,
+        ),
+        other => {
+            return Err(CliError::usage(format!(
+                "--algorithms applies to the shm and tcp backends, not {}",
+                other.name()
+            )));
+        }
+    };
+    cobre_comm::algorithm::Forced::parse(spec, table).map_err(|why| {
+        CliError::usage(format!(
+            "--algorithms {spec:?} for {}: expected {why}",
+            backend.name()
+        ))
+    })?;
+    Ok(vec![(variable, spec.to_string())])
+}
+
 /// Starts `ranks` ranks of this executable running `cobre-comm __rank <task...>` on
-/// `backend`, and returns each rank's result line (JSON), in rank order.
+/// `backend` with the `extra` variables, and returns each rank's result line (JSON), in
+/// rank order.
 pub fn run_self(
     backend: JobBackend,
     ranks: usize,
     task: &[String],
+    extra: &[(&'static str, String)],
     timeout: Duration,
 ) -> Result<Vec<String>, CliError> {
     if ranks == 0 {
@@ -252,6 +289,9 @@ pub fn run_self(
             }
         }
     };
+    let launcher = extra
+        .iter()
+        .fold(launcher, |l, (k, v)| l.env(*k, v.clone()));
     let report = launcher
         .env(RESULT_DIR_ENV, results.path.to_string_lossy())
         .forward_signals(true)

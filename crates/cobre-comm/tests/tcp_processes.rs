@@ -124,7 +124,17 @@ fn job_at(role: &str, size: usize, port: u16, extra: &[(&str, &str)]) -> Running
 
 /// Runs `role` on ranks `0..size` and expects every one to succeed within `limit`.
 fn run_job(role: &str, size: usize, limit: Duration) -> Vec<RankReport> {
-    let report = job_of(role, size, &[]).finish(limit);
+    run_job_with(role, size, &[], limit)
+}
+
+/// As [`run_job`], with `extra` variables for every rank.
+fn run_job_with(
+    role: &str,
+    size: usize,
+    extra: &[(&str, &str)],
+    limit: Duration,
+) -> Vec<RankReport> {
+    let report = job_of(role, size, extra).finish(limit);
     for (r, rank) in report.ranks.iter().enumerate() {
         assert_eq!(
             passed(rank),
@@ -146,6 +156,40 @@ fn conformance_on_1_to_4_processes() {
                 "{}",
                 rank.output()
             );
+        }
+    }
+}
+
+/// Forcing texts that together run every algorithm of the backend's table: the `i`-th
+/// forces the `i`-th algorithm of every collective (its last one when it has fewer).
+fn every_algorithm() -> Vec<String> {
+    let table = cobre_comm::tcp_config::ALGORITHMS;
+    let rounds = table.iter().map(|(_, algs)| algs.len()).max().unwrap_or(0);
+    (0..rounds)
+        .map(|i| {
+            table
+                .iter()
+                .map(|(op, algs)| format!("{}={}", op.name(), algs[i.min(algs.len() - 1)]))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn conformance_on_every_algorithm_on_1_to_4_processes() {
+    let specs = every_algorithm();
+    assert!(specs.len() >= 2, "{specs:?}");
+    for spec in &specs {
+        for size in 1..=4 {
+            let extra = [(cobre_comm::tcp_config::ENV_ALGORITHMS, spec.as_str())];
+            for rank in run_job_with("conformance", size, &extra, Duration::from_secs(120)) {
+                assert!(
+                    rank.output().contains("CONFORMANCE PASSED"),
+                    "{spec}, {size} ranks:\n{}",
+                    rank.output()
+                );
+            }
         }
     }
 }

@@ -56,6 +56,23 @@ use crate::types::{BackendError, CommError, ReduceOp};
 use exchange::Job;
 use transport::ShmTransport;
 
+/// Whether this machine lets shm ranks copy large payloads once, straight between their
+/// buffers (the `single-copy` algorithms); the reason when it does not (the Linux Yama
+/// module's `kernel.yama.ptrace_scope` above 0), in which case they go through the
+/// shared slots.
+///
+/// ```
+/// if let Err(why) = cobre_comm::shm::single_copy_available() {
+///     assert!(why.contains("ptrace_scope"));
+/// }
+/// ```
+///
+/// # Errors
+/// The reason single-copy transfers are not allowed here.
+pub fn single_copy_available() -> Result<(), String> {
+    cma::availability()
+}
+
 /// The calls of one process of a job, shared by its communicator, node communicator and
 /// regions.
 pub(crate) type ShmCalls = Calls<ShmTransport>;

@@ -10,7 +10,7 @@
 //!   Each rank moves `2 (n - 1) / n` buffers, whatever `n`, and no rank is a hot spot.
 
 use super::transport::{Fail, Mesh, RecvOp, SendOp};
-use crate::algorithm::chunk_bounds;
+use crate::algorithm::{Algorithm, Op, chunk_bounds};
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
 use crate::reduce::{combine_into, reduce_into};
@@ -19,6 +19,16 @@ use crate::types::ReduceOp;
 
 /// Buffers up to this many bytes use the direct algorithm.
 pub(crate) const DIRECT_MAX_BYTES: usize = 32 << 10;
+
+/// The forced algorithm, else `direct` up to [`DIRECT_MAX_BYTES`] (or with fewer elements
+/// than ranks), `reduce-scatter-allgather` above.
+fn pick(mesh: &Mesh, bytes: usize, len: usize) -> Algorithm {
+    match mesh.algorithms.get(Op::Allreduce) {
+        Some(forced @ (Algorithm::Direct | Algorithm::ReduceScatterAllgather)) => forced,
+        _ if bytes <= DIRECT_MAX_BYTES || len < mesh.size => Algorithm::Direct,
+        _ => Algorithm::ReduceScatterAllgather,
+    }
+}
 
 pub(crate) fn allreduce<T: CommData>(
     mesh: &mut Mesh,
@@ -30,11 +40,13 @@ pub(crate) fn allreduce<T: CommData>(
     // The pieces received from the other ranks land in a buffer kept by the mesh, so large
     // reductions do not map fresh pages at every call. `u64` storage is aligned for every
     // reducible element type.
+    let algorithm = pick(mesh, std::mem::size_of_val(send), send.len());
+    let fp = &fp.with_algorithm(algorithm);
     let mut scratch = std::mem::take(&mut mesh.scratch);
-    let result = if std::mem::size_of_val(send) <= DIRECT_MAX_BYTES || send.len() < mesh.size {
-        direct(mesh, fp, send, recv, op, &mut scratch)
-    } else {
+    let result = if algorithm == Algorithm::ReduceScatterAllgather {
         reduce_scatter_allgather(mesh, fp, send, recv, op, &mut scratch)
+    } else {
+        direct(mesh, fp, send, recv, op, &mut scratch)
     };
     mesh.scratch = scratch;
     result
@@ -74,15 +86,17 @@ fn fold<T: CommData>(out: &mut [T], me: usize, mine: &[T], others: &[T], op: Red
     }
 }
 
-/// Receive operations for the pieces of every rank but `me`, into `others`.
-fn receive_pieces(others: &mut [u8], me: usize, n: usize) -> Vec<RecvOp<'_>> {
+/// Receive operations for the pieces of every rank but `me`, into `others` (cut into
+/// `n - 1` equal pieces, possibly empty).
+fn receive_pieces(mut others: &mut [u8], me: usize, n: usize) -> Vec<RecvOp<'_>> {
     let len = others.len() / (n - 1).max(1);
-    others
-        .chunks_mut(len.max(1))
-        .take(n - 1)
-        .enumerate()
-        .map(|(i, slot)| RecvOp::new(if i < me { i } else { i + 1 }, slot))
-        .collect()
+    let mut ops = Vec::with_capacity(n.saturating_sub(1));
+    for i in 0..n.saturating_sub(1) {
+        let (slot, rest) = std::mem::take(&mut others).split_at_mut(len);
+        others = rest;
+        ops.push(RecvOp::new(if i < me { i } else { i + 1 }, slot));
+    }
+    ops
 }
 
 fn direct<T: CommData>(

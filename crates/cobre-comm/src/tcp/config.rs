@@ -10,6 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::algorithm::{Algorithm, Forced, Op, Table};
 use crate::env::{EnvReader, process_env};
 use crate::slurm::SlurmStep;
 use crate::types::BackendError;
@@ -29,8 +30,11 @@ pub const ENV_TOKEN: &str = "COBRE_TCP_TOKEN";
 /// Optional IP address rank 0 listens on (default: loopback, unless the coordinator is
 /// another host; see [`TcpConfig::bind`](TcpConfig#structfield.bind)).
 pub const ENV_BIND: &str = "COBRE_TCP_BIND";
+/// Optional forced collective algorithms (see [`crate::algorithm`]), such as
+/// `allreduce=reduce-scatter-allgather`; must be the same on every rank.
+pub const ENV_ALGORITHMS: &str = "COBRE_TCP_ALGORITHMS";
 /// Every `COBRE_TCP_*` variable, in the order the documentation lists them.
-pub const ENV_ALL: [&str; 7] = [
+pub const ENV_ALL: [&str; 8] = [
     ENV_COORDINATOR,
     ENV_PORT,
     ENV_RANK,
@@ -38,6 +42,22 @@ pub const ENV_ALL: [&str; 7] = [
     ENV_TIMEOUT,
     ENV_TOKEN,
     ENV_BIND,
+    ENV_ALGORITHMS,
+];
+
+/// The algorithms of the tcp backend, per collective (the default pick first). What each
+/// does, and when the backend picks it, is documented in `docs/ARCHITECTURE.md`.
+pub const ALGORITHMS: &Table = &[
+    (
+        Op::Allreduce,
+        &[Algorithm::Direct, Algorithm::ReduceScatterAllgather],
+    ),
+    (Op::Allgatherv, &[Algorithm::Direct]),
+    (
+        Op::Broadcast,
+        &[Algorithm::Direct, Algorithm::ScatterAllgather],
+    ),
+    (Op::Barrier, &[Algorithm::Dissemination]),
 ];
 /// The variable whose value is secret (shown as set or unset, never printed).
 pub const ENV_SECRET: &str = ENV_TOKEN;
@@ -126,6 +146,8 @@ pub struct TcpConfig {
     /// Listen address of rank 0; `None` listens on loopback unless `coordinator` names
     /// another host (then on every interface).
     pub bind: Option<IpAddr>,
+    /// The algorithms forced for this job (none by default: the backend picks by size).
+    pub algorithms: Forced,
 }
 
 impl std::fmt::Debug for TcpConfig {
@@ -138,6 +160,7 @@ impl std::fmt::Debug for TcpConfig {
             .field("timeout", &self.timeout)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("bind", &self.bind)
+            .field("algorithms", &self.algorithms)
             .finish()
     }
 }
@@ -158,6 +181,7 @@ impl TcpConfig {
             port: DEFAULT_PORT,
             timeout: DEFAULT_TIMEOUT,
             token: None,
+            algorithms: Forced::NONE,
             bind: None,
         }
     }
@@ -224,6 +248,7 @@ impl TcpConfig {
             .get(ENV_BIND)
             .map(|v| parse_bind(&v).ok_or_else(|| env.invalid(ENV_BIND, &v, EXPECTED_BIND)))
             .transpose()?;
+        let algorithms = env.algorithms(ENV_ALGORITHMS, ALGORITHMS)?;
         Ok(TcpConfig {
             rank,
             size,
@@ -232,6 +257,7 @@ impl TcpConfig {
             timeout,
             token,
             bind,
+            algorithms,
         })
     }
 
@@ -290,6 +316,10 @@ impl TcpConfig {
                 format!("{:?}", self.timeout),
                 "a positive duration",
             ));
+        }
+        let forced = self.algorithms.to_string();
+        if let Err(why) = Forced::parse(&forced, ALGORITHMS) {
+            return Err(invalid(ENV_ALGORITHMS, forced, &why));
         }
         Ok(())
     }
@@ -411,6 +441,14 @@ mod tests {
         assert!(text(&[(ENV_RANK, "1"), (ENV_SIZE, "2")]).contains(ENV_COORDINATOR));
         assert!(text(&[(ENV_RANK, "2"), (ENV_SIZE, "2")]).contains("from 0 to 1"));
         assert!(text(&[(ENV_RANK, "0"), (ENV_SIZE, "0")]).contains(ENV_SIZE));
+        assert!(
+            text(&[
+                (ENV_RANK, "0"),
+                (ENV_SIZE, "1"),
+                (ENV_ALGORITHMS, "barrier=ring")
+            ])
+            .contains("COBRE_TCP_ALGORITHMS=\"barrier=ring\" is invalid: expected one of")
+        );
         assert!(text(&[(ENV_RANK, "0"), (ENV_SIZE, "1"), (ENV_PORT, "70000")]).contains(ENV_PORT));
         assert!(text(&[(ENV_RANK, "0"), (ENV_SIZE, "1"), (ENV_BIND, "eth0")]).contains(ENV_BIND));
         assert!(

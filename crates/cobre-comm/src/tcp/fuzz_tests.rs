@@ -148,6 +148,7 @@ fn raw_pair() -> (Mesh, TcpStream) {
         timeout: Duration::from_secs(2),
         peers: vec![None, Some(Peer::new(ours).unwrap())],
         scratch: Vec::new(),
+        algorithms: crate::algorithm::Forced::NONE,
     };
     (mesh, raw)
 }

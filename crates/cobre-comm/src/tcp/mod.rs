@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use config::TcpConfig;
 
+use crate::algorithm::{Algorithm, Op};
 use crate::call::Calls;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::local::{HeapRegion, LocalBackend};
@@ -191,6 +192,7 @@ impl Communicator for TcpBackend {
                     .zip(displs)
                     .map(|(&c, &d)| (d * elem, (d + c) * elem))
                     .collect();
+                let fp = &fp.with_algorithm(Algorithm::Direct);
                 allgatherv_direct::allgatherv(mesh, fp, as_bytes(send), as_bytes_mut(recv), &ranges)
             })
     }
@@ -210,7 +212,15 @@ impl Communicator for TcpBackend {
     fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
         self.calls.broadcast::<T>(buf.len(), root, |mesh, fp| {
             let bytes = as_bytes_mut(buf);
-            if mesh.size >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES {
+            let algorithm = match mesh.algorithms.get(Op::Broadcast) {
+                Some(forced @ (Algorithm::Direct | Algorithm::ScatterAllgather)) => forced,
+                _ if mesh.size >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES => {
+                    Algorithm::ScatterAllgather
+                }
+                _ => Algorithm::Direct,
+            };
+            let fp = &fp.with_algorithm(algorithm);
+            if algorithm == Algorithm::ScatterAllgather {
                 broadcast_scatter_allgather::broadcast(mesh, fp, bytes, root)
             } else {
                 broadcast_direct::broadcast(mesh, fp, bytes, root)
@@ -219,7 +229,9 @@ impl Communicator for TcpBackend {
     }
 
     fn barrier(&self) -> Result<(), CommError> {
-        self.calls.barrier(barrier_dissemination::barrier)
+        self.calls.barrier(|mesh, fp| {
+            barrier_dissemination::barrier(mesh, &fp.with_algorithm(Algorithm::Dissemination))
+        })
     }
 
     fn rank(&self) -> usize {

@@ -60,6 +60,7 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         timeout: config.timeout,
         peers: into_peers(streams)?,
         scratch: Vec::new(),
+        algorithms: config.algorithms,
     })
 }
 

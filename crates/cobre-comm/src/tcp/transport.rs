@@ -166,6 +166,8 @@ pub(crate) struct Mesh {
     /// Reusable space for the pieces an allreduce receives (kept between calls; as large
     /// as the largest allreduce so far, times `(n - 1) / n` or `(n - 1)`).
     pub scratch: Vec<u64>,
+    /// The algorithms this job forces (see [`crate::algorithm`]).
+    pub algorithms: crate::algorithm::Forced,
 }
 
 impl Mesh {
