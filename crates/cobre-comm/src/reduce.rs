@@ -132,6 +132,7 @@ pub fn reduce_into<T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp) -> Resu
 ///
 /// # Errors
 /// As [`reduce_into`]; [`CommError::InvalidBufferSize`] when the three lengths differ.
+#[cfg_attr(not(feature = "tcp"), allow(dead_code))] // the tcp folds start with it
 pub(crate) fn combine_into<T: CommData>(
     out: &mut [T],
     a: &[T],

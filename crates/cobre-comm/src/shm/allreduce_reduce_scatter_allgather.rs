@@ -1,8 +1,8 @@
 //! The `reduce-scatter-allgather` allreduce, pipelined in pieces of [`PIECE_BYTES`].
 //!
 //! Each piece of the buffer is cut into one slice per rank. In step `k` every rank
-//! publishes piece `k` of its contribution together with its reduced slice of piece
-//! `k - 1`; then it folds its own slice of piece `k` from every rank's contribution, in
+//! publishes piece `k` of its contribution (without its own slice, which only it folds)
+//! together with its reduced slice of piece `k - 1`; then it folds its own slice of piece `k` from every rank's contribution, in
 //! rank order (so `Sum` is exactly the rank-order fold, as with `direct`), and copies the
 //! other ranks' reduced slices of piece `k - 1` into place. Every rank folds `1 / p` of
 //! the buffer instead of all of it, and reads `1 / p` of each contribution plus the
@@ -43,22 +43,28 @@ pub(crate) fn run<T: CommData>(
     };
     let mut scratch: Vec<T> = Vec::new();
     for k in 0..=pieces {
-        let reduced_before = k.checked_sub(1).map(|j| slice(j, me));
-        let reduced: &[T] = reduced_before.clone().map_or(&[], |s| &recv[s]);
-        let input: &[T] = if k < pieces { &send[range(k)] } else { &[] };
-        let generation = link.publish(fingerprint, &[as_bytes(reduced), as_bytes(input)]);
-        let previous_len = |q: usize| k.checked_sub(1).map_or(0, |j| slice(j, q).len());
-        let mine = if k < pieces { slice(k, me) } else { 0..0 };
-        let offset = if k < pieces {
-            mine.start - range(k).start
+        let reduced: &[T] = k.checked_sub(1).map_or(&[], |j| &recv[slice(j, me)]);
+        // Every rank publishes piece `k` without its own slice, which nobody else folds.
+        let (piece_k, own) = if k < pieces {
+            (range(k), slice(k, me))
         } else {
-            0
+            (0..0, 0..0)
         };
+        let generation = link.publish(
+            fingerprint,
+            &[
+                as_bytes(reduced),
+                as_bytes(&send[piece_k.start..own.start]),
+                as_bytes(&send[own.end..piece_k.end]),
+            ],
+        );
+        let previous_len = |q: usize| k.checked_sub(1).map_or(0, |j| slice(j, q).len());
+        let slice_k = |q: usize| if k < pieces { slice(k, q) } else { 0..0 };
         let out = &mut *recv;
         link.collect(
             generation,
             fingerprint,
-            |q| (previous_len(q) + input.len()) * elem,
+            |q| (previous_len(q) + piece_k.len() - slice_k(q).len()) * elem,
             |q, data| {
                 let (reduced, contribution) = data.split_at(previous_len(q) * elem);
                 if q != me
@@ -66,20 +72,27 @@ pub(crate) fn run<T: CommData>(
                 {
                     out[slice(j, q)].copy_from_slice(elements_of(reduced, &mut scratch));
                 }
-                if mine.is_empty() {
+                if own.is_empty() {
                     return Ok(());
                 }
                 let part: &[T] = if q == me {
-                    &send[mine.clone()]
+                    &send[own.clone()]
                 } else {
-                    let bytes = &contribution[offset * elem..(offset + mine.len()) * elem];
+                    // Rank q left its own slice out: ours sits that much earlier when it
+                    // comes after q's.
+                    let theirs = slice_k(q);
+                    let mut at = own.start - piece_k.start;
+                    if theirs.start < own.start {
+                        at -= theirs.len();
+                    }
+                    let bytes = &contribution[at * elem..(at + own.len()) * elem];
                     elements_of(bytes, &mut scratch)
                 };
                 if q == 0 {
-                    out[mine.clone()].copy_from_slice(part);
+                    out[own.clone()].copy_from_slice(part);
                     Ok(())
                 } else {
-                    reduce_into(&mut out[mine.clone()], part, op)
+                    reduce_into(&mut out[own.clone()], part, op)
                 }
             },
         )?;
