@@ -133,19 +133,6 @@ for cell in "${cell_list[@]}"; do
     cell_ops+=("$op")
     cell_bytes+=("$b")
 done
-# The sizes of one collective, comma-separated, in cell order.
-sizes_of() {
-    local want=$1 i out=""
-    for i in "${!cell_ops[@]}"; do
-        if [[ ${cell_ops[$i]} == "$want" ]]; then out+="${out:+,}${cell_bytes[$i]}"; fi
-    done
-    echo "$out"
-}
-ops_in_cells=()
-for op in allreduce allgatherv broadcast barrier; do
-    if [[ -n $(sizes_of "$op") ]]; then ops_in_cells+=("$op"); fi
-done
-
 tables=()
 if [[ -z $only || $only == shm ]]; then tables+=(shm); fi
 if [[ -z $only || $only == tcp ]]; then tables+=(tcp); fi
@@ -445,13 +432,16 @@ run_ours() { # round, table (= backend)
 }
 
 run_peer() { # round, table, peer
-    local r=$1 t=$2 p=$3 op out ok exe=$work/bin/osu_like-$3
+    local r=$1 t=$2 p=$3 i op b out ok exe=$work/bin/osu_like-$3
     peer_cmd "$p" "$t" "$ranks"
-    for op in "${ops_in_cells[@]}"; do
-        out=$work/raw/r$r-$t-$p-$op.json
+    # One job per cell, as for our backends.
+    for i in "${!cell_ops[@]}"; do
+        op=${cell_ops[$i]}
+        b=${cell_bytes[$i]}
+        out=$work/raw/r$r-$t-$p-$op-$b.json
         ok=true
-        run_job "$out" "${cmd[@]}" "$exe" --name "$p:$t" --op "$op" --sizes "$(sizes_of "$op")" --iters "$iters" || ok=false
-        record "$r" "$t" "$p" sweep "$op" "$out" "$ok"
+        run_job "$out" "${cmd[@]}" "$exe" --name "$p:$t" --op "$op" --sizes "$b" --iters "$iters" || ok=false
+        record "$r" "$t" "$p" sweep "$op $b" "$out" "$ok"
     done
     if ((workload)); then
         out=$work/raw/r$r-$t-$p-sddp.json
