@@ -5,6 +5,8 @@ mod bench;
 mod check;
 mod info;
 mod launch;
+#[cfg(feature = "tcp")]
+mod model;
 mod ranks;
 
 use std::process::ExitCode;
@@ -30,6 +32,10 @@ enum Command {
     Info(info::Args),
     /// Measure collective latency per message size (OSU style), several backends side by side.
     Bench(bench::Args),
+    /// Predict collective latency on a simulated network of P ranks over H hosts, running the
+    /// tcp backend's own algorithms (up to thousands of ranks).
+    #[cfg(feature = "tcp")]
+    Model(model::Args),
     /// One rank of a `check` or `bench` job (started by those commands).
     #[command(name = "__rank", hide = true)]
     Rank(ranks::RankArgs),
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Info(args) => info::run(&args),
         Command::Bench(args) => bench::run(&args),
+        #[cfg(feature = "tcp")]
+        Command::Model(args) => model::run(&args),
         Command::Rank(args) => ranks::rank_main(&args),
     };
     match result {

@@ -79,6 +79,8 @@ pub mod ferrompi;
 #[cfg(any(feature = "shm", feature = "tcp"))]
 pub(crate) mod fingerprint;
 pub mod local;
+#[cfg(feature = "tcp")]
+pub mod model;
 pub mod precondition;
 pub mod reduce;
 #[cfg(feature = "shm")]

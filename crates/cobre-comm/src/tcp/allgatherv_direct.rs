@@ -4,29 +4,30 @@
 //! Each rank sends and receives `(n - 1)` blocks, the same volume as a ring, in a single
 //! step and without forwarding, and rank 0 carries no more traffic than anyone else.
 
+use super::exchange::Exchange;
 use super::split::split_ranges;
-use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
 /// `ranges[r] = (start, end)` in bytes of rank `r`'s block in `recv`.
 pub(crate) fn allgatherv(
-    mesh: &mut Mesh,
+    mesh: &mut impl Exchange,
     fp: &Fingerprint,
     send: &[u8],
     recv: &mut [u8],
     ranges: &[(usize, usize)],
 ) -> Result<(), Fail> {
-    let me = mesh.rank;
+    let me = mesh.rank();
     let keyed: Vec<(usize, usize, usize)> = ranges
         .iter()
         .enumerate()
         .map(|(r, &(start, end))| (r, start, end))
         .collect();
-    let mut sends: Vec<SendOp<'_>> = (0..mesh.size)
+    let mut sends: Vec<SendOp<'_>> = (0..mesh.size())
         .filter(|&p| p != me)
         .map(|p| SendOp::new(p, fp, send))
         .collect();
-    let mut recvs = Vec::with_capacity(mesh.size);
+    let mut recvs = Vec::with_capacity(mesh.size());
     for (r, slice) in split_ranges(recv, &keyed) {
         if r == me {
             slice.copy_from_slice(send);

@@ -9,7 +9,8 @@
 //!   `n` pieces in rank order; then every owner sends its reduced chunk to every rank.
 //!   Each rank moves `2 (n - 1) / n` buffers, whatever `n`, and no rank is a hot spot.
 
-use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use super::exchange::Exchange;
+use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::{Algorithm, Op, chunk_bounds};
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
@@ -22,16 +23,16 @@ pub(crate) const DIRECT_MAX_BYTES: usize = 32 << 10;
 
 /// The forced algorithm, else `direct` up to [`DIRECT_MAX_BYTES`] (or with fewer elements
 /// than ranks), `reduce-scatter-allgather` above.
-fn pick(mesh: &Mesh, bytes: usize, len: usize) -> Algorithm {
-    match mesh.algorithms.get(Op::Allreduce) {
+fn pick(mesh: &impl Exchange, bytes: usize, len: usize) -> Algorithm {
+    match mesh.forced().get(Op::Allreduce) {
         Some(forced @ (Algorithm::Direct | Algorithm::ReduceScatterAllgather)) => forced,
-        _ if bytes <= DIRECT_MAX_BYTES || len < mesh.size => Algorithm::Direct,
+        _ if bytes <= DIRECT_MAX_BYTES || len < mesh.size() => Algorithm::Direct,
         _ => Algorithm::ReduceScatterAllgather,
     }
 }
 
 pub(crate) fn allreduce<T: CommData>(
-    mesh: &mut Mesh,
+    mesh: &mut impl Exchange,
     fp: &Fingerprint,
     send: &[T],
     recv: &mut [T],
@@ -42,13 +43,13 @@ pub(crate) fn allreduce<T: CommData>(
     // reducible element type.
     let algorithm = pick(mesh, std::mem::size_of_val(send), send.len());
     let fp = &fp.with_algorithm(algorithm);
-    let mut scratch = std::mem::take(&mut mesh.scratch);
+    let mut scratch = std::mem::take(mesh.scratch());
     let result = if algorithm == Algorithm::ReduceScatterAllgather {
         reduce_scatter_allgather(mesh, fp, send, recv, op, &mut scratch)
     } else {
         direct(mesh, fp, send, recv, op, &mut scratch)
     };
-    mesh.scratch = scratch;
+    *mesh.scratch() = scratch;
     result
 }
 
@@ -100,14 +101,14 @@ fn receive_pieces(mut others: &mut [u8], me: usize, n: usize) -> Vec<RecvOp<'_>>
 }
 
 fn direct<T: CommData>(
-    mesh: &mut Mesh,
+    mesh: &mut impl Exchange,
     fp: &Fingerprint,
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
     scratch: &mut Vec<u64>,
 ) -> Result<(), Fail> {
-    let (me, n, len) = (mesh.rank, mesh.size, send.len());
+    let (me, n, len) = (mesh.rank(), mesh.size(), send.len());
     let others = others::<T>(scratch, n, len);
     {
         let mut sends: Vec<SendOp<'_>> = (0..n)
@@ -122,14 +123,14 @@ fn direct<T: CommData>(
 }
 
 fn reduce_scatter_allgather<T: CommData>(
-    mesh: &mut Mesh,
+    mesh: &mut impl Exchange,
     fp: &Fingerprint,
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
     scratch: &mut Vec<u64>,
 ) -> Result<(), Fail> {
-    let (me, n) = (mesh.rank, mesh.size);
+    let (me, n) = (mesh.rank(), mesh.size());
     let bounds = chunk_bounds(send.len(), n);
     let (lo, hi) = (bounds[me], bounds[me + 1]);
     // Phase 1: gather the pieces of my chunk, fold them in rank order.

@@ -2,11 +2,12 @@
 //! rank `r - 2^k` (mod n); after `ceil(log2 n)` rounds every rank has heard, directly or
 //! not, from every other.
 
-use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use super::exchange::Exchange;
+use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
-pub(crate) fn barrier(mesh: &mut Mesh, fp: &Fingerprint) -> Result<(), Fail> {
-    let (me, n) = (mesh.rank, mesh.size);
+pub(crate) fn barrier(mesh: &mut impl Exchange, fp: &Fingerprint) -> Result<(), Fail> {
+    let (me, n) = (mesh.rank(), mesh.size());
     let mut distance = 1;
     while distance < n {
         let to = (me + distance) % n;

@@ -2,23 +2,24 @@
 //! other rank sends the root an empty frame carrying its fingerprint, so that ranks that
 //! disagree on the root find out instead of waiting on each other.
 
-use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use super::exchange::Exchange;
+use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
 pub(crate) fn broadcast(
-    mesh: &mut Mesh,
+    mesh: &mut impl Exchange,
     fp: &Fingerprint,
     buf: &mut [u8],
     root: usize,
 ) -> Result<(), Fail> {
-    let me = mesh.rank;
+    let me = mesh.rank();
     if me == root {
         let buf: &[u8] = buf;
-        let mut sends: Vec<SendOp<'_>> = (0..mesh.size)
+        let mut sends: Vec<SendOp<'_>> = (0..mesh.size())
             .filter(|&p| p != me)
             .map(|p| SendOp::new(p, fp, buf))
             .collect();
-        let mut recvs: Vec<RecvOp<'_>> = (0..mesh.size)
+        let mut recvs: Vec<RecvOp<'_>> = (0..mesh.size())
             .filter(|&p| p != me)
             .map(|p| RecvOp::new(p, &mut []))
             .collect();

@@ -5,17 +5,18 @@
 //! the root an empty frame with its fingerprint, so ranks that disagree on the root fail
 //! instead of waiting on each other.
 
-use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use super::exchange::Exchange;
+use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::fingerprint::Fingerprint;
 
 pub(crate) fn broadcast(
-    mesh: &mut Mesh,
+    mesh: &mut impl Exchange,
     fp: &Fingerprint,
     buf: &mut [u8],
     root: usize,
 ) -> Result<(), Fail> {
-    let (me, n) = (mesh.rank, mesh.size);
+    let (me, n) = (mesh.rank(), mesh.size());
     let bounds = chunk_bounds(buf.len(), n);
     if me == root {
         let buf: &[u8] = buf;

@@ -25,6 +25,7 @@ mod allreduce;
 mod barrier_dissemination;
 mod broadcast_direct;
 mod broadcast_scatter_allgather;
+pub(crate) mod exchange;
 pub use crate::tcp_config as config;
 pub(crate) mod frame;
 #[cfg(test)]
@@ -32,7 +33,7 @@ mod fuzz_tests;
 pub(crate) mod handshake;
 mod rendezvous;
 mod split;
-mod transport;
+pub(crate) mod transport;
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -42,14 +43,16 @@ pub use config::TcpConfig;
 use crate::algorithm::{Algorithm, Op};
 use crate::call::Calls;
 use crate::datatype::{as_bytes, as_bytes_mut};
+use crate::fingerprint::Fingerprint;
 use crate::local::{HeapRegion, LocalBackend};
 use crate::topology::ExecutionTopology;
 use crate::traits::{
     CommData, Communicator, LocalCommKind, SharedMemoryProvider, TopologyProvider,
 };
 use crate::types::{BackendError, CommError, ReduceOp};
+use exchange::Exchange;
 use frame::{ABORT_EXIT, AbortReport};
-use transport::Mesh;
+use transport::{Fail, Mesh};
 
 /// Broadcasts of at least this many bytes (on 3 ranks or more) use scatter + allgather.
 const BROADCAST_SPLIT_BYTES: usize = 256 << 10;
@@ -175,6 +178,66 @@ impl Drop for TcpBackend {
     }
 }
 
+/// allgatherv's algorithm, after the call layer: the backend and the network model
+/// (`crate::model`) both run this.
+pub(crate) fn run_allgatherv<T: CommData>(
+    mesh: &mut impl Exchange,
+    fp: &Fingerprint,
+    send: &[T],
+    recv: &mut [T],
+    counts: &[usize],
+    displs: &[usize],
+) -> Result<(), Fail> {
+    // The ranges were checked to fit in `recv`.
+    let elem = std::mem::size_of::<T>();
+    let ranges: Vec<(usize, usize)> = counts
+        .iter()
+        .zip(displs)
+        .map(|(&c, &d)| (d * elem, (d + c) * elem))
+        .collect();
+    let fp = &fp.with_algorithm(Algorithm::Direct);
+    allgatherv_direct::allgatherv(mesh, fp, as_bytes(send), as_bytes_mut(recv), &ranges)
+}
+
+/// broadcast's pick and algorithm, after the call layer (see [`run_allgatherv`]).
+pub(crate) fn run_broadcast<T: CommData>(
+    mesh: &mut impl Exchange,
+    fp: &Fingerprint,
+    buf: &mut [T],
+    root: usize,
+) -> Result<(), Fail> {
+    let bytes = as_bytes_mut(buf);
+    let algorithm = match mesh.forced().get(Op::Broadcast) {
+        Some(forced @ (Algorithm::Direct | Algorithm::ScatterAllgather)) => forced,
+        _ if mesh.size() >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES => {
+            Algorithm::ScatterAllgather
+        }
+        _ => Algorithm::Direct,
+    };
+    let fp = &fp.with_algorithm(algorithm);
+    if algorithm == Algorithm::ScatterAllgather {
+        broadcast_scatter_allgather::broadcast(mesh, fp, bytes, root)
+    } else {
+        broadcast_direct::broadcast(mesh, fp, bytes, root)
+    }
+}
+
+/// barrier's algorithm, after the call layer (see [`run_allgatherv`]).
+pub(crate) fn run_barrier(mesh: &mut impl Exchange, fp: &Fingerprint) -> Result<(), Fail> {
+    barrier_dissemination::barrier(mesh, &fp.with_algorithm(Algorithm::Dissemination))
+}
+
+/// allreduce's pick and algorithm, after the call layer (see [`run_allgatherv`]).
+pub(crate) fn run_allreduce<T: CommData>(
+    mesh: &mut impl Exchange,
+    fp: &Fingerprint,
+    send: &[T],
+    recv: &mut [T],
+    op: ReduceOp,
+) -> Result<(), Fail> {
+    allreduce::allreduce(mesh, fp, send, recv, op)
+}
+
 impl Communicator for TcpBackend {
     fn allgatherv<T: CommData>(
         &self,
@@ -185,15 +248,7 @@ impl Communicator for TcpBackend {
     ) -> Result<(), CommError> {
         self.calls
             .allgatherv(send, recv.len(), counts, displs, |mesh, fp| {
-                // The ranges were checked to fit in `recv`.
-                let elem = std::mem::size_of::<T>();
-                let ranges: Vec<(usize, usize)> = counts
-                    .iter()
-                    .zip(displs)
-                    .map(|(&c, &d)| (d * elem, (d + c) * elem))
-                    .collect();
-                let fp = &fp.with_algorithm(Algorithm::Direct);
-                allgatherv_direct::allgatherv(mesh, fp, as_bytes(send), as_bytes_mut(recv), &ranges)
+                run_allgatherv(mesh, fp, send, recv, counts, displs)
             })
     }
 
@@ -205,33 +260,18 @@ impl Communicator for TcpBackend {
     ) -> Result<(), CommError> {
         self.calls
             .allreduce::<T>(send.len(), recv.len(), op, |mesh, fp| {
-                allreduce::allreduce(mesh, fp, send, recv, op)
+                run_allreduce(mesh, fp, send, recv, op)
             })
     }
 
     fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
         self.calls.broadcast::<T>(buf.len(), root, |mesh, fp| {
-            let bytes = as_bytes_mut(buf);
-            let algorithm = match mesh.algorithms.get(Op::Broadcast) {
-                Some(forced @ (Algorithm::Direct | Algorithm::ScatterAllgather)) => forced,
-                _ if mesh.size >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES => {
-                    Algorithm::ScatterAllgather
-                }
-                _ => Algorithm::Direct,
-            };
-            let fp = &fp.with_algorithm(algorithm);
-            if algorithm == Algorithm::ScatterAllgather {
-                broadcast_scatter_allgather::broadcast(mesh, fp, bytes, root)
-            } else {
-                broadcast_direct::broadcast(mesh, fp, bytes, root)
-            }
+            run_broadcast(mesh, fp, buf, root)
         })
     }
 
     fn barrier(&self) -> Result<(), CommError> {
-        self.calls.barrier(|mesh, fp| {
-            barrier_dissemination::barrier(mesh, &fp.with_algorithm(Algorithm::Dissemination))
-        })
+        self.calls.barrier(run_barrier)
     }
 
     fn rank(&self) -> usize {

@@ -124,6 +124,11 @@ impl<'a> SendOp<'a> {
     fn finished(&self) -> bool {
         self.done == HEADER_BYTES + self.payload.len()
     }
+
+    /// Payload bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.payload.len()
+    }
 }
 
 /// A frame to receive into `dest` (whose length is the expected payload length).
@@ -148,6 +153,11 @@ impl<'a> RecvOp<'a> {
 
     fn finished(&self) -> bool {
         self.hdone == HEADER_BYTES && self.done == self.dest.len()
+    }
+
+    /// Payload bytes expected.
+    pub(crate) fn len(&self) -> usize {
+        self.dest.len()
     }
 
     fn started(&self) -> bool {

@@ -1,0 +1,414 @@
+//! A network model of the `tcp` backend: the backend's own collective code (the same picks
+//! and algorithm functions, after the call layer) run by `P` simulated ranks over `H`
+//! simulated hosts, each rank a thread whose sends and receives advance simulated clocks
+//! instead of moving bytes. It predicts how a collective's time grows with the job, far
+//! beyond the ranks one machine can host (4096 ranks take seconds).
+//!
+//! The network is LogGP-like ([`Network`]): every message costs its sender and its receiver
+//! a fixed CPU overhead, travels with a fixed latency, and occupies the sender's and the
+//! receiver's links for `bytes / bandwidth`. A host's link is shared by its ranks: each
+//! gets `1 / k` of it when `k` ranks share the host (collectives are symmetric, so all of
+//! them send at once), and each rank's messages queue on its share in the order it sends
+//! and receives them. Messages within a host use the loopback figures. Every rank's
+//! simulated time depends only on its own program order and the times its messages
+//! arrive, so a run is deterministic whatever the threads' real order. Local copies and
+//! reductions are not timed (the model is about the network), and every rank is assumed
+//! to have a core of its own.
+//!
+//! ```
+//! use cobre_comm::algorithm::Op;
+//! use cobre_comm::model::{Job, Network};
+//!
+//! let job = Job::new(64, 4, Network::ETHERNET_25G);
+//! let t = job.time(Op::Allreduce, 8).unwrap();
+//! assert!(t > 0.0);
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use crate::algorithm::{Forced, Op};
+use crate::fingerprint::Fingerprint;
+use crate::tcp::exchange::Exchange;
+use crate::tcp::frame::{ABORT_PROTOCOL, AbortReport};
+use crate::tcp::transport::{Fail, RecvOp, SendOp};
+use crate::types::{CommError, ReduceOp};
+
+/// Bytes of the header every tcp frame carries.
+const FRAME_HEADER: f64 = 64.0;
+
+/// The costs of one network, in microseconds and bytes per microsecond.
+///
+/// ```
+/// let net = cobre_comm::model::Network::LOOPBACK;
+/// assert!(net.local_latency_us > 0.0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Network {
+    /// CPU time a rank spends on each message it sends or receives (system calls, polling).
+    pub overhead_us: f64,
+    /// Time from the last byte leaving a host to its arrival at another host.
+    pub latency_us: f64,
+    /// Bytes per microsecond of each host's link, each direction (1 GB/s = 1000).
+    pub bandwidth: f64,
+    /// Latency between two ranks of one host (loopback).
+    pub local_latency_us: f64,
+    /// Bytes per microsecond between two ranks of one host (loopback copies).
+    pub local_bandwidth: f64,
+}
+
+impl Network {
+    /// Loopback on the reference machine of `docs/PERFORMANCE.md` (2 ranks: 8 B allreduce
+    /// 7.1 us, 8 MiB sent each way in about 3.5 ms): one host, so only the local figures
+    /// matter.
+    pub const LOOPBACK: Network = Network {
+        overhead_us: 1.5,
+        latency_us: 4.0,
+        bandwidth: 2500.0,
+        local_latency_us: 4.0,
+        local_bandwidth: 2500.0,
+    };
+
+    /// A 25 Gb/s Ethernet cluster through the kernel's TCP stack: about 15 us one way
+    /// between hosts, 3.1 GB/s per link and direction; loopback within a host.
+    pub const ETHERNET_25G: Network = Network {
+        overhead_us: 1.5,
+        latency_us: 15.0,
+        bandwidth: 3125.0,
+        local_latency_us: 4.0,
+        local_bandwidth: 2500.0,
+    };
+}
+
+/// A simulated job: `ranks` ranks spread over `hosts` hosts in blocks (ranks `0..r/h` on
+/// the first host, and so on, as Slurm's block distribution places them).
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Number of ranks.
+    pub ranks: usize,
+    /// Number of hosts.
+    pub hosts: usize,
+    /// The network's costs.
+    pub network: Network,
+    /// Algorithms forced, as `COBRE_TCP_ALGORITHMS` would.
+    pub forced: Forced,
+}
+
+impl Job {
+    /// `ranks` ranks over `hosts` hosts (at least one, at most `ranks`), nothing forced.
+    #[must_use]
+    pub fn new(ranks: usize, hosts: usize, network: Network) -> Job {
+        Job {
+            ranks: ranks.max(1),
+            hosts: hosts.clamp(1, ranks.max(1)),
+            network,
+            forced: Forced::NONE,
+        }
+    }
+
+    fn host_of(&self, rank: usize) -> usize {
+        rank * self.hosts / self.ranks
+    }
+
+    /// Predicted time of one call of `op` in microseconds, averaged over the ranks (as
+    /// `cobre-comm bench` averages). `bytes` means what it means for `bench`: the payload
+    /// per rank for allreduce (f64 sum) and broadcast (from rank 0), the total gathered
+    /// for allgatherv (f64, spread evenly), ignored for barrier.
+    ///
+    /// # Errors
+    /// A message if a simulated rank failed (a bug in an algorithm: the model runs the
+    /// backend's own code, so the model is also a test of it at scale).
+    ///
+    /// ```
+    /// use cobre_comm::{algorithm::Op, model::{Job, Network}};
+    /// let small = Job::new(64, 64, Network::ETHERNET_25G).time(Op::Barrier, 0).unwrap();
+    /// let large = Job::new(1024, 1024, Network::ETHERNET_25G).time(Op::Barrier, 0).unwrap();
+    /// assert!(large / small < 2.5, "dissemination: log p rounds");
+    /// ```
+    pub fn time(&self, op: Op, bytes: usize) -> Result<f64, String> {
+        let net = Arc::new(SimNet::new(self));
+        let elements = bytes / 8;
+        let handles: Vec<_> = (0..self.ranks)
+            .map(|rank| {
+                let net = Arc::clone(&net);
+                let forced = self.forced;
+                let size = self.ranks;
+                std::thread::Builder::new()
+                    .stack_size(256 << 10)
+                    .spawn(move || {
+                        let mut sim = SimRank {
+                            net,
+                            rank,
+                            size,
+                            forced,
+                            clock: 0.0,
+                            out_free: 0.0,
+                            in_free: 0.0,
+                            scratch: Vec::new(),
+                        };
+                        run_one(&mut sim, op, elements)
+                            .map(|()| sim.clock)
+                            .map_err(|f| format!("simulated rank {rank}: {}", f.err))
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot start a simulated rank: {e}"))?;
+        let mut total = 0.0;
+        let mut failure = None;
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(clock)) => total += clock,
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some("a simulated rank panicked".to_string())),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(total / self.ranks as f64),
+        }
+    }
+}
+
+/// One call of `op` by one simulated rank, through the backend's own entry functions.
+fn run_one(sim: &mut SimRank, op: Op, elements: usize) -> Result<(), Fail> {
+    let (rank, size) = (sim.rank, sim.size);
+    match op {
+        Op::Allreduce => {
+            let send = vec![0.0_f64; elements];
+            let mut recv = vec![0.0_f64; elements];
+            let fp = Fingerprint::allreduce::<f64>(0, elements, ReduceOp::Sum);
+            crate::tcp::run_allreduce(sim, &fp, &send, &mut recv, ReduceOp::Sum)
+        }
+        Op::Broadcast => {
+            let mut buf = vec![0.0_f64; elements];
+            let fp = Fingerprint::broadcast::<f64>(0, elements, 0);
+            crate::tcp::run_broadcast(sim, &fp, &mut buf, 0)
+        }
+        Op::Allgatherv => {
+            let counts: Vec<usize> = (0..size)
+                .map(|r| elements / size + usize::from(r < elements % size))
+                .collect();
+            let displs: Vec<usize> = counts
+                .iter()
+                .scan(0, |acc, &c| {
+                    *acc += c;
+                    Some(*acc - c)
+                })
+                .collect();
+            let send = vec![0.0_f64; counts[rank]];
+            let mut recv = vec![0.0_f64; elements];
+            let fp = Fingerprint::allgatherv::<f64>(0, &counts);
+            crate::tcp::run_allgatherv(sim, &fp, &send, &mut recv, &counts, &displs)
+        }
+        Op::Barrier => crate::tcp::run_barrier(sim, &Fingerprint::barrier(0)),
+    }
+}
+
+/// The shared state of the simulated network: one inbox per rank.
+struct SimNet {
+    network: Network,
+    hosts: Vec<usize>,
+    /// Each rank's share of its host's link, in bytes per microsecond.
+    share: Vec<f64>,
+    inboxes: Vec<Inbox>,
+}
+
+/// A message in flight: when its last byte reaches the receiver's host, its payload
+/// length, and whether it crossed hosts.
+#[derive(Clone, Copy)]
+struct Message {
+    arrival: f64,
+    bytes: usize,
+    remote: bool,
+}
+
+#[derive(Default)]
+struct Inbox {
+    /// The messages not yet received, per sender.
+    queue: Mutex<HashMap<usize, VecDeque<Message>>>,
+    arrived: Condvar,
+}
+
+impl SimNet {
+    fn new(job: &Job) -> SimNet {
+        let hosts: Vec<usize> = (0..job.ranks).map(|r| job.host_of(r)).collect();
+        let mut per_host = vec![0_usize; job.hosts];
+        for &h in &hosts {
+            per_host[h] += 1;
+        }
+        SimNet {
+            network: job.network,
+            share: hosts
+                .iter()
+                .map(|&h| job.network.bandwidth / per_host[h] as f64)
+                .collect(),
+            hosts,
+            inboxes: (0..job.ranks).map(|_| Inbox::default()).collect(),
+        }
+    }
+
+    fn post(&self, from: usize, to: usize, message: Message) {
+        let inbox = &self.inboxes[to];
+        inbox
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(from)
+            .or_default()
+            .push_back(message);
+        inbox.arrived.notify_all();
+    }
+
+    /// Waits for the next message from `from` to `to`.
+    fn receive(&self, to: usize, from: usize) -> Message {
+        let inbox = &self.inboxes[to];
+        let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(message) = queue.get_mut(&from).and_then(VecDeque::pop_front) {
+                return message;
+            }
+            queue = inbox
+                .arrived
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// One simulated rank: the backend's algorithms see it as their network.
+struct SimRank {
+    net: Arc<SimNet>,
+    rank: usize,
+    size: usize,
+    forced: Forced,
+    /// This rank's simulated time, in microseconds.
+    clock: f64,
+    /// When this rank's share of its host's link is next free, out and in.
+    out_free: f64,
+    in_free: f64,
+    scratch: Vec<u64>,
+}
+
+impl Exchange for SimRank {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn forced(&self) -> Forced {
+        self.forced
+    }
+
+    fn scratch(&mut self) -> &mut Vec<u64> {
+        &mut self.scratch
+    }
+
+    /// Sends go out one after the other (each costs the overhead, and queues on this
+    /// rank's link share), then each receive completes at the later of its arrival and
+    /// this rank's incoming share being free, plus the overhead.
+    fn exchange(
+        &mut self,
+        _fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+    ) -> Result<(), Fail> {
+        let net = Arc::clone(&self.net);
+        let costs = net.network;
+        let share = net.share[self.rank];
+        for send in sends.iter() {
+            self.clock += costs.overhead_us;
+            let wire = send.len() as f64 + FRAME_HEADER;
+            let remote = net.hosts[send.peer] != net.hosts[self.rank];
+            let arrival = if remote {
+                self.out_free = self.out_free.max(self.clock) + wire / share;
+                self.out_free + costs.latency_us
+            } else {
+                self.clock + costs.local_latency_us + wire / costs.local_bandwidth
+            };
+            let message = Message {
+                arrival,
+                bytes: send.len(),
+                remote,
+            };
+            net.post(self.rank, send.peer, message);
+        }
+        for recv in recvs.iter() {
+            let message = net.receive(self.rank, recv.peer);
+            if message.bytes != recv.len() {
+                return Err(self.disagreement(recv.peer, message.bytes, recv.len()));
+            }
+            let done = if message.remote {
+                let wire = message.bytes as f64 + FRAME_HEADER;
+                self.in_free = message.arrival.max(self.in_free + wire / share);
+                self.in_free
+            } else {
+                message.arrival
+            };
+            self.clock = self.clock.max(done) + costs.overhead_us;
+        }
+        Ok(())
+    }
+}
+
+impl SimRank {
+    /// The failure of a receive whose length differs from what was sent: the backend would
+    /// refuse such a frame, so the algorithm disagrees with itself.
+    fn disagreement(&self, peer: usize, sent: usize, expected: usize) -> Fail {
+        let message = format!(
+            "rank {peer} sent {sent} bytes to rank {}, which expected {expected}",
+            self.rank
+        );
+        Fail {
+            err: CommError::Protocol {
+                operation: "model",
+                message: message.clone(),
+            },
+            report: AbortReport {
+                code: ABORT_PROTOCOL,
+                rank: peer as u32,
+                message,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_ranks_on_loopback_match_the_measured_small_allreduce() {
+        // Measured: 7.1 us (docs/perf/tcp-mpitcp-2.txt).
+        let t = Job::new(2, 1, Network::LOOPBACK)
+            .time(Op::Allreduce, 8)
+            .unwrap();
+        assert!((5.0..10.0).contains(&t), "{t}");
+    }
+
+    #[test]
+    fn every_collective_runs_at_odd_sizes() {
+        for ranks in [1, 2, 3, 5, 17] {
+            for op in Op::ALL {
+                for bytes in [0, 8, 8 << 10, 1 << 20] {
+                    let t = Job::new(ranks, ranks.div_ceil(2), Network::ETHERNET_25G)
+                        .time(op, bytes)
+                        .unwrap();
+                    assert!(t.is_finite() && t >= 0.0, "{op:?} {ranks} {bytes}: {t}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn more_bytes_take_longer() {
+        let job = Job::new(8, 8, Network::ETHERNET_25G);
+        for op in [Op::Allreduce, Op::Allgatherv, Op::Broadcast] {
+            let small = job.time(op, 8 << 10).unwrap();
+            let large = job.time(op, 8 << 20).unwrap();
+            assert!(large > 10.0 * small, "{op:?}: {small} then {large}");
+        }
+    }
+}

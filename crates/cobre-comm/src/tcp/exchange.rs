@@ -1,0 +1,54 @@
+//! What the tcp algorithms need from a network: [`Exchange`]. The backend's [`Mesh`] of
+//! sockets implements it, and so does the network model (`crate::model`), which runs the
+//! very same algorithm code on simulated ranks to predict times at sizes this machine
+//! cannot host.
+
+use super::transport::{Fail, Mesh, RecvOp, SendOp};
+use crate::algorithm::Forced;
+use crate::fingerprint::Fingerprint;
+
+/// A rank's view of its job's network.
+pub(crate) trait Exchange {
+    /// This rank.
+    fn rank(&self) -> usize;
+    /// The number of ranks.
+    fn size(&self) -> usize;
+    /// The algorithms the job forces.
+    fn forced(&self) -> Forced;
+    /// Space kept between calls (allreduce pieces), `u64` so any element type fits aligned.
+    fn scratch(&mut self) -> &mut Vec<u64>;
+    /// Sends every frame of `sends` and receives every frame of `recvs`, all at once.
+    fn exchange(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+    ) -> Result<(), Fail>;
+}
+
+impl Exchange for Mesh {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn forced(&self) -> Forced {
+        self.algorithms
+    }
+
+    fn scratch(&mut self) -> &mut Vec<u64> {
+        &mut self.scratch
+    }
+
+    fn exchange(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+    ) -> Result<(), Fail> {
+        Mesh::exchange(self, fp, sends, recvs)
+    }
+}
