@@ -43,6 +43,9 @@ pub struct Args {
     /// CPU time per message sent or received, in microseconds.
     #[arg(long, value_name = "US")]
     overhead_us: Option<f64>,
+    /// Cores per host (0: a core per rank); ranks beyond them share the cores.
+    #[arg(long, value_name = "C")]
+    cores_per_host: Option<usize>,
     /// Collectives, comma-separated [default: all four].
     #[arg(long, value_delimiter = ',', value_name = "OP,..", value_parser = parse_op)]
     op: Vec<BenchOp>,
@@ -104,6 +107,9 @@ fn job(args: &Args) -> Result<cobre_comm::model::Job, CliError> {
     }
     if let Some(us) = positive("overhead-us", args.overhead_us)? {
         network.overhead_us = us;
+    }
+    if let Some(cores) = args.cores_per_host {
+        network.cores_per_host = cores;
     }
     let hosts = args.hosts.unwrap_or(match args.network {
         NetworkName::Loopback => 1,

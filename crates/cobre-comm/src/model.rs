@@ -6,7 +6,8 @@
 //!
 //! The network is LogGP-like ([`Network`]): every message costs its sender and its receiver
 //! a fixed CPU overhead, travels with a fixed latency, and occupies the sender's and the
-//! receiver's links for `bytes / bandwidth`. A host's link is shared by its ranks: each
+//! receiver's links (or, within a host, their copies through loopback) for
+//! `bytes / bandwidth`. A host's link is shared by its ranks: each
 //! gets `1 / k` of it when `k` ranks share the host (collectives are symmetric, so all of
 //! them send at once), and each rank's messages queue on its share in the order it sends
 //! and receives them. Messages within a host use the loopback figures. Every rank's
@@ -55,18 +56,23 @@ pub struct Network {
     pub local_latency_us: f64,
     /// Bytes per microsecond between two ranks of one host (loopback copies).
     pub local_bandwidth: f64,
+    /// Cores per host, 0 for a core per rank. When a host's ranks outnumber its cores, its
+    /// ranks share them: each message costs them `ranks / cores` times the overhead, and
+    /// copies within the host run at `cores / ranks` of the loopback bandwidth.
+    pub cores_per_host: usize,
 }
 
 impl Network {
-    /// Loopback on the reference machine of `docs/PERFORMANCE.md` (2 ranks: 8 B allreduce
-    /// 7.1 us, 8 MiB sent each way in about 3.5 ms): one host, so only the local figures
-    /// matter.
+    /// Loopback on the reference machine of `docs/PERFORMANCE.md`, two cores (2 ranks: 8 B
+    /// allreduce 7.1 us, 8 MiB sent each way in about 3.5 ms): one host, so only the local
+    /// figures matter.
     pub const LOOPBACK: Network = Network {
         overhead_us: 1.5,
         latency_us: 4.0,
         bandwidth: 2500.0,
         local_latency_us: 4.0,
         local_bandwidth: 2500.0,
+        cores_per_host: 2,
     };
 
     /// A 25 Gb/s Ethernet cluster through the kernel's TCP stack: about 15 us one way
@@ -77,6 +83,7 @@ impl Network {
         bandwidth: 3125.0,
         local_latency_us: 4.0,
         local_bandwidth: 2500.0,
+        cores_per_host: 0,
     };
 }
 
@@ -144,6 +151,8 @@ impl Job {
                             clock: 0.0,
                             out_free: 0.0,
                             in_free: 0.0,
+                            local_out_free: 0.0,
+                            local_in_free: 0.0,
                             scratch: Vec::new(),
                         };
                         run_one(&mut sim, op, elements)
@@ -210,6 +219,8 @@ struct SimNet {
     hosts: Vec<usize>,
     /// Each rank's share of its host's link, in bytes per microsecond.
     share: Vec<f64>,
+    /// How many ranks share each core of each rank's host (at least 1).
+    crowding: Vec<f64>,
     inboxes: Vec<Inbox>,
 }
 
@@ -241,6 +252,13 @@ impl SimNet {
             share: hosts
                 .iter()
                 .map(|&h| job.network.bandwidth / per_host[h] as f64)
+                .collect(),
+            crowding: hosts
+                .iter()
+                .map(|&h| match job.network.cores_per_host {
+                    0 => 1.0,
+                    cores => (per_host[h] as f64 / cores as f64).max(1.0),
+                })
                 .collect(),
             hosts,
             inboxes: (0..job.ranks).map(|_| Inbox::default()).collect(),
@@ -286,6 +304,9 @@ struct SimRank {
     /// When this rank's share of its host's link is next free, out and in.
     out_free: f64,
     in_free: f64,
+    /// When this rank's copies into and out of loopback are next done.
+    local_out_free: f64,
+    local_in_free: f64,
     scratch: Vec<u64>,
 }
 
@@ -318,15 +339,19 @@ impl Exchange for SimRank {
         let net = Arc::clone(&self.net);
         let costs = net.network;
         let share = net.share[self.rank];
+        let crowding = net.crowding[self.rank];
+        let overhead = costs.overhead_us * crowding;
+        let local_bandwidth = costs.local_bandwidth / crowding;
         for send in sends.iter() {
-            self.clock += costs.overhead_us;
+            self.clock += overhead;
             let wire = send.len() as f64 + FRAME_HEADER;
             let remote = net.hosts[send.peer] != net.hosts[self.rank];
             let arrival = if remote {
                 self.out_free = self.out_free.max(self.clock) + wire / share;
                 self.out_free + costs.latency_us
             } else {
-                self.clock + costs.local_latency_us + wire / costs.local_bandwidth
+                self.local_out_free = self.local_out_free.max(self.clock) + wire / local_bandwidth;
+                self.local_out_free + costs.local_latency_us
             };
             let message = Message {
                 arrival,
@@ -340,14 +365,17 @@ impl Exchange for SimRank {
             if message.bytes != recv.len() {
                 return Err(self.disagreement(recv.peer, message.bytes, recv.len()));
             }
+            let wire = message.bytes as f64 + FRAME_HEADER;
             let done = if message.remote {
-                let wire = message.bytes as f64 + FRAME_HEADER;
                 self.in_free = message.arrival.max(self.in_free + wire / share);
                 self.in_free
             } else {
-                message.arrival
+                self.local_in_free = message
+                    .arrival
+                    .max(self.local_in_free + wire / local_bandwidth);
+                self.local_in_free
             };
-            self.clock = self.clock.max(done) + costs.overhead_us;
+            self.clock = self.clock.max(done) + overhead;
         }
         Ok(())
     }
