@@ -1,11 +1,11 @@
-//! Broadcast by direct sends: the root sends the buffer to every rank at once while every
+//! The `direct` broadcast: the root sends the buffer to every rank at once while every
 //! other rank sends the root an empty frame carrying its fingerprint, so that ranks that
 //! disagree on the root find out instead of waiting on each other.
 
 use super::transport::{Fail, Mesh, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
-pub(crate) fn broadcast(
+pub(super) fn run(
     mesh: &mut Mesh,
     fp: &Fingerprint,
     buf: &mut [u8],
