@@ -300,6 +300,8 @@ mod tests {
             assert_eq!(Algorithm::from_code(a.code()), Some(a));
         }
         assert_eq!(Algorithm::from_code(0), None);
+        assert_eq!(Algorithm::from_name("bruck"), Some(Algorithm::Bruck));
+        assert_eq!(Algorithm::Bruck.code(), 9);
         for op in Op::ALL {
             assert_eq!(Op::from_name(op.name()), Some(op));
         }

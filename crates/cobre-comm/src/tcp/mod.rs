@@ -10,7 +10,7 @@
 //! * **Algorithms**: one entry file per collective (`allreduce.rs`, `allgatherv.rs`,
 //!   `broadcast.rs`, `barrier.rs`) picks a named algorithm, forced or by size and rank
 //!   count, and runs it from its own file. Small messages go in one round of direct
-//!   messages on up to [`DIRECT_MAX_RANKS`] ranks, in `ceil(log2 p)` rounds above: Bruck's
+//!   messages on up to 4 (`DIRECT_MAX_RANKS`) ranks, in `ceil(log2 p)` rounds above: Bruck's
 //!   allgather (`allgatherv_bruck.rs`; `allreduce_bruck.rs` gathers the contributions
 //!   with it and folds them locally), a binomial broadcast (`broadcast_binomial.rs`).
 //!   Large ones take bandwidth-optimal algorithms: a ring allgatherv, a reduce-scatter to
