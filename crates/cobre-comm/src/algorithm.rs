@@ -90,11 +90,15 @@ pub enum Algorithm {
     Binomial = 7,
     /// Neighbours in a ring pass pieces along: bandwidth-optimal, `p - 1` rounds.
     Ring = 8,
+    /// Bruck's allgather: in round `k` each rank sends everything it has gathered so far
+    /// to rank `r - 2^k` and receives as much from rank `r + 2^k`; `ceil(log2 p)` rounds
+    /// for any `p`, not only powers of two.
+    Bruck = 9,
 }
 
 impl Algorithm {
     /// Every algorithm.
-    pub const ALL: [Algorithm; 8] = [
+    pub const ALL: [Algorithm; 9] = [
         Algorithm::Direct,
         Algorithm::ReduceScatterAllgather,
         Algorithm::SingleCopy,
@@ -103,6 +107,7 @@ impl Algorithm {
         Algorithm::RecursiveDoubling,
         Algorithm::Binomial,
         Algorithm::Ring,
+        Algorithm::Bruck,
     ];
 
     /// The algorithm's name, as in the `*_ALGORITHMS` variables and in messages.
@@ -117,6 +122,7 @@ impl Algorithm {
             Algorithm::RecursiveDoubling => "recursive-doubling",
             Algorithm::Binomial => "binomial",
             Algorithm::Ring => "ring",
+            Algorithm::Bruck => "bruck",
         }
     }
 
@@ -294,6 +300,8 @@ mod tests {
             assert_eq!(Algorithm::from_code(a.code()), Some(a));
         }
         assert_eq!(Algorithm::from_code(0), None);
+        assert_eq!(Algorithm::from_name("bruck"), Some(Algorithm::Bruck));
+        assert_eq!(Algorithm::Bruck.code(), 9);
         for op in Op::ALL {
             assert_eq!(Op::from_name(op.name()), Some(op));
         }

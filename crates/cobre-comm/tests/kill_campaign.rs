@@ -2,6 +2,8 @@
 //! rank of a 3- or 4-rank job at a random call of a mixed sequence of collectives (from
 //! 8 bytes to 1 MiB, so some die in the middle of a large transfer). Every survivor must
 //! report the right rank within 2 s, and nothing of the job may be left in `/dev/shm`.
+//! On tcp a third of the trials force the multi-round algorithms (Bruck, binomial) and
+//! another third the ring, so that ranks die between rounds too.
 //!
 //! The ranks are this test binary, re-executed through the launcher with
 //! `stop_on_failure(false)`, so the survivors are left to notice the loss themselves.
@@ -14,6 +16,12 @@ use cobre_comm_launcher::{Launcher, Outcome, shm_env, tcp_env};
 const VICTIM: &str = "COBRE_KILL_TEST_VICTIM";
 const MOMENT: &str = "COBRE_KILL_TEST_MOMENT";
 const TRIALS: u64 = 30;
+/// What tcp trials force, by `seed`: the default picks, the log-p algorithms, the ring.
+const TCP_FORCED: [&str; 3] = [
+    "",
+    "allreduce=bruck,allgatherv=bruck,broadcast=binomial",
+    "allgatherv=ring",
+];
 
 fn now_ns() -> u128 {
     SystemTime::now()
@@ -84,8 +92,19 @@ fn trial(backend: &str, seed: u64) {
     let ranks = 3 + (mix(seed) % 2) as usize;
     let victim = (mix(seed ^ 1) % ranks as u64) as usize;
     let moment = (mix(seed ^ 2) % 120) as usize;
-    let what =
-        format!("{backend} trial seed {seed}: rank {victim} of {ranks} killed at call {moment}");
+    let forced = if backend == "tcp" {
+        TCP_FORCED[(mix(seed ^ 3) % 3) as usize]
+    } else {
+        ""
+    };
+    let what = format!(
+        "{backend} trial seed {seed}: rank {victim} of {ranks} killed at call {moment} ({})",
+        if forced.is_empty() {
+            "default algorithms"
+        } else {
+            forced
+        }
+    );
     let timeout = Some(Duration::from_secs(20));
     let env = if backend == "shm" {
         shm_env(ranks, timeout)
@@ -96,6 +115,15 @@ fn trial(backend: &str, seed: u64) {
         .iter()
         .find(|(k, _)| k == "COBRE_SHM_NAME")
         .map(|(_, v)| v.clone());
+    let mut env = env;
+    if !forced.is_empty() {
+        for vars in &mut env {
+            vars.push((
+                cobre_comm::tcp_config::ENV_ALGORITHMS.to_string(),
+                forced.to_string(),
+            ));
+        }
+    }
     let report = Launcher::new(std::env::current_exe().unwrap())
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .ranks(ranks)

@@ -206,6 +206,25 @@ fn conformance_on_8_processes_sharing_few_cores() {
     }
 }
 
+/// The algorithms whose latency grows as log p, and the ring, on more ranks than cores:
+/// 8 ranks, where every round of Bruck's allgather and of the binomial tree is full.
+#[test]
+fn conformance_on_8_processes_with_the_log_p_algorithms_forced() {
+    for spec in [
+        "allreduce=bruck,allgatherv=bruck,broadcast=binomial,barrier=dissemination",
+        "allgatherv=ring",
+    ] {
+        let extra = [(cobre_comm::tcp_config::ENV_ALGORITHMS, spec)];
+        for rank in run_job_with("conformance", 8, &extra, Duration::from_secs(180)) {
+            assert!(
+                rank.output().contains("CONFORMANCE PASSED"),
+                "{spec}:\n{}",
+                rank.output()
+            );
+        }
+    }
+}
+
 #[test]
 fn mismatched_collectives_fail_on_every_rank() {
     let ranks = run_job("mismatch", 3, Duration::from_secs(60));

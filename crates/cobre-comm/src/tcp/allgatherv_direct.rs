@@ -1,4 +1,4 @@
-//! allgatherv by direct exchange: every rank sends its block to every other rank and
+//! The `direct` allgatherv: every rank sends its block to every other rank and
 //! receives every block straight into its place in `recv`, all at once.
 //!
 //! Each rank sends and receives `(n - 1)` blocks, the same volume as a ring, in a single
@@ -10,7 +10,7 @@ use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
 /// `ranges[r] = (start, end)` in bytes of rank `r`'s block in `recv`.
-pub(crate) fn allgatherv(
+pub(super) fn run(
     mesh: &mut impl Exchange,
     fp: &Fingerprint,
     send: &[u8],

@@ -1,4 +1,4 @@
-//! Barrier by dissemination: in round `k` every rank signals rank `r + 2^k` and waits for
+//! The `dissemination` barrier: in round `k` every rank signals rank `r + 2^k` and waits for
 //! rank `r - 2^k` (mod n); after `ceil(log2 n)` rounds every rank has heard, directly or
 //! not, from every other.
 
@@ -6,7 +6,7 @@ use super::exchange::Exchange;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
-pub(crate) fn barrier(mesh: &mut impl Exchange, fp: &Fingerprint) -> Result<(), Fail> {
+pub(super) fn run(mesh: &mut impl Exchange, fp: &Fingerprint) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
     let mut distance = 1;
     while distance < n {

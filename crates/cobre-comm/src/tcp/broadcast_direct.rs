@@ -1,4 +1,4 @@
-//! Broadcast by direct sends: the root sends the buffer to every rank at once while every
+//! The `direct` broadcast: the root sends the buffer to every rank at once while every
 //! other rank sends the root an empty frame carrying its fingerprint, so that ranks that
 //! disagree on the root find out instead of waiting on each other.
 
@@ -6,7 +6,7 @@ use super::exchange::Exchange;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
-pub(crate) fn broadcast(
+pub(super) fn run(
     mesh: &mut impl Exchange,
     fp: &Fingerprint,
     buf: &mut [u8],

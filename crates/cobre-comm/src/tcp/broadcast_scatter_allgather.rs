@@ -1,4 +1,4 @@
-//! Broadcast of large buffers by scatter then allgather (van de Geijn): the root sends
+//! The `scatter-allgather` broadcast, for large buffers (van de Geijn): the root sends
 //! chunk `c` of the buffer to rank `c`, then every rank sends its chunk to every other
 //! non-root rank. The root sends `2 (n - 1) / n` buffers instead of `n - 1`, and the other
 //! ranks share the forwarding. As in the direct broadcast, every non-root rank also sends
@@ -10,7 +10,7 @@ use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::fingerprint::Fingerprint;
 
-pub(crate) fn broadcast(
+pub(super) fn run(
     mesh: &mut impl Exchange,
     fp: &Fingerprint,
     buf: &mut [u8],

@@ -50,12 +50,23 @@ pub const ENV_ALL: [&str; 8] = [
 pub const ALGORITHMS: &Table = &[
     (
         Op::Allreduce,
-        &[Algorithm::Direct, Algorithm::ReduceScatterAllgather],
+        &[
+            Algorithm::Direct,
+            Algorithm::ReduceScatterAllgather,
+            Algorithm::Bruck,
+        ],
     ),
-    (Op::Allgatherv, &[Algorithm::Direct]),
+    (
+        Op::Allgatherv,
+        &[Algorithm::Direct, Algorithm::Bruck, Algorithm::Ring],
+    ),
     (
         Op::Broadcast,
-        &[Algorithm::Direct, Algorithm::ScatterAllgather],
+        &[
+            Algorithm::Direct,
+            Algorithm::ScatterAllgather,
+            Algorithm::Binomial,
+        ],
     ),
     (Op::Barrier, &[Algorithm::Dissemination]),
 ];

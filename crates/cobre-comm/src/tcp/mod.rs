@@ -7,12 +7,16 @@
 //!   a connection that fails it is refused and logged, and the job goes on.
 //! * **Mesh**: every pair of ranks then gets its own connection, so no collective funnels
 //!   through rank 0. IPv4 and IPv6; `TCP_NODELAY` and keepalive on every connection.
-//! * **Algorithms**, picked by size: allgatherv by direct exchange
-//!   (`allgatherv_direct.rs`); allreduce direct for small buffers and reduce-scatter to
-//!   chunk owners then allgather for large ones (`allreduce.rs`), both computing exactly the
-//!   rank-order fold; broadcast by direct sends for small buffers and by scatter then allgather for
-//!   large ones (`broadcast_direct.rs`, `broadcast_scatter_allgather.rs`); barrier by
-//!   dissemination (`barrier_dissemination.rs`). Every step sends and receives at once.
+//! * **Algorithms**: one entry file per collective (`allreduce.rs`, `allgatherv.rs`,
+//!   `broadcast.rs`, `barrier.rs`) picks a named algorithm, forced or by size and rank
+//!   count, and runs it from its own file. Small messages go in one round of direct
+//!   messages on up to 4 (`DIRECT_MAX_RANKS`) ranks, in `ceil(log2 p)` rounds above: Bruck's
+//!   allgather (`allgatherv_bruck.rs`; `allreduce_bruck.rs` gathers the contributions
+//!   with it and folds them locally), a binomial broadcast (`broadcast_binomial.rs`).
+//!   Large ones take bandwidth-optimal algorithms: a ring allgatherv, a reduce-scatter to
+//!   chunk owners then an allgather for allreduce, scatter then allgather for broadcast.
+//!   Every allreduce computes exactly the rank-order fold. Barrier is a dissemination
+//!   barrier. Every step sends and receives at once.
 //! * **Frames** (`frame.rs`): a 64-byte header with the collective's fingerprint; lengths
 //!   are checked against the local call before any payload is read.
 //! * **Failures** (`transport.rs`): a closed connection is reported at once naming the
@@ -20,13 +24,24 @@
 //!   survivors fail fast; a silent peer is reported after `COBRE_TCP_TIMEOUT_SECS`. After
 //!   such an error the communicator is poisoned. Dropping it says goodbye to every peer.
 
+mod allgatherv;
+mod allgatherv_bruck;
 mod allgatherv_direct;
+mod allgatherv_ring;
 mod allreduce;
+mod allreduce_bruck;
+mod allreduce_direct;
+mod allreduce_reduce_scatter_allgather;
+mod barrier;
 mod barrier_dissemination;
+mod broadcast;
+mod broadcast_binomial;
 mod broadcast_direct;
 mod broadcast_scatter_allgather;
 pub(crate) mod exchange;
 pub use crate::tcp_config as config;
+#[cfg(test)]
+mod algorithm_tests;
 pub(crate) mod frame;
 #[cfg(test)]
 mod fuzz_tests;
@@ -40,22 +55,24 @@ use std::time::{Duration, Instant};
 
 pub use config::TcpConfig;
 
-use crate::algorithm::{Algorithm, Op};
 use crate::call::Calls;
 use crate::datatype::{as_bytes, as_bytes_mut};
-use crate::fingerprint::Fingerprint;
 use crate::local::{HeapRegion, LocalBackend};
 use crate::topology::ExecutionTopology;
 use crate::traits::{
     CommData, Communicator, LocalCommKind, SharedMemoryProvider, TopologyProvider,
 };
 use crate::types::{BackendError, CommError, ReduceOp};
-use exchange::Exchange;
 use frame::{ABORT_EXIT, AbortReport};
+use crate::fingerprint::Fingerprint;
+use exchange::Exchange;
 use transport::{Fail, Mesh};
 
-/// Broadcasts of at least this many bytes (on 3 ranks or more) use scatter + allgather.
-const BROADCAST_SPLIT_BYTES: usize = 256 << 10;
+/// Up to this many ranks, small messages go in one round of direct messages to every
+/// peer (`direct`); on more ranks, in `ceil(log2 p)` rounds of one message each (`bruck`,
+/// `binomial`). At 4 ranks or fewer the log-p algorithms need 2 rounds for a saving of
+/// at most 2 messages per rank, which does not pay for the extra round trip.
+pub(crate) const DIRECT_MAX_RANKS: usize = 4;
 
 /// A communicator over TCP connections: one process per rank, on one or many hosts.
 ///
@@ -178,8 +195,8 @@ impl Drop for TcpBackend {
     }
 }
 
-/// allgatherv's algorithm, after the call layer: the backend and the network model
-/// (`crate::model`) both run this.
+/// allgatherv's pick and algorithm, after the call layer: the backend and the network
+/// model (`crate::model`) both run this.
 pub(crate) fn run_allgatherv<T: CommData>(
     mesh: &mut impl Exchange,
     fp: &Fingerprint,
@@ -195,36 +212,7 @@ pub(crate) fn run_allgatherv<T: CommData>(
         .zip(displs)
         .map(|(&c, &d)| (d * elem, (d + c) * elem))
         .collect();
-    let fp = &fp.with_algorithm(Algorithm::Direct);
-    allgatherv_direct::allgatherv(mesh, fp, as_bytes(send), as_bytes_mut(recv), &ranges)
-}
-
-/// broadcast's pick and algorithm, after the call layer (see [`run_allgatherv`]).
-pub(crate) fn run_broadcast<T: CommData>(
-    mesh: &mut impl Exchange,
-    fp: &Fingerprint,
-    buf: &mut [T],
-    root: usize,
-) -> Result<(), Fail> {
-    let bytes = as_bytes_mut(buf);
-    let algorithm = match mesh.forced().get(Op::Broadcast) {
-        Some(forced @ (Algorithm::Direct | Algorithm::ScatterAllgather)) => forced,
-        _ if mesh.size() >= 3 && bytes.len() >= BROADCAST_SPLIT_BYTES => {
-            Algorithm::ScatterAllgather
-        }
-        _ => Algorithm::Direct,
-    };
-    let fp = &fp.with_algorithm(algorithm);
-    if algorithm == Algorithm::ScatterAllgather {
-        broadcast_scatter_allgather::broadcast(mesh, fp, bytes, root)
-    } else {
-        broadcast_direct::broadcast(mesh, fp, bytes, root)
-    }
-}
-
-/// barrier's algorithm, after the call layer (see [`run_allgatherv`]).
-pub(crate) fn run_barrier(mesh: &mut impl Exchange, fp: &Fingerprint) -> Result<(), Fail> {
-    barrier_dissemination::barrier(mesh, &fp.with_algorithm(Algorithm::Dissemination))
+    allgatherv::allgatherv(mesh, fp, as_bytes(send), as_bytes_mut(recv), &ranges)
 }
 
 /// allreduce's pick and algorithm, after the call layer (see [`run_allgatherv`]).
@@ -236,6 +224,21 @@ pub(crate) fn run_allreduce<T: CommData>(
     op: ReduceOp,
 ) -> Result<(), Fail> {
     allreduce::allreduce(mesh, fp, send, recv, op)
+}
+
+/// broadcast's pick and algorithm, after the call layer (see [`run_allgatherv`]).
+pub(crate) fn run_broadcast<T: CommData>(
+    mesh: &mut impl Exchange,
+    fp: &Fingerprint,
+    buf: &mut [T],
+    root: usize,
+) -> Result<(), Fail> {
+    broadcast::broadcast(mesh, fp, as_bytes_mut(buf), root)
+}
+
+/// barrier's algorithm, after the call layer (see [`run_allgatherv`]).
+pub(crate) fn run_barrier(mesh: &mut impl Exchange, fp: &Fingerprint) -> Result<(), Fail> {
+    barrier::barrier(mesh, fp)
 }
 
 impl Communicator for TcpBackend {
@@ -265,9 +268,8 @@ impl Communicator for TcpBackend {
     }
 
     fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
-        self.calls.broadcast::<T>(buf.len(), root, |mesh, fp| {
-            run_broadcast(mesh, fp, buf, root)
-        })
+        self.calls
+            .broadcast::<T>(buf.len(), root, |mesh, fp| run_broadcast(mesh, fp, buf, root))
     }
 
     fn barrier(&self) -> Result<(), CommError> {

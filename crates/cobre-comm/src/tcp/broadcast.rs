@@ -1,0 +1,79 @@
+//! broadcast: picks a named algorithm and runs it.
+//!
+//! | algorithm | rounds | picked when |
+//! |---|---|---|
+//! | `direct` (`broadcast_direct.rs`) | 1 | small buffers on up to [`DIRECT_MAX_RANKS`] ranks |
+//! | `binomial` (`broadcast_binomial.rs`) | `ceil(log2 p)` | small buffers on more ranks |
+//! | `scatter-allgather` (`broadcast_scatter_allgather.rs`) | 2 | from [`SPLIT_MIN_BYTES`], on 3 ranks or more |
+//!
+//! `COBRE_TCP_ALGORITHMS=broadcast=NAME` forces one at every size.
+
+use super::exchange::Exchange;
+use super::transport::{Fail};
+use super::{DIRECT_MAX_RANKS, broadcast_binomial, broadcast_direct, broadcast_scatter_allgather};
+use crate::algorithm::{Algorithm, Op};
+use crate::fingerprint::Fingerprint;
+
+/// Broadcasts of at least this many bytes (on 3 ranks or more) use scatter + allgather,
+/// where the root sends each byte about twice instead of once per rank (or per round).
+pub(crate) const SPLIT_MIN_BYTES: usize = 256 << 10;
+
+/// The algorithm for a broadcast of `bytes` bytes on `ranks` ranks: the `forced` one,
+/// else `scatter-allgather` for large buffers, `direct` on few ranks, `binomial` above.
+pub(crate) fn pick(forced: Option<Algorithm>, ranks: usize, bytes: usize) -> Algorithm {
+    match forced {
+        Some(forced @ (Algorithm::Direct | Algorithm::ScatterAllgather | Algorithm::Binomial)) => {
+            forced
+        }
+        _ if ranks >= 3 && bytes >= SPLIT_MIN_BYTES => Algorithm::ScatterAllgather,
+        _ if ranks > DIRECT_MAX_RANKS => Algorithm::Binomial,
+        _ => Algorithm::Direct,
+    }
+}
+
+pub(crate) fn broadcast(
+    mesh: &mut impl Exchange,
+    fp: &Fingerprint,
+    buf: &mut [u8],
+    root: usize,
+) -> Result<(), Fail> {
+    let algorithm = pick(mesh.forced().get(Op::Broadcast), mesh.size(), buf.len());
+    let fp = &fp.with_algorithm(algorithm);
+    match algorithm {
+        Algorithm::ScatterAllgather => broadcast_scatter_allgather::run(mesh, fp, buf, root),
+        Algorithm::Binomial => broadcast_binomial::run(mesh, fp, buf, root),
+        _ => broadcast_direct::run(mesh, fp, buf, root),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_buffers_go_direct_on_few_ranks_and_binomial_on_more() {
+        assert_eq!(pick(None, 2, SPLIT_MIN_BYTES), Algorithm::Direct);
+        assert_eq!(pick(None, DIRECT_MAX_RANKS, 0), Algorithm::Direct);
+        assert_eq!(pick(None, DIRECT_MAX_RANKS + 1, 0), Algorithm::Binomial);
+        assert_eq!(pick(None, 1024, SPLIT_MIN_BYTES - 1), Algorithm::Binomial);
+    }
+
+    #[test]
+    fn large_buffers_scatter_then_allgather() {
+        assert_eq!(pick(None, 3, SPLIT_MIN_BYTES), Algorithm::ScatterAllgather);
+        assert_eq!(pick(None, 1024, 1 << 30), Algorithm::ScatterAllgather);
+    }
+
+    #[test]
+    fn a_forced_algorithm_runs_at_every_size() {
+        for forced in [
+            Algorithm::Direct,
+            Algorithm::ScatterAllgather,
+            Algorithm::Binomial,
+        ] {
+            for (ranks, bytes) in [(1, 0), (3, 7), (8, 1 << 30)] {
+                assert_eq!(pick(Some(forced), ranks, bytes), forced);
+            }
+        }
+    }
+}
