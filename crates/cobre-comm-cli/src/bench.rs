@@ -26,7 +26,8 @@ pub enum Workload {
 /// Arguments of `cobre-comm bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Number of ranks.
+    /// Number of ranks. shm and tcp ranks are bound one per core when they fit, as the MPI
+    /// launchers bind theirs.
     #[arg(short = 'n', long = "ranks", value_name = "N", default_value_t = 2)]
     ranks: usize,
     /// Backends, comma-separated; ratio columns compare each with the last one

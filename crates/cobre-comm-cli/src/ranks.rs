@@ -96,6 +96,27 @@ enum RankTask {
     },
 }
 
+/// Binds this benchmark rank to one core of those it may use, rank `r` to the `r`-th, when
+/// the ranks fit one per core: what the MPI launchers the benchmarks compare with do by
+/// default (Open MPI binds to cores for small jobs, Intel MPI pins), so that two ranks do
+/// not start on one core and wait for the scheduler to move one. Best effort: a rank that
+/// cannot be bound runs unbound.
+fn pin_to_core(rank: usize, size: usize) {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let Ok(allowed) = sched_getaffinity(None) else {
+        return;
+    };
+    let cores: Vec<usize> = (0..CpuSet::MAX_CPU)
+        .filter(|&c| allowed.is_set(c))
+        .collect();
+    if size > cores.len() {
+        return;
+    }
+    let mut one = CpuSet::new();
+    one.set(cores[rank]);
+    let _ = sched_setaffinity(None, &one);
+}
+
 /// Entry point of a rank.
 pub fn rank_main(args: &RankArgs) -> Result<ExitCode, CliError> {
     let backend = match &args.task {
@@ -105,6 +126,10 @@ pub fn rank_main(args: &RankArgs) -> Result<ExitCode, CliError> {
     };
     let comm =
         create_communicator_with(backend.kind()).map_err(|e| CliError::new(e.to_string()))?;
+    let measuring = matches!(args.task, RankTask::Bench { .. } | RankTask::Sddp { .. });
+    if measuring && matches!(backend, JobBackend::Shm | JobBackend::Tcp) {
+        pin_to_core(comm.rank(), comm.size());
+    }
     let line = match &args.task {
         RankTask::Check { .. } => {
             let report = cobre_comm_conformance::run_suite(

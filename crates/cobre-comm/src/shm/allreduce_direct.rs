@@ -10,6 +10,11 @@ use crate::reduce::reduce_into;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
+/// Bytes per step: the contributions of one step and its result stay in cache while they
+/// are folded (2 ranks, same run: 4 MiB in 888 us with 1 MiB steps, 701 us with 256 KiB,
+/// 728 us with 128 KiB; 1 MiB in 188, 175 and 170 us).
+pub(crate) const PIECE_BYTES: usize = 256 << 10;
+
 pub(crate) fn run<T: CommData>(
     link: &mut ShmTransport,
     fingerprint: &Fingerprint,
@@ -18,7 +23,7 @@ pub(crate) fn run<T: CommData>(
     op: ReduceOp,
 ) -> Result<(), CommError> {
     let rank = link.job.rank;
-    let per_step = link.job.layout.payload() / std::mem::size_of::<T>();
+    let per_step = link.job.layout.payload().min(PIECE_BYTES) / std::mem::size_of::<T>();
     let mut scratch: Vec<T> = Vec::new();
     for lo in (0..send.len()).step_by(per_step) {
         let hi = (lo + per_step).min(send.len());

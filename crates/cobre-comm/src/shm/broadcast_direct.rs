@@ -1,5 +1,5 @@
-//! The `direct` broadcast: in each step the root publishes the next chunk in its slot and
-//! every other rank copies it (two copies per byte).
+//! The `direct` broadcast: in each step the root publishes the next piece in its slot and
+//! every other rank copies it (two copies per byte, overlapped: see [`PIECE_BYTES`]).
 
 use super::transport::ShmTransport;
 use crate::datatype::as_bytes_mut;
@@ -7,13 +7,18 @@ use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
 use crate::types::CommError;
 
+/// Bytes per step. The root writes step `k + 1` while the others still copy step `k` out,
+/// so smaller steps overlap the two copies (2 ranks, same run, 1 MiB: 120 us with 1 MiB
+/// steps, 72 us with 256 KiB, 67 us with 128 KiB, 106 us with 64 KiB).
+pub(crate) const PIECE_BYTES: usize = 128 << 10;
+
 pub(crate) fn run<T: CommData>(
     link: &mut ShmTransport,
     fingerprint: &Fingerprint,
     buf: &mut [T],
     root: usize,
 ) -> Result<(), CommError> {
-    let chunk = link.job.layout.payload();
+    let chunk = link.job.layout.payload().min(PIECE_BYTES);
     let buf = as_bytes_mut(buf);
     let steps = buf.len().div_ceil(chunk).max(1);
     let is_root = link.job.rank == root;

@@ -9,7 +9,7 @@
 //! `COBRE_TCP_ALGORITHMS=allgatherv=NAME` forces one at every size.
 
 use super::exchange::Exchange;
-use super::transport::{Fail};
+use super::transport::Fail;
 use super::{DIRECT_MAX_RANKS, allgatherv_bruck, allgatherv_direct, allgatherv_ring};
 use crate::algorithm::{Algorithm, Op};
 use crate::fingerprint::Fingerprint;

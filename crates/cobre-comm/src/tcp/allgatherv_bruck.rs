@@ -10,8 +10,8 @@
 //! sends and receives one frame per round instead of `p - 1` in one round: fewer, larger
 //! messages once the job is larger than a few ranks.
 
-use super::exchange::Exchange;
 use super::allreduce::scratch_elements;
+use super::exchange::Exchange;
 use super::split::split_ranges;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;

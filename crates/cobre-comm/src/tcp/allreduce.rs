@@ -13,7 +13,7 @@
 //! combine partial results in tree order, which would change the rounding of `Sum`.
 
 use super::exchange::Exchange;
-use super::transport::{Fail};
+use super::transport::Fail;
 use super::{
     DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_reduce_scatter_allgather,
 };

@@ -7,10 +7,10 @@
 //! same, bit for bit, as every other algorithm's. The price is that each rank receives
 //! `(p - 1)` buffers, as in the direct algorithm, so it is only picked for small ones.
 
-use super::exchange::Exchange;
 use super::allgatherv_bruck::gather_rotated;
 use super::allreduce::{fold_in_rank_order, scratch_elements};
-use super::transport::{Fail};
+use super::exchange::Exchange;
+use super::transport::Fail;
 use crate::datatype::as_bytes_mut;
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;

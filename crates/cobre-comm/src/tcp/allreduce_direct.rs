@@ -3,8 +3,8 @@
 //! single message, but each rank receives `(p - 1)` buffers: for small buffers on few
 //! ranks.
 
-use super::exchange::Exchange;
 use super::allreduce::{fold_in_rank_order, scratch_elements};
+use super::exchange::Exchange;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;

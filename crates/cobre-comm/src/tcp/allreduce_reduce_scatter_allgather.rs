@@ -4,9 +4,9 @@
 //! every rank. Two rounds; each rank moves `2 (p - 1) / p` buffers whatever `p`, and no
 //! rank is a hot spot.
 
-use super::exchange::Exchange;
 use super::allreduce::scratch_elements;
 use super::allreduce_direct::{fold, receive_pieces};
+use super::exchange::Exchange;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::datatype::{as_bytes, as_bytes_mut};

@@ -2,9 +2,9 @@
 //! rounds of empty frames at every job size. `COBRE_TCP_ALGORITHMS=barrier=dissemination`
 //! is accepted, so that forcing texts can name every collective.
 
-use super::exchange::Exchange;
 use super::barrier_dissemination;
-use super::transport::{Fail};
+use super::exchange::Exchange;
+use super::transport::Fail;
 use crate::algorithm::Algorithm;
 use crate::fingerprint::Fingerprint;
 

@@ -9,7 +9,7 @@
 //! `COBRE_TCP_ALGORITHMS=broadcast=NAME` forces one at every size.
 
 use super::exchange::Exchange;
-use super::transport::{Fail};
+use super::transport::Fail;
 use super::{DIRECT_MAX_RANKS, broadcast_binomial, broadcast_direct, broadcast_scatter_allgather};
 use crate::algorithm::{Algorithm, Op};
 use crate::fingerprint::Fingerprint;

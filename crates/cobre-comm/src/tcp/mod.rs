@@ -57,15 +57,15 @@ pub use config::TcpConfig;
 
 use crate::call::Calls;
 use crate::datatype::{as_bytes, as_bytes_mut};
+use crate::fingerprint::Fingerprint;
 use crate::local::{HeapRegion, LocalBackend};
 use crate::topology::ExecutionTopology;
 use crate::traits::{
     CommData, Communicator, LocalCommKind, SharedMemoryProvider, TopologyProvider,
 };
 use crate::types::{BackendError, CommError, ReduceOp};
-use frame::{ABORT_EXIT, AbortReport};
-use crate::fingerprint::Fingerprint;
 use exchange::Exchange;
+use frame::{ABORT_EXIT, AbortReport};
 use transport::{Fail, Mesh};
 
 /// Up to this many ranks, small messages go in one round of direct messages to every
@@ -268,8 +268,9 @@ impl Communicator for TcpBackend {
     }
 
     fn broadcast<T: CommData>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
-        self.calls
-            .broadcast::<T>(buf.len(), root, |mesh, fp| run_broadcast(mesh, fp, buf, root))
+        self.calls.broadcast::<T>(buf.len(), root, |mesh, fp| {
+            run_broadcast(mesh, fp, buf, root)
+        })
     }
 
     fn barrier(&self) -> Result<(), CommError> {
