@@ -134,12 +134,9 @@ pub fn as_bytes_mut<T: CommData>(values: &mut [T]) -> &mut [u8] {
     bytemuck::cast_slice_mut(values)
 }
 
-/// A stable 64-bit digest of `T`'s name and size, so fingerprints can tell apart two
-/// non-primitive element types of the same size.
-#[cfg(any(feature = "shm", feature = "tcp"))]
 /// `data` as elements of `T`: a view when it is aligned for `T`, else a copy in `scratch`
 /// (received or shared bytes are usually aligned; this keeps the rare case correct).
-#[cfg_attr(not(feature = "shm"), allow(dead_code))]
+#[cfg(feature = "shm")]
 pub(crate) fn elements_of<'a, T: CommData>(data: &'a [u8], scratch: &'a mut Vec<T>) -> &'a [T] {
     if let Ok(aligned) = bytemuck::try_cast_slice(data) {
         return aligned;
@@ -152,6 +149,9 @@ pub(crate) fn elements_of<'a, T: CommData>(data: &'a [u8], scratch: &'a mut Vec<
     scratch
 }
 
+/// A stable 64-bit digest of `T`'s name and size, so fingerprints can tell apart two
+/// non-primitive element types of the same size.
+#[cfg(any(feature = "shm", feature = "tcp"))]
 pub(crate) fn type_digest<T: 'static>() -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = rustc_hash::FxHasher::default();
