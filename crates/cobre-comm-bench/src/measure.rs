@@ -252,13 +252,7 @@ fn time_allgatherv<C: Communicator>(
     let counts: Vec<usize> = (0..size)
         .map(|r| total / size + usize::from(r < total % size))
         .collect();
-    let displs: Vec<usize> = counts
-        .iter()
-        .scan(0, |acc, &c| {
-            *acc += c;
-            Some(*acc - c)
-        })
-        .collect();
+    let displs = cobre_comm::prefix_displs(&counts);
     let mut buffers = (
         vec![comm.rank() as f64; counts[comm.rank()]],
         vec![0.0_f64; total],

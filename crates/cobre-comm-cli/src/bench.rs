@@ -35,15 +35,8 @@ pub struct Args {
     /// allgatherv row is the time of one memcpy of the same bytes.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "B1,B2,..")]
     backend: Vec<JobBackend>,
-    /// Collectives, comma-separated [default: all four].
-    #[arg(long, value_delimiter = ',', value_name = "OP,..", value_parser = parse_op)]
-    op: Vec<BenchOp>,
-    /// Smallest message in bytes (per rank for allreduce and broadcast, total for allgatherv).
-    #[arg(long, value_name = "X", default_value_t = 8)]
-    min_bytes: usize,
-    /// Largest message in bytes.
-    #[arg(long, value_name = "Y", default_value_t = 16 << 20)]
-    max_bytes: usize,
+    #[command(flatten)]
+    cells: Cells,
     /// Timed iterations per size (fewer above 64 KiB, at least 10).
     #[arg(long, value_name = "K", default_value_t = 1000)]
     iters: usize,
@@ -77,6 +70,51 @@ pub struct Args {
     algorithms: Option<String>,
 }
 
+/// The collectives and message sizes of a sweep (`bench` and `model`).
+#[derive(Debug, clap::Args)]
+pub struct Cells {
+    /// Collectives, comma-separated [default: all four].
+    #[arg(long, value_delimiter = ',', value_name = "OP,..", value_parser = parse_op)]
+    op: Vec<BenchOp>,
+    /// Smallest message in bytes (per rank for allreduce and broadcast, total for allgatherv).
+    #[arg(long, value_name = "X", default_value_t = 8)]
+    min_bytes: usize,
+    /// Largest message in bytes.
+    #[arg(long, value_name = "Y", default_value_t = 16 << 20)]
+    max_bytes: usize,
+}
+
+impl Cells {
+    /// The collectives asked for, all four by default.
+    pub fn ops(&self) -> Vec<BenchOp> {
+        if self.op.is_empty() {
+            BenchOp::ALL.to_vec()
+        } else {
+            self.op.clone()
+        }
+    }
+
+    /// A usage error unless `--min-bytes` is at most `--max-bytes`.
+    pub fn check(&self) -> Result<(), CliError> {
+        if self.min_bytes > self.max_bytes {
+            return Err(CliError::usage(format!(
+                "--min-bytes ({}) is larger than --max-bytes ({})",
+                self.min_bytes, self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// A configuration with these sizes (and the default iterations).
+    pub fn config(&self) -> BenchConfig {
+        BenchConfig {
+            min_bytes: self.min_bytes,
+            max_bytes: self.max_bytes,
+            ..BenchConfig::default()
+        }
+    }
+}
+
 fn parse_op(s: &str) -> Result<BenchOp, String> {
     s.parse()
 }
@@ -93,12 +131,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
             "--timeout must be a positive number of seconds",
         ));
     }
-    if args.min_bytes > args.max_bytes {
-        return Err(CliError::usage(format!(
-            "--min-bytes ({}) is larger than --max-bytes ({})",
-            args.min_bytes, args.max_bytes
-        )));
-    }
+    args.cells.check()?;
     let timeout = Duration::from_secs_f64(args.timeout);
     match args.workload {
         Some(Workload::Sddp) => sddp(args, &backends, timeout),
@@ -117,11 +150,7 @@ fn progress(steps: usize) -> ProgressBar {
 }
 
 fn sweep(args: &Args, backends: &[JobBackend], timeout: Duration) -> Result<ExitCode, CliError> {
-    let ops = if args.op.is_empty() {
-        BenchOp::ALL.to_vec()
-    } else {
-        args.op.clone()
-    };
+    let ops = args.cells.ops();
     let bar = progress(backends.len() * ops.len());
     let mut report = BenchReport {
         ranks: args.ranks,
@@ -132,8 +161,8 @@ fn sweep(args: &Args, backends: &[JobBackend], timeout: Duration) -> Result<Exit
             bar.set_message(format!("{} {op}", backend.name()));
             let config = BenchConfig {
                 ops: vec![op],
-                min_bytes: args.min_bytes,
-                max_bytes: args.max_bytes,
+                min_bytes: args.cells.min_bytes,
+                max_bytes: args.cells.max_bytes,
                 iters: args.iters.max(1),
                 warmup: (args.iters / 5).clamp(10, 1000),
             };

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cobre_comm_bench::{BenchConfig, BenchOp, BenchReport, BenchRow, message_sizes, render_table};
+use cobre_comm_bench::{BenchOp, BenchReport, BenchRow, message_sizes, render_table};
 
 use crate::CliError;
+use crate::bench::Cells;
 
 /// The networks `--network` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,25 +47,14 @@ pub struct Args {
     /// Cores per host (0: a core per rank); ranks beyond them share the cores.
     #[arg(long, value_name = "C")]
     cores_per_host: Option<usize>,
-    /// Collectives, comma-separated [default: all four].
-    #[arg(long, value_delimiter = ',', value_name = "OP,..", value_parser = parse_op)]
-    op: Vec<BenchOp>,
-    /// Smallest message in bytes (per rank for allreduce and broadcast, total for allgatherv).
-    #[arg(long, value_name = "X", default_value_t = 8)]
-    min_bytes: usize,
-    /// Largest message in bytes.
-    #[arg(long, value_name = "Y", default_value_t = 16 << 20)]
-    max_bytes: usize,
+    #[command(flatten)]
+    cells: Cells,
     /// Force algorithms, as `collective=algorithm,...` (as `COBRE_TCP_ALGORITHMS`).
     #[arg(long, value_name = "SPEC")]
     algorithms: Option<String>,
     /// Write the results as JSON: {"ranks": P, "results": [...]}, as `bench` does.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-}
-
-fn parse_op(s: &str) -> Result<BenchOp, String> {
-    s.parse()
 }
 
 fn to_op(op: BenchOp) -> cobre_comm::algorithm::Op {
@@ -131,23 +121,10 @@ fn job(args: &Args) -> Result<cobre_comm::model::Job, CliError> {
 
 /// Runs `cobre-comm model`.
 pub fn run(args: &Args) -> Result<ExitCode, CliError> {
-    if args.min_bytes > args.max_bytes {
-        return Err(CliError::usage(format!(
-            "--min-bytes ({}) is larger than --max-bytes ({})",
-            args.min_bytes, args.max_bytes
-        )));
-    }
+    args.cells.check()?;
     let job = job(args)?;
-    let ops = if args.op.is_empty() {
-        BenchOp::ALL.to_vec()
-    } else {
-        args.op.clone()
-    };
-    let sizes = BenchConfig {
-        min_bytes: args.min_bytes,
-        max_bytes: args.max_bytes,
-        ..BenchConfig::default()
-    };
+    let ops = args.cells.ops();
+    let sizes = args.cells.config();
     let mut report = BenchReport {
         ranks: args.ranks,
         results: Vec::new(),

@@ -197,13 +197,7 @@ fn run_one(sim: &mut SimRank, op: Op, elements: usize) -> Result<(), Fail> {
             let counts: Vec<usize> = (0..size)
                 .map(|r| elements / size + usize::from(r < elements % size))
                 .collect();
-            let displs: Vec<usize> = counts
-                .iter()
-                .scan(0, |acc, &c| {
-                    *acc += c;
-                    Some(*acc - c)
-                })
-                .collect();
+            let displs = crate::prefix_displs(&counts);
             let send = vec![0.0_f64; counts[rank]];
             let mut recv = vec![0.0_f64; elements];
             let fp = Fingerprint::allgatherv::<f64>(0, &counts);

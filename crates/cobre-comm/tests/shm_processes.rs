@@ -284,19 +284,11 @@ fn conformance_on_1_to_4_processes() {
     }
 }
 
-/// Forcing texts that together run every algorithm of the backend's table: the `i`-th
-/// forces the `i`-th algorithm of every collective (its last one when it has fewer).
+/// Forcing texts that together run every algorithm of the backend's table.
 fn every_algorithm() -> Vec<String> {
-    let table = cobre_comm::shm::ALGORITHMS;
-    let rounds = table.iter().map(|(_, algs)| algs.len()).max().unwrap_or(0);
-    (0..rounds)
-        .map(|i| {
-            table
-                .iter()
-                .map(|(op, algs)| format!("{}={}", op.name(), algs[i.min(algs.len() - 1)]))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+    cobre_comm::algorithm::every_algorithm(cobre_comm::shm::ALGORITHMS)
+        .iter()
+        .map(ToString::to_string)
         .collect()
 }
 
