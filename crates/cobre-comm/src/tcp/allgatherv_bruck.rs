@@ -12,7 +12,7 @@
 
 use super::allreduce::scratch_elements;
 use super::exchange::Exchange;
-use super::split::split_ranges;
+use super::split::blocks_by_rank;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
@@ -64,12 +64,7 @@ pub(super) fn run(
     rotated[..send.len()].copy_from_slice(send);
     let result = gather_rotated(mesh, fp, rotated, &bounds);
     if result.is_ok() {
-        let keyed: Vec<(usize, usize, usize)> = ranges
-            .iter()
-            .enumerate()
-            .map(|(r, &(start, end))| (r, start, end))
-            .collect();
-        for (r, slot) in split_ranges(recv, &keyed) {
+        for (r, slot) in blocks_by_rank(recv, ranges).into_iter().enumerate() {
             let j = (r + n - me) % n;
             slot.copy_from_slice(&rotated[bounds[j]..bounds[j + 1]]);
         }

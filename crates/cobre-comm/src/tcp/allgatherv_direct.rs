@@ -5,7 +5,7 @@
 //! step and without forwarding, and rank 0 carries no more traffic than anyone else.
 
 use super::exchange::Exchange;
-use super::split::split_ranges;
+use super::split::blocks_by_rank;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
@@ -18,17 +18,12 @@ pub(super) fn run(
     ranges: &[(usize, usize)],
 ) -> Result<(), Fail> {
     let me = mesh.rank();
-    let keyed: Vec<(usize, usize, usize)> = ranges
-        .iter()
-        .enumerate()
-        .map(|(r, &(start, end))| (r, start, end))
-        .collect();
     let mut sends: Vec<SendOp<'_>> = (0..mesh.size())
         .filter(|&p| p != me)
         .map(|p| SendOp::new(p, fp, send))
         .collect();
     let mut recvs = Vec::with_capacity(mesh.size());
-    for (r, slice) in split_ranges(recv, &keyed) {
+    for (r, slice) in blocks_by_rank(recv, ranges).into_iter().enumerate() {
         if r == me {
             slice.copy_from_slice(send);
         } else {

@@ -8,7 +8,7 @@
 //! from its two neighbours, so no link carries more than one block at a time.
 
 use super::exchange::Exchange;
-use super::split::split_ranges;
+use super::split::blocks_by_rank;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 
@@ -21,15 +21,7 @@ pub(super) fn run(
     ranges: &[(usize, usize)],
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
-    let keyed: Vec<(usize, usize, usize)> = ranges
-        .iter()
-        .enumerate()
-        .map(|(r, &(start, end))| (r, start, end))
-        .collect();
-    let mut blocks: Vec<&mut [u8]> = Vec::with_capacity(n);
-    let mut split = split_ranges(recv, &keyed);
-    split.sort_unstable_by_key(|&(r, _)| r);
-    blocks.extend(split.into_iter().map(|(_, slot)| slot));
+    let mut blocks = blocks_by_rank(recv, ranges);
     blocks[me].copy_from_slice(send);
     let (right, left) = ((me + 1) % n, (me + n - 1) % n);
     for round in 0..n.saturating_sub(1) {

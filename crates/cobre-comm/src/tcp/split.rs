@@ -26,6 +26,22 @@ pub(crate) fn split_ranges<'a, T>(
     out
 }
 
+/// The blocks of `buf` at `ranges[r] = (start, end)`, in rank order: rank `r`'s block is
+/// element `r` (the ranges must not overlap, as the allgatherv checks guarantee).
+pub(crate) fn blocks_by_rank<'a, T>(
+    buf: &'a mut [T],
+    ranges: &[(usize, usize)],
+) -> Vec<&'a mut [T]> {
+    let keyed: Vec<(usize, usize, usize)> = ranges
+        .iter()
+        .enumerate()
+        .map(|(r, &(start, end))| (r, start, end))
+        .collect();
+    let mut split = split_ranges(buf, &keyed);
+    split.sort_unstable_by_key(|&(r, _)| r);
+    split.into_iter().map(|(_, block)| block).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +61,9 @@ mod tests {
                 (0, vec![6, 7, 8])
             ]
         );
+        let mut buf: Vec<u32> = (0..10).collect();
+        let blocks = blocks_by_rank(&mut buf, &[(6, 9), (0, 2), (4, 4)]);
+        let view: Vec<Vec<u32>> = blocks.into_iter().map(|b| b.to_vec()).collect();
+        assert_eq!(view, vec![vec![6, 7, 8], vec![0, 1], vec![]]);
     }
 }
