@@ -26,7 +26,9 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::algorithm::{Forced, Op};
 use crate::fingerprint::Fingerprint;
@@ -155,9 +157,17 @@ impl Job {
                             local_in_free: 0.0,
                             scratch: Vec::new(),
                         };
-                        run_one(&mut sim, op, elements)
+                        // A rank that fails or panics ends the run for every rank, so none
+                        // waits for its messages.
+                        let mut ending = Ending {
+                            net: Arc::clone(&sim.net),
+                            ok: false,
+                        };
+                        let result = run_one(&mut sim, op, elements)
                             .map(|()| sim.clock)
-                            .map_err(|f| format!("simulated rank {rank}: {}", f.err))
+                            .map_err(|f| format!("simulated rank {rank}: {}", f.err));
+                        ending.ok = result.is_ok();
+                        result
                     })
             })
             .collect::<Result<_, _>>()
@@ -216,7 +226,27 @@ struct SimNet {
     /// How many ranks share each core of each rank's host (at least 1).
     crowding: Vec<f64>,
     inboxes: Vec<Inbox>,
+    /// Set when a rank failed: every rank still waiting gives up.
+    failed: AtomicBool,
 }
+
+/// Ends a simulated rank: unless it succeeded, tells every other rank to stop waiting.
+struct Ending {
+    net: Arc<SimNet>,
+    ok: bool,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if !self.ok {
+            self.net.fail();
+        }
+    }
+}
+
+/// The longest a simulated rank waits, in real time, for a message: only an algorithm
+/// that never sends what its peer receives would wait that long.
+const STUCK: Duration = Duration::from_secs(60);
 
 /// A message in flight: when its last byte reaches the receiver's host, its payload
 /// length, and whether it crossed hosts.
@@ -256,6 +286,17 @@ impl SimNet {
                 .collect(),
             hosts,
             inboxes: (0..job.ranks).map(|_| Inbox::default()).collect(),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the run failed and wakes every waiting rank.
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        for inbox in &self.inboxes {
+            // Taking the lock orders the flag before any waiter's next look at it.
+            drop(inbox.queue.lock().unwrap_or_else(PoisonError::into_inner));
+            inbox.arrived.notify_all();
         }
     }
 
@@ -271,18 +312,32 @@ impl SimNet {
         inbox.arrived.notify_all();
     }
 
-    /// Waits for the next message from `from` to `to`.
-    fn receive(&self, to: usize, from: usize) -> Message {
+    /// Waits for the next message from `from` to `to`; why not, when another rank failed
+    /// or the message did not come within [`STUCK`].
+    fn receive(&self, to: usize, from: usize) -> Result<Message, String> {
         let inbox = &self.inboxes[to];
+        let deadline = Instant::now() + STUCK;
         let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(message) = queue.get_mut(&from).and_then(VecDeque::pop_front) {
-                return message;
+                return Ok(message);
+            }
+            if self.failed.load(Ordering::SeqCst) {
+                return Err(format!(
+                    "rank {to} stopped waiting for rank {from}: another simulated rank failed"
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "rank {to} waited {STUCK:?} for a message from rank {from} that never came"
+                ));
             }
             queue = inbox
                 .arrived
-                .wait(queue)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(queue, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }
@@ -355,9 +410,18 @@ impl Exchange for SimRank {
             net.post(self.rank, send.peer, message);
         }
         for recv in recvs.iter() {
-            let message = net.receive(self.rank, recv.peer);
+            let message = net
+                .receive(self.rank, recv.peer)
+                .map_err(|why| failure(recv.peer, why))?;
             if message.bytes != recv.len() {
-                return Err(self.disagreement(recv.peer, message.bytes, recv.len()));
+                let why = format!(
+                    "rank {} sent {} bytes to rank {}, which expected {}",
+                    recv.peer,
+                    message.bytes,
+                    self.rank,
+                    recv.len()
+                );
+                return Err(failure(recv.peer, why));
             }
             let wire = message.bytes as f64 + FRAME_HEADER;
             let done = if message.remote {
@@ -375,25 +439,20 @@ impl Exchange for SimRank {
     }
 }
 
-impl SimRank {
-    /// The failure of a receive whose length differs from what was sent: the backend would
-    /// refuse such a frame, so the algorithm disagrees with itself.
-    fn disagreement(&self, peer: usize, sent: usize, expected: usize) -> Fail {
-        let message = format!(
-            "rank {peer} sent {sent} bytes to rank {}, which expected {expected}",
-            self.rank
-        );
-        Fail {
-            err: CommError::Protocol {
-                operation: "model",
-                message: message.clone(),
-            },
-            report: AbortReport {
-                code: ABORT_PROTOCOL,
-                rank: peer as u32,
-                message,
-            },
-        }
+/// The failure of a simulated receive: a length that differs from what was sent (the
+/// backend would refuse such a frame, so the algorithm disagrees with itself), another
+/// rank's failure, or a message that never comes.
+fn failure(peer: usize, message: String) -> Fail {
+    Fail {
+        err: CommError::Protocol {
+            operation: "model",
+            message: message.clone(),
+        },
+        report: AbortReport {
+            code: ABORT_PROTOCOL,
+            rank: peer as u32,
+            message,
+        },
     }
 }
 
@@ -422,6 +481,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_failed_rank_ends_every_wait() {
+        let net = Arc::new(SimNet::new(&Job::new(2, 1, Network::LOOPBACK)));
+        let waiter = {
+            let net = Arc::clone(&net);
+            std::thread::spawn(move || net.receive(0, 1))
+        };
+        net.fail();
+        let why = waiter.join().unwrap().err().unwrap();
+        assert!(why.contains("another simulated rank failed"), "{why}");
     }
 
     #[test]
