@@ -70,6 +70,7 @@ impl Op {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
+#[non_exhaustive] // algorithms will be added; a match outside this crate needs a `_` arm
 pub enum Algorithm {
     /// Every rank reads (`shm`) or receives (`tcp`) what it needs from every other rank in
     /// one step; a reduction folds all contributions in rank order on every rank.
