@@ -249,9 +249,7 @@ fn time_allgatherv<C: Communicator>(
     iters: usize,
 ) -> Result<Duration, CommError> {
     let size = comm.size();
-    let counts: Vec<usize> = (0..size)
-        .map(|r| total / size + usize::from(r < total % size))
-        .collect();
+    let counts = cobre_comm::per_rank_counts(total, size);
     let displs = cobre_comm::prefix_displs(&counts);
     let mut buffers = (
         vec![comm.rank() as f64; counts[comm.rank()]],

@@ -204,9 +204,7 @@ fn run_one(sim: &mut SimRank, op: Op, elements: usize) -> Result<(), Fail> {
             crate::tcp::run_broadcast(sim, &fp, &mut buf, 0)
         }
         Op::Allgatherv => {
-            let counts: Vec<usize> = (0..size)
-                .map(|r| elements / size + usize::from(r < elements % size))
-                .collect();
+            let counts = crate::per_rank_counts(elements, size);
             let displs = crate::prefix_displs(&counts);
             let send = vec![0.0_f64; counts[rank]];
             let mut recv = vec![0.0_f64; elements];
