@@ -226,6 +226,19 @@ fn mismatched_collectives_fail_on_every_rank() {
 }
 
 #[test]
+fn ranks_forcing_different_algorithms_get_a_mismatch_naming_both() {
+    for rank in run_job("algorithm_mismatch", 3, Duration::from_secs(60)) {
+        let out = rank.output();
+        assert!(out.contains("ALGORITHM MISMATCH SEEN"), "{out}");
+        assert!(
+            out.contains("different algorithms: direct here, bruck there")
+                || out.contains("different algorithms: bruck here, direct there"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
 fn ranks_that_disagree_on_the_root_fail_instead_of_waiting() {
     // Each rank believes the other is the root: both would wait forever for data.
     let ranks = run_job("root_mismatch", 2, Duration::from_secs(60));
@@ -1135,6 +1148,28 @@ fn child_rank() {
             println!("REFUSED: {err}");
         }
         "mismatch" => role_mismatch(),
+        "algorithm_mismatch" => {
+            // Rank 0 forces one allreduce algorithm, the others another.
+            let mut config = cobre_comm::TcpConfig::from_env().expect("tcp configuration");
+            let name = if config.rank == 0 { "direct" } else { "bruck" };
+            config.algorithms = cobre_comm::algorithm::Forced::parse(
+                &format!("allreduce={name}"),
+                cobre_comm::tcp_config::ALGORITHMS,
+            )
+            .expect("a known algorithm");
+            // Joining runs collectives too (the ranks' hosts are gathered): the mismatch
+            // may surface there or at the first call.
+            let err = match TcpBackend::new(&config) {
+                Err(e) => e.to_string(),
+                Ok(comm) => {
+                    let mut out = [0.0_f64; 4];
+                    comm.allreduce(&[1.0; 4], &mut out, ReduceOp::Sum)
+                        .expect_err("a mismatch")
+                        .to_string()
+                }
+            };
+            println!("ALGORITHM MISMATCH SEEN: {err}");
+        }
         "root_mismatch" => {
             let comm = TcpBackend::from_env().expect("join");
             let mut buf = vec![7_u32; 1000];
