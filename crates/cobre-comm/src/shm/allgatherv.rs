@@ -16,9 +16,10 @@ use crate::types::CommError;
 
 /// Gathers (and broadcasts) from this many bytes on copy once, straight between the
 /// ranks' buffers, where the kernel allows it. The kernel's copy pins the source pages as
-/// it goes, so it beats two plain copies only for large payloads: at 2 ranks on this
-/// project's reference machine the crossover was between 2 and 4 MiB (16 MiB: 1.56 ms
-/// against 2.02 ms through the slots; 1 MiB: 107 us against 91 us).
+/// it goes (about 5 GB/s here), so it only pulls clearly ahead of two plain copies for
+/// large payloads: at 2 ranks on this project's reference machine, quiet, two rounds,
+/// 1 MiB took 88 us against 89-96 us through the slots, 2 MiB 212-220 against 225,
+/// 4 MiB 406 against 473-483, 16 MiB 1.43-1.61 ms against 1.90-2.00 ms.
 pub(crate) const SINGLE_COPY_MIN_BYTES: usize = 4 << 20;
 
 /// `direct` or `single-copy` for `op` moving `bytes`: the forced one, else by size.
