@@ -99,7 +99,7 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// The environment of each of `ranks` ranks of a `tcp` job on this machine:
 /// `COBRE_COMM_BACKEND=tcp`, `COBRE_TCP_COORDINATOR=127.0.0.1`, a free `COBRE_TCP_PORT`
-/// (asked of the operating system), a random `COBRE_TCP_TOKEN`, `COBRE_TCP_BIND=127.0.0.1`
+/// (see [`free_port`]), a random `COBRE_TCP_TOKEN`, `COBRE_TCP_BIND=127.0.0.1`
 /// (nothing outside this machine can reach the job), `COBRE_TCP_RANK`, `COBRE_TCP_SIZE`, and
 /// `COBRE_TCP_TIMEOUT_SECS` when `timeout` is given.
 ///
@@ -116,7 +116,7 @@ pub fn tcp_env(
     ranks: usize,
     timeout: Option<Duration>,
 ) -> std::io::Result<Vec<Vec<(String, String)>>> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = free_port()?;
     let token = unique_token();
     Ok((0..ranks)
         .map(|rank| {

@@ -55,8 +55,8 @@ pub(crate) trait Transport {
     fn refuse(&mut self, refusal: &Fingerprint) -> Result<(), Self::Failure>;
 
     /// Tells the other ranks (best effort, bounded in time) that this rank's communicator
-    /// is broken by `failure`.
-    fn broken(&mut self, failure: &Self::Failure);
+    /// is broken by `failure`, which happened in `call`.
+    fn broken(&mut self, failure: &Self::Failure, call: &Fingerprint);
 }
 
 /// The per-process state of a communicator's calls, behind one lock: collectives of one
@@ -116,13 +116,13 @@ impl<X: Transport> Calls<X> {
             Err(reason) => match state.transport.refuse(&fp.refusal(&reason)) {
                 Ok(()) => return Err(reason),
                 Err(failure) => {
-                    state.poison(&failure);
+                    state.poison(&failure, &fp);
                     return Err(reason);
                 }
             },
             Ok(()) => algorithm(&mut state.transport, &fp),
         };
-        outcome.map_err(|failure| state.poison(&failure))
+        outcome.map_err(|failure| state.poison(&failure, &fp))
     }
 
     /// `allgatherv`: checks the arguments (`recv_len` is `recv.len()`), then runs
@@ -204,9 +204,9 @@ impl<X: Transport> Calls<X> {
 
 impl<X: Transport> State<X> {
     /// Records a failure: every later call returns its error; the peers are told.
-    fn poison(&mut self, failure: &X::Failure) -> CommError {
+    fn poison(&mut self, failure: &X::Failure, call: &Fingerprint) -> CommError {
         let error = X::error(failure);
-        self.transport.broken(failure);
+        self.transport.broken(failure, call);
         self.poison = Some(error.clone());
         error
     }
@@ -243,7 +243,7 @@ mod tests {
             }
         }
 
-        fn broken(&mut self, failure: &CommError) {
+        fn broken(&mut self, failure: &CommError, _call: &Fingerprint) {
             self.broken.push(failure.clone());
         }
     }

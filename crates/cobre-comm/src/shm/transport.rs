@@ -72,5 +72,5 @@ impl Transport for ShmTransport {
 
     /// Nothing to send: every rank of a step reads every fingerprint and sees a mismatch
     /// by itself, and a lost rank is recorded in the segment for all.
-    fn broken(&mut self, _failure: &CommError) {}
+    fn broken(&mut self, _failure: &CommError, _call: &Fingerprint) {}
 }

@@ -9,12 +9,16 @@
 //! | 4 | protocol version |
 //! | 5 | kind: 1 data, 2 abort, 3 bye |
 //! | 6..8 | reserved, zero |
-//! | 8..56 | the collective's fingerprint (zero for abort and bye) |
+//! | 8..56 | data: the collective's fingerprint; abort: the sequence number of the call the sender failed in (8..16, little endian), then zeros; bye: zeros |
 //! | 56..64 | payload length, little endian |
 //!
 //! A data frame's length is checked against what the local call expects before a byte of
 //! payload is read; an abort carries a short report (at most [`MAX_ABORT_PAYLOAD`] bytes);
 //! a bye is empty.
+//!
+//! An abort names its call so that a rank still busy with an earlier call, whose data the
+//! sender has all sent already, finishes that call and fails the next one, as every rank
+//! would have without the race (`abort` itself names call 0: every rank acts on it at once).
 
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
 
@@ -23,7 +27,7 @@ pub(crate) const HEADER_BYTES: usize = 64;
 /// The frame magic.
 pub(crate) const FRAME_MAGIC: [u8; 4] = *b"CBCF";
 /// Version of the data-plane protocol.
-pub(crate) const FRAME_VERSION: u8 = 1;
+pub(crate) const FRAME_VERSION: u8 = 2;
 /// Largest abort report accepted.
 pub(crate) const MAX_ABORT_PAYLOAD: usize = 4096;
 
@@ -32,8 +36,8 @@ pub(crate) const MAX_ABORT_PAYLOAD: usize = 4096;
 pub(crate) enum Frame {
     /// Collective data described by the fingerprint.
     Data { fingerprint: Fingerprint, len: u64 },
-    /// The sender failed; the payload (`len` bytes) is an [`AbortReport`].
-    Abort { len: usize },
+    /// The sender failed in call `seq`; the payload (`len` bytes) is an [`AbortReport`].
+    Abort { len: usize, seq: u64 },
     /// The sender dropped its communicator.
     Bye,
 }
@@ -47,9 +51,11 @@ pub(crate) fn encode_data(fingerprint: &Fingerprint, len: usize) -> [u8; HEADER_
     encode(KIND_DATA, Some(fingerprint), len as u64)
 }
 
-/// Encodes an abort header for a report of `len` bytes.
-pub(crate) fn encode_abort(len: usize) -> [u8; HEADER_BYTES] {
-    encode(KIND_ABORT, None, len as u64)
+/// Encodes an abort header for a report of `len` bytes about call `seq`.
+pub(crate) fn encode_abort(len: usize, seq: u64) -> [u8; HEADER_BYTES] {
+    let mut out = encode(KIND_ABORT, None, len as u64);
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out
 }
 
 /// Encodes a bye header.
@@ -96,13 +102,19 @@ pub(crate) fn decode(bytes: &[u8; HEADER_BYTES]) -> Result<Frame, String> {
             fingerprint: Fingerprint::decode(fp_bytes)?,
             len,
         }),
-        KIND_ABORT | KIND_BYE if fp_bytes.iter().any(|&b| b != 0) => {
-            Err("control frame with a non-zero fingerprint".into())
+        KIND_ABORT if fp_bytes[8..].iter().any(|&b| b != 0) => {
+            Err("abort frame with non-zero bytes after its call number".into())
+        }
+        KIND_BYE if fp_bytes.iter().any(|&b| b != 0) => {
+            Err("bye frame with a non-zero fingerprint".into())
         }
         KIND_ABORT if len > MAX_ABORT_PAYLOAD as u64 => Err(format!(
             "abort report of {len} bytes, expected at most {MAX_ABORT_PAYLOAD}"
         )),
-        KIND_ABORT => Ok(Frame::Abort { len: len as usize }),
+        KIND_ABORT => Ok(Frame::Abort {
+            len: len as usize,
+            seq: u64::from_le_bytes(fp_bytes[..8].try_into().expect("8 bytes")),
+        }),
         KIND_BYE if len != 0 => Err(format!("bye frame with a {len}-byte payload, expected 0")),
         KIND_BYE => Ok(Frame::Bye),
         other => Err(format!("unknown frame kind {other}, expected 1, 2 or 3")),
@@ -225,8 +237,18 @@ mod tests {
         let other = Fingerprint::barrier(9);
         assert_eq!(check_data(&frame, &other, 24), Err(DataError::Mismatch(fp)));
         assert_eq!(decode(&encode_bye()), Ok(Frame::Bye));
-        assert_eq!(decode(&encode_abort(10)), Ok(Frame::Abort { len: 10 }));
-        assert!(decode(&encode_abort(MAX_ABORT_PAYLOAD + 1)).is_err());
+        assert_eq!(
+            decode(&encode_abort(10, 7)),
+            Ok(Frame::Abort { len: 10, seq: 7 })
+        );
+        assert!(decode(&encode_abort(MAX_ABORT_PAYLOAD + 1, 0)).is_err());
+        let mut stray = encode_abort(10, 7);
+        stray[20] = 1;
+        assert!(
+            decode(&stray)
+                .unwrap_err()
+                .contains("after its call number")
+        );
         let report = AbortReport {
             code: ABORT_LOST,
             rank: 3,

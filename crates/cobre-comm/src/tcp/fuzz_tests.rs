@@ -26,7 +26,7 @@ proptest! {
     #[test]
     fn frame_decoder_never_panics(bytes in array::<HEADER_BYTES>(), expect in 0_usize..1 << 20) {
         match frame::decode(&bytes) {
-            Ok(Frame::Abort { len }) => prop_assert!(len <= MAX_ABORT_PAYLOAD),
+            Ok(Frame::Abort { len, .. }) => prop_assert!(len <= MAX_ABORT_PAYLOAD),
             Ok(f @ Frame::Data { .. }) => {
                 let fp = Fingerprint::allreduce::<f64>(0, 1, ReduceOp::Sum);
                 let _ = frame::check_data(&f, &fp, expect);
@@ -139,18 +139,93 @@ proptest! {
 
 /// A two-rank mesh whose peer is a raw socket controlled by the test.
 fn raw_pair() -> (Mesh, TcpStream) {
+    let (mesh, mut raw) = raw_mesh(2);
+    (mesh, raw.remove(0))
+}
+
+/// Rank 0 of a mesh of `size` ranks whose peers are raw sockets controlled by the test
+/// (the socket of rank `p` at index `p - 1`).
+fn raw_mesh(size: usize) -> (Mesh, Vec<TcpStream>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let raw = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (ours, _) = listener.accept().unwrap();
+    let mut peers = vec![None];
+    let mut raws = Vec::new();
+    for _ in 1..size {
+        raws.push(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        let (ours, _) = listener.accept().unwrap();
+        peers.push(Some(Peer::new(ours).unwrap()));
+    }
     let mesh = Mesh {
         rank: 0,
-        size: 2,
+        size,
         timeout: Duration::from_secs(2),
-        peers: vec![None, Some(Peer::new(ours).unwrap())],
+        peers,
         scratch: Vec::new(),
         algorithms: crate::algorithm::Forced::NONE,
     };
-    (mesh, raw)
+    (mesh, raws)
+}
+
+/// Sends the abort frame of a rank that failed in call `seq` with `message`.
+fn send_abort(raw: &mut TcpStream, seq: u64, message: &str) {
+    let body = AbortReport {
+        code: super::frame::ABORT_MISMATCH,
+        rank: 1,
+        message: message.into(),
+    }
+    .encode();
+    raw.write_all(&frame::encode_abort(body.len(), seq))
+        .unwrap();
+    raw.write_all(&body).unwrap();
+}
+
+/// A peer that failed in a later call has sent this rank all its data for this call: its
+/// abort does not fail this call (which waits for the others), only the next one. A peer
+/// that failed in this call fails it at once.
+#[test]
+fn an_abort_for_a_later_call_fails_the_next_call_not_this_one() {
+    // The report alone (seen by peeking), or followed by the end of the stream (read into
+    // the stash when the connection closes).
+    for closes in [false, true] {
+        let (mut mesh, mut raws) = raw_mesh(3);
+        mesh.timeout = Duration::from_millis(300);
+        send_abort(&mut raws[0], 6, "rank 1 refused call #6");
+        if closes {
+            raws[0].shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        // Call 5 reads only from rank 2, which stays silent: it waits for rank 2 and times
+        // out naming it, instead of failing at once with rank 1's report of call 6.
+        let fp = Fingerprint::barrier(5);
+        let mut recvs = [RecvOp::new(2, &mut [])];
+        match mesh.exchange(&fp, &mut [], &mut recvs).unwrap_err().err {
+            CommError::Timeout { message, .. } => {
+                assert!(message.contains("rank(s) 2"), "{message}");
+            }
+            other => panic!("call 5 must wait for rank 2, not fail on rank 1's report: {other}"),
+        }
+        // Call 6 reads from rank 1 and gets its report.
+        let fp = Fingerprint::barrier(6);
+        let mut recvs = [RecvOp::new(1, &mut []), RecvOp::new(2, &mut [])];
+        match mesh.exchange(&fp, &mut [], &mut recvs).unwrap_err().err {
+            CommError::CollectiveMismatch { message, .. } => assert!(
+                message.contains("reported by rank 1: rank 1 refused call #6"),
+                "{message}"
+            ),
+            other => panic!("{other}"),
+        }
+    }
+    // An abort for the very call in progress ends it at once, even from a peer it does
+    // not read from.
+    let (mut mesh, mut raws) = raw_mesh(3);
+    mesh.timeout = Duration::from_secs(30);
+    send_abort(&mut raws[0], 5, "rank 1 lost rank 2");
+    let fp = Fingerprint::barrier(5);
+    let mut recvs = [RecvOp::new(2, &mut [])];
+    match mesh.exchange(&fp, &mut [], &mut recvs).unwrap_err().err {
+        CommError::CollectiveMismatch { message, .. } => {
+            assert!(message.contains("reported by rank 1"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
 }
 
 proptest! {

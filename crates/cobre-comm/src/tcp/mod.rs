@@ -296,7 +296,7 @@ impl Communicator for TcpBackend {
         let deadline = Instant::now() + Duration::from_millis(200);
         while self
             .calls
-            .try_with_transport(|mesh| mesh.abort(&report))
+            .try_with_transport(|mesh| mesh.abort(&report, 0))
             .is_none()
             && Instant::now() < deadline
         {

@@ -300,7 +300,7 @@ impl Mesh {
             Err(DataError::Mismatch(theirs)) => self.mismatch(fp, &theirs, p),
             Err(DataError::Length(what)) => self.protocol(op, p, &what),
             Err(DataError::NotData) => {
-                if let Frame::Abort { len } = frame {
+                if let Frame::Abort { len, .. } = frame {
                     let mut buf = [0_u8; MAX_ABORT_PAYLOAD];
                     if let Err(fail) = self.read_exact(op, p, &mut buf[..len]) {
                         return fail;
@@ -408,7 +408,8 @@ impl Mesh {
 
     /// Reads everything `p` sent before closing into its stash and decides: an abort
     /// report, a clean bye (no error), or a lost peer. `active` is the receive in progress
-    /// on `p`, completed from the stash first.
+    /// on `p`, completed from the stash first. An abort of a later call is no error yet:
+    /// the sender finished this call, and the next call reads its report from the stash.
     fn diagnose(
         &mut self,
         fp: &Fingerprint,
@@ -483,7 +484,9 @@ impl Mesh {
                     }
                     return Err(self.protocol(op, p, "data after a bye frame"));
                 }
-                Ok(Frame::Abort { len }) => {
+                // As in `peek_idle`: the sender finished this call; the next one reads it.
+                Ok(Frame::Abort { seq, .. }) if seq > fp.seq => return Ok(()),
+                Ok(Frame::Abort { len, .. }) => {
                     let body = stash
                         .get(at + HEADER_BYTES..at + HEADER_BYTES + len)
                         .unwrap_or(&[]);
@@ -534,6 +537,9 @@ impl Mesh {
                 self.peer(p).departed = true;
                 Ok(false)
             }
+            // The sender finished this call (it failed in a later one), so everything it
+            // sends this rank for this call came before: finish the call, fail the next.
+            Ok(Frame::Abort { seq, .. }) if seq > fp.seq => Ok(false),
             Ok(frame @ Frame::Abort { .. }) => {
                 let mut sink = [0_u8; HEADER_BYTES];
                 self.read_exact(op, p, &mut sink)?;
@@ -740,7 +746,7 @@ impl Mesh {
                 continue;
             }
             let header: &[u8; HEADER_BYTES] = header.try_into().expect("64 bytes");
-            if let Ok(Frame::Abort { len }) = frame::decode(header)
+            if let Ok(Frame::Abort { len, .. }) = frame::decode(header)
                 && n >= HEADER_BYTES + len
                 && let Ok(report) = AbortReport::decode(&buf[HEADER_BYTES..HEADER_BYTES + len])
                 && report.code == ABORT_EXIT
@@ -751,11 +757,12 @@ impl Mesh {
         None
     }
 
-    /// Tells every peer that this rank failed, then closes the sending side of every
-    /// connection. Best effort and bounded: a peer whose buffer is full is just closed.
-    pub(crate) fn abort(&mut self, report: &AbortReport) {
+    /// Tells every peer that this rank failed in call `seq` (0 for a failure not tied to a
+    /// call), then closes the sending side of every connection. Best effort and bounded: a
+    /// peer whose buffer is full is just closed.
+    pub(crate) fn abort(&mut self, report: &AbortReport, seq: u64) {
         let body = report.encode();
-        let header = frame::encode_abort(body.len());
+        let header = frame::encode_abort(body.len(), seq);
         let deadline = Instant::now() + Duration::from_millis(200);
         for peer in self.peers.iter_mut().flatten() {
             if !peer.out_partial && !peer.departed {
@@ -849,8 +856,8 @@ impl Transport for Mesh {
         self.exchange(refusal, &mut sends, &mut recvs)
     }
 
-    fn broken(&mut self, failure: &Fail) {
-        self.abort(&failure.report);
+    fn broken(&mut self, failure: &Fail, call: &Fingerprint) {
+        self.abort(&failure.report, call.seq);
     }
 }
 
