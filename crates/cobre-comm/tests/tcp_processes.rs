@@ -1105,6 +1105,30 @@ fn rank_0_listens_on_loopback_unless_told_otherwise() {
 }
 
 /// The body of every child process; does nothing in a normal test run.
+/// A rank whose hard descriptor limit is below what its job needs stops before joining,
+/// naming the limit and the fix; a rank whose soft limit is too low raises it and joins.
+#[test]
+fn the_descriptor_limit_is_raised_when_it_can_be_and_named_when_it_cannot() {
+    let job = job_of("descriptor_hard_limit", 1, &[("COBRE_TCP_SIZE", "2000")]);
+    let report = job.finish(Duration::from_secs(30));
+    let out = &report.ranks[0].stdout;
+    assert!(
+        out.contains("REFUSED:")
+            && out.contains("2000 ranks")
+            && out.contains("RLIMIT_NOFILE")
+            && out.contains("ulimit"),
+        "{out}"
+    );
+    let ranks = run_job("descriptor_soft_limit", 3, Duration::from_secs(60));
+    for (r, rank) in ranks.iter().enumerate() {
+        assert!(
+            rank.stdout.contains("RAISED from 24"),
+            "rank {r}: {}",
+            rank.stdout
+        );
+    }
+}
+
 #[test]
 fn child_rank() {
     let Ok(role) = std::env::var(ROLE) else {
@@ -1146,6 +1170,20 @@ fn child_rank() {
         "expect_refused" => {
             let err = TcpBackend::from_env().expect_err("must be refused");
             println!("REFUSED: {err}");
+        }
+        "descriptor_hard_limit" => {
+            // Rank 0 of 2000 (nobody else starts) with at most 64 descriptors.
+            set_descriptor_limit(64, 64);
+            let err = TcpBackend::from_env().expect_err("too few descriptors");
+            println!("REFUSED: {err}");
+        }
+        "descriptor_soft_limit" => {
+            set_descriptor_limit(24, u64::MAX);
+            let comm = TcpBackend::from_env().expect("join");
+            small(&comm);
+            let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            assert!(soft.is_some_and(|s| s > 24), "{soft:?}");
+            println!("RAISED from 24 to {soft:?}");
         }
         "mismatch" => role_mismatch(),
         "algorithm_mismatch" => {
@@ -1189,6 +1227,25 @@ fn child_rank() {
 }
 
 /// Role `conformance`: the whole suite.
+/// Sets this process's descriptor limits (`u64::MAX` for the hard one: keep it).
+fn set_descriptor_limit(soft: u64, hard: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let maximum = if hard == u64::MAX {
+        now.maximum
+    } else {
+        Some(hard)
+    };
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(soft),
+            maximum,
+        },
+    )
+    .expect("lowering a limit is always allowed");
+}
+
 fn role_conformance() {
     let comm = TcpBackend::from_env().expect("join");
     let options: Options = cobre_comm_conformance::options_for(cobre_comm::Backend::Tcp);

@@ -20,6 +20,7 @@
 //!   loses rank 0 fails at once too. Nobody waits for the timeout.
 
 mod coordinator;
+mod descriptors;
 mod follower;
 mod mesh;
 mod pending;
@@ -49,6 +50,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Joins the job described by `config` and returns the connected mesh.
 pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
     config.validate()?;
+    descriptors::ensure(config.rank, config.size)?;
     let streams = match (config.size, config.rank) {
         (1, _) => vec![None],
         (_, 0) => coordinator::run(config)?,
