@@ -7,7 +7,11 @@
 //! | `bruck` (`allreduce_bruck.rs`) | `ceil(log2 p)` | small buffers on more ranks |
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks |
 //!
-//! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size.
+//! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
+//! the crossover measured on loopback with `cobre-comm bench --algorithms`
+//! (docs/PERFORMANCE.md, "tcp crossovers"): on 3 and 4 ranks `direct` wins up to 32 KiB
+//! and `reduce-scatter-allgather` from 64 KiB; on 2 ranks the two tie from 64 KiB to
+//! 256 KiB (moving the 2-rank threshold to 256 KiB gained nothing measurable).
 //!
 //! The small-buffer algorithms gather every contribution and fold locally; they never
 //! combine partial results in tree order, which would change the rounding of `Sum`.

@@ -2,11 +2,16 @@
 //!
 //! | algorithm | rounds | picked when |
 //! |---|---|---|
-//! | `direct` (`broadcast_direct.rs`) | 1 | small buffers on up to [`DIRECT_MAX_RANKS`] ranks |
-//! | `binomial` (`broadcast_binomial.rs`) | `ceil(log2 p)` | small buffers on more ranks |
-//! | `scatter-allgather` (`broadcast_scatter_allgather.rs`) | 2 | from [`SPLIT_MIN_BYTES`], on 3 ranks or more |
+//! | `direct` (`broadcast_direct.rs`) | 1 | small buffers on up to 3 ranks, and below [`TREE_MIN_BYTES`] on 4 |
+//! | `binomial` (`broadcast_binomial.rs`) | `ceil(log2 p)` | small buffers on more ranks, medium ones from 4 ranks |
+//! | `scatter-allgather` (`broadcast_scatter_allgather.rs`) | 2 | from [`SPLIT_MIN_BYTES`] on 3 ranks, from [`SPLIT_MIN_BYTES_MANY`] on 4 or more |
 //!
-//! `COBRE_TCP_ALGORITHMS=broadcast=NAME` forces one at every size.
+//! `COBRE_TCP_ALGORITHMS=broadcast=NAME` forces one at every size. The thresholds are the
+//! crossovers measured on loopback with `cobre-comm bench --algorithms` (docs/PERFORMANCE.md,
+//! "tcp crossovers"): on 4 ranks the root's one copy per rank makes `direct` lose to
+//! `binomial` from 64 KiB (34.8 against 31.7 us; 230.8 against 163.4 at 512 KiB), and
+//! `scatter-allgather` wins from 1 MiB; on 3 ranks from 256 KiB. Above 4 ranks (not
+//! measured here) the 4-rank crossovers are kept.
 
 use super::exchange::Exchange;
 use super::transport::Fail;
@@ -18,6 +23,13 @@ use crate::fingerprint::Fingerprint;
 /// where the root sends each byte about twice instead of once per rank (or per round).
 pub(crate) const SPLIT_MIN_BYTES: usize = 256 << 10;
 
+/// [`SPLIT_MIN_BYTES`] on 4 ranks or more, where `binomial` is faster below it.
+pub(crate) const SPLIT_MIN_BYTES_MANY: usize = 1 << 20;
+
+/// Broadcasts of at least this many bytes on 4 ranks go `binomial` rather than `direct`:
+/// the root then sends two copies instead of three.
+pub(crate) const TREE_MIN_BYTES: usize = 64 << 10;
+
 /// The algorithm for a broadcast of `bytes` bytes on `ranks` ranks: the `forced` one,
 /// else `scatter-allgather` for large buffers, `direct` on few ranks, `binomial` above.
 pub(crate) fn pick(forced: Option<Algorithm>, ranks: usize, bytes: usize) -> Algorithm {
@@ -25,8 +37,10 @@ pub(crate) fn pick(forced: Option<Algorithm>, ranks: usize, bytes: usize) -> Alg
         Some(forced @ (Algorithm::Direct | Algorithm::ScatterAllgather | Algorithm::Binomial)) => {
             forced
         }
-        _ if ranks >= 3 && bytes >= SPLIT_MIN_BYTES => Algorithm::ScatterAllgather,
+        _ if ranks == 3 && bytes >= SPLIT_MIN_BYTES => Algorithm::ScatterAllgather,
+        _ if ranks >= 4 && bytes >= SPLIT_MIN_BYTES_MANY => Algorithm::ScatterAllgather,
         _ if ranks > DIRECT_MAX_RANKS => Algorithm::Binomial,
+        _ if ranks == 4 && bytes >= TREE_MIN_BYTES => Algorithm::Binomial,
         _ => Algorithm::Direct,
     }
 }
@@ -56,11 +70,23 @@ mod tests {
         assert_eq!(pick(None, DIRECT_MAX_RANKS, 0), Algorithm::Direct);
         assert_eq!(pick(None, DIRECT_MAX_RANKS + 1, 0), Algorithm::Binomial);
         assert_eq!(pick(None, 1024, SPLIT_MIN_BYTES - 1), Algorithm::Binomial);
+        assert_eq!(pick(None, 4, TREE_MIN_BYTES - 1), Algorithm::Direct);
+        assert_eq!(pick(None, 4, TREE_MIN_BYTES), Algorithm::Binomial);
+        assert_eq!(pick(None, 3, TREE_MIN_BYTES), Algorithm::Direct);
     }
 
     #[test]
     fn large_buffers_scatter_then_allgather() {
         assert_eq!(pick(None, 3, SPLIT_MIN_BYTES), Algorithm::ScatterAllgather);
+        assert_eq!(pick(None, 4, SPLIT_MIN_BYTES), Algorithm::Binomial);
+        assert_eq!(
+            pick(None, 4, SPLIT_MIN_BYTES_MANY),
+            Algorithm::ScatterAllgather
+        );
+        assert_eq!(
+            pick(None, 64, SPLIT_MIN_BYTES_MANY - 1),
+            Algorithm::Binomial
+        );
         assert_eq!(pick(None, 1024, 1 << 30), Algorithm::ScatterAllgather);
     }
 
