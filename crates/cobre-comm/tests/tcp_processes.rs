@@ -908,11 +908,11 @@ fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
     garbage.write_all(&noise).expect("write garbage");
-    // A well-formed mesh hello (magic, version 2, kind 5) of rank 2 to rank 1, with a
+    // A well-formed mesh hello (magic, version 3, kind 5) of rank 2 to rank 1, with a
     // session and a tag this job never issued.
     let mut forged =
         TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("forged peer");
-    let mut hello = b"CBHS\x02\x05\0\0".to_vec();
+    let mut hello = b"CBHS\x03\x05\0\0".to_vec();
     hello.extend_from_slice(&[0x5a; 16]);
     hello.extend_from_slice(&2_u32.to_le_bytes());
     hello.extend_from_slice(&1_u32.to_le_bytes());

@@ -28,8 +28,10 @@ use sha2::Sha256;
 
 /// Handshake magic.
 pub(crate) const MAGIC: [u8; 4] = *b"CBHS";
-/// Handshake protocol version (2: joined, abort, ready and go messages).
-pub(crate) const VERSION: u8 = 2;
+/// Handshake protocol version (2: joined, abort, ready and go messages; 3: the data frames
+/// that follow are version 2, whose abort names its call, so builds that disagree are
+/// refused at the handshake instead of at their first frame).
+pub(crate) const VERSION: u8 = 3;
 /// Bytes of a nonce.
 pub(crate) const NONCE_BYTES: usize = 32;
 /// Bytes of a session id.
