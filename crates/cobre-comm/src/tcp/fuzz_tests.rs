@@ -178,6 +178,15 @@ fn send_abort(raw: &mut TcpStream, seq: u64, message: &str) {
     raw.write_all(&body).unwrap();
 }
 
+/// The error of barrier call `seq` that reads an empty frame from each of `from`.
+fn barrier_error(mesh: &mut Mesh, seq: u64, from: &[usize]) -> CommError {
+    let fp = Fingerprint::barrier(seq);
+    let mut recvs: Vec<RecvOp<'_>> = from.iter().map(|&p| RecvOp::new(p, &mut [])).collect();
+    mesh.exchange(&fp, &mut [], &mut recvs)
+        .expect_err("the call must fail")
+        .err
+}
+
 /// A peer that failed in a later call has sent this rank all its data for this call: its
 /// abort does not fail this call (which waits for the others), only the next one. A peer
 /// that failed in this call fails it at once.
@@ -194,18 +203,14 @@ fn an_abort_for_a_later_call_fails_the_next_call_not_this_one() {
         }
         // Call 5 reads only from rank 2, which stays silent: it waits for rank 2 and times
         // out naming it, instead of failing at once with rank 1's report of call 6.
-        let fp = Fingerprint::barrier(5);
-        let mut recvs = [RecvOp::new(2, &mut [])];
-        match mesh.exchange(&fp, &mut [], &mut recvs).unwrap_err().err {
+        match barrier_error(&mut mesh, 5, &[2]) {
             CommError::Timeout { message, .. } => {
                 assert!(message.contains("rank(s) 2"), "{message}");
             }
             other => panic!("call 5 must wait for rank 2, not fail on rank 1's report: {other}"),
         }
         // Call 6 reads from rank 1 and gets its report.
-        let fp = Fingerprint::barrier(6);
-        let mut recvs = [RecvOp::new(1, &mut []), RecvOp::new(2, &mut [])];
-        match mesh.exchange(&fp, &mut [], &mut recvs).unwrap_err().err {
+        match barrier_error(&mut mesh, 6, &[1, 2]) {
             CommError::CollectiveMismatch { message, .. } => assert!(
                 message.contains("reported by rank 1: rank 1 refused call #6"),
                 "{message}"
@@ -218,9 +223,7 @@ fn an_abort_for_a_later_call_fails_the_next_call_not_this_one() {
     let (mut mesh, mut raws) = raw_mesh(3);
     mesh.timeout = Duration::from_secs(30);
     send_abort(&mut raws[0], 5, "rank 1 lost rank 2");
-    let fp = Fingerprint::barrier(5);
-    let mut recvs = [RecvOp::new(2, &mut [])];
-    match mesh.exchange(&fp, &mut [], &mut recvs).unwrap_err().err {
+    match barrier_error(&mut mesh, 5, &[2]) {
         CommError::CollectiveMismatch { message, .. } => {
             assert!(message.contains("reported by rank 1"), "{message}");
         }
