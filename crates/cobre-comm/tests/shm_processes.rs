@@ -166,13 +166,16 @@ fn hardening_rank(case: &str) -> bool {
             println!("result: {result:?}");
         }
         "barrier-after-go" => {
-            // Rank 0 waits in a barrier; rank 1 joins it after the test's go.
+            // The others wait in a barrier; rank 1 joins it after the test's go.
             let comm = ShmBackend::from_env().expect("shm communicator");
             println!("ready");
             if comm.rank() == 1 {
                 wait_for_go();
             }
-            println!("result: {:?}", comm.barrier());
+            match comm.barrier() {
+                Ok(()) => println!("result: Ok(())"),
+                Err(e) => println!("error at {}: {e:?}", now_ns()),
+            }
         }
         _ => return false,
     }
@@ -199,6 +202,33 @@ fn job(
         .find(|(k, _)| k == cobre_comm::shm::ENV_NAME)
         .map(|(_, v)| v.clone())
         .expect("the job's segment name");
+    job_named(case, ranks, timeout_secs, extra, Some(&name), |_| vec![])
+}
+
+/// As [`job`], for the job whose segment is `name` (a new one when `None`; another job's
+/// for ranks given other settings), each rank `r` also given `rank_extra(r)`.
+fn job_named(
+    case: &str,
+    ranks: usize,
+    timeout_secs: u64,
+    extra: &[(&str, String)],
+    name: Option<&str>,
+    rank_extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> (RunningJob, String) {
+    let timeout = Some(Duration::from_secs(timeout_secs));
+    let name = name.map_or_else(
+        || format!("/cobre-test-{}-{}", std::process::id(), now_ns()),
+        str::to_string,
+    );
+    let env: Vec<Vec<(String, String)>> = (0..ranks)
+        .map(|rank| {
+            cobre_comm::shm::rank_env(&name, rank, ranks, timeout)
+                .into_iter()
+                .chain(rank_extra(rank))
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        })
+        .collect();
     let mut launcher = Launcher::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -311,6 +341,88 @@ fn conformance_on_every_algorithm_on_1_to_4_processes() {
     }
 }
 
+/// `COBRE_SHM_SIGNALLING` forcing `signalling`.
+fn signalling(signalling: cobre_comm::shm::Signalling) -> (&'static str, String) {
+    (cobre_comm::shm::ENV_SIGNALLING, signalling.to_string())
+}
+
+#[test]
+fn conformance_with_dissemination_signalling_on_every_algorithm_on_1_to_5_processes() {
+    // 1 to 4 ranks would use flat signalling unless forced; 5 takes three rounds, the last
+    // one past the job's end (distance 4 of 5).
+    let dissemination = signalling(cobre_comm::shm::Signalling::Dissemination);
+    for spec in every_algorithm() {
+        for ranks in 1..=5 {
+            let extra = [
+                (cobre_comm::shm::ENV_ALGORITHMS, spec.clone()),
+                dissemination.clone(),
+            ];
+            let (job, name) = start("suite", ranks, 60, &extra);
+            for (rank, (ok, out)) in finish(job, &name, Duration::from_secs(120))
+                .iter()
+                .enumerate()
+            {
+                assert!(ok, "{spec}, {ranks} ranks, rank {rank} failed:\n{out}");
+                assert!(out.contains("suite ok"), "{out}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_other_ranks_follow_the_signalling_of_rank_0() {
+    // Only rank 0 is told; on 5 ranks the others would use flat signalling by themselves
+    // (5 is at most `FLAT_MAX_RANKS`).
+    // A rank that did not follow would never pass on the dissemination rounds rank 0
+    // waits for: rank 0 would time out.
+    const { assert!(5 <= cobre_comm::shm::FLAT_MAX_RANKS) };
+    let told = signalling(cobre_comm::shm::Signalling::Dissemination);
+    let (mut job, name) = job_named("suite", 5, 20, &[], None, |rank| {
+        if rank == 0 {
+            vec![told.clone()]
+        } else {
+            vec![]
+        }
+    });
+    for rank in 0..5 {
+        job.start_rank(rank).unwrap();
+    }
+    for (rank, (ok, out)) in finish(job, &name, Duration::from_secs(120))
+        .iter()
+        .enumerate()
+    {
+        assert!(ok, "rank {rank} failed:\n{out}");
+        assert!(out.contains("suite ok"), "{out}");
+    }
+}
+
+#[test]
+fn ranks_given_different_signalling_are_refused_at_start_up() {
+    // Rank 0 creates the job with flat signalling; rank 1 was given dissemination.
+    let (mut job, name) = job("startup", 2, 2, &[]);
+    job.start_rank(0).unwrap();
+    wait_for_segment(&name);
+    let (mut other, _) = job_named(
+        "startup",
+        2,
+        2,
+        &[signalling(cobre_comm::shm::Signalling::Dissemination)],
+        Some(&name),
+        |_| vec![],
+    );
+    other.start_rank(1).unwrap();
+    let refused = other.finish(Duration::from_secs(20));
+    let out = refused.ranks[1].output();
+    assert!(
+        out.contains("its job uses flat signalling, this rank was given dissemination signalling (COBRE_SHM_SIGNALLING): every rank must use the same"),
+        "{out}"
+    );
+    let results = finish(job, &name, Duration::from_secs(20));
+    let (ok, out) = &results[0];
+    assert!(ok, "{out}");
+    assert!(out.contains("rank(s) 1 did not join"), "{out}");
+}
+
 #[test]
 fn ranks_forcing_different_algorithms_get_a_mismatch_naming_both() {
     let (job, name) = start("algorithm-mismatch", 3, 20, &[]);
@@ -351,9 +463,20 @@ fn an_unknown_algorithm_is_a_configuration_error() {
 
 #[test]
 fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
-    for (ranks, victim) in [(2, 1), (4, 2), (3, 0)] {
+    kill_minus_9_is_reported(&[]);
+}
+
+#[test]
+fn kill_minus_9_is_reported_within_2_s_with_dissemination_signalling() {
+    kill_minus_9_is_reported(&[signalling(cobre_comm::shm::Signalling::Dissemination)]);
+}
+
+fn kill_minus_9_is_reported(extra: &[(&str, String)]) {
+    for (ranks, victim) in [(2, 1), (4, 2), (3, 0), (5, 3)] {
         let results = {
-            let (job, name) = start("kill", ranks, 30, &[(VICTIM, victim.to_string())]);
+            let mut extra = extra.to_vec();
+            extra.push((VICTIM, victim.to_string()));
+            let (job, name) = start("kill", ranks, 30, &extra);
             finish(job, &name, Duration::from_secs(30))
         };
         let died: u128 = results[victim]
@@ -383,12 +506,30 @@ fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
     }
 }
 
+/// Flat signalling on 2 ranks (the default), and dissemination on 3.
+fn both_signallings() -> [(usize, Vec<(&'static str, String)>); 2] {
+    [
+        (2, vec![]),
+        (
+            3,
+            vec![signalling(cobre_comm::shm::Signalling::Dissemination)],
+        ),
+    ]
+}
+
 #[test]
 fn ranks_calling_different_collectives_all_get_a_mismatch() {
+    for (ranks, extra) in both_signallings() {
+        ranks_calling_different_collectives_get_a_mismatch(ranks, &extra);
+    }
+}
+
+fn ranks_calling_different_collectives_get_a_mismatch(ranks: usize, extra: &[(&str, String)]) {
     let results = {
-        let (job, name) = start("mismatch", 2, 20, &[]);
+        let (job, name) = start("mismatch", ranks, 20, extra);
         finish(job, &name, Duration::from_secs(30))
     };
+    assert_eq!(results.len(), ranks);
     for (rank, (ok, out)) in results.iter().enumerate() {
         assert!(ok, "{out}");
         assert!(out.contains("CollectiveMismatch"), "rank {rank}: {out}");
@@ -401,14 +542,17 @@ fn ranks_calling_different_collectives_all_get_a_mismatch() {
 }
 
 #[test]
-fn a_bad_call_on_one_rank_does_not_leave_the_other_waiting() {
-    let results = {
-        let (job, name) = start("bad-call", 2, 20, &[]);
-        finish(job, &name, Duration::from_secs(30))
-    };
-    for (ok, out) in &results {
-        assert!(ok, "{out}");
-        assert!(out.contains("CollectiveMismatch"), "{out}");
+fn a_bad_call_on_one_rank_does_not_leave_the_others_waiting() {
+    for (ranks, extra) in both_signallings() {
+        let results = {
+            let (job, name) = start("bad-call", ranks, 20, &extra);
+            finish(job, &name, Duration::from_secs(30))
+        };
+        assert_eq!(results.len(), ranks);
+        for (ok, out) in &results {
+            assert!(ok, "{ranks} ranks: {out}");
+            assert!(out.contains("CollectiveMismatch"), "{ranks} ranks: {out}");
+        }
     }
 }
 
@@ -834,6 +978,84 @@ fn a_header_corrupted_during_start_up_is_a_clear_error() {
             );
         }
     }
+}
+
+/// The path through which the test reaches the segment of the job that rank `rank` of
+/// `job` has mapped (its name is gone once every rank has joined).
+fn mapped_segment(job: &RunningJob, rank: usize, name: &str) -> String {
+    let pid = job.pid(rank).unwrap();
+    let marker = format!("/dev/shm{name} (deleted)");
+    let mapping = || {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+        let line = maps.lines().find(|l| l.ends_with(&marker))?;
+        line.split_whitespace().next().map(str::to_string)
+    };
+    wait_until(
+        Duration::from_secs(20),
+        &format!("rank {rank} has mapped the segment"),
+        || mapping().is_some(),
+    );
+    format!("/proc/{pid}/map_files/{}", mapping().unwrap())
+}
+
+/// The offset of rank `rank`'s arrival word (mirrors `L_ARRIVE` of `shm/layout.rs`).
+fn arrive_word(rank: usize) -> u64 {
+    4096 + 128 * rank as u64
+}
+
+#[test]
+fn a_rank_dying_between_dissemination_rounds_is_reported_within_2_s() {
+    if !am_root() {
+        println!("skipping: writing into another process's mapping needs root");
+        return;
+    }
+    // Ranks 0 and 2 enter a barrier; rank 1 waits for a go that never comes. The test
+    // publishes rank 1's arrival for it, then kills it: every rank has arrived, but rank
+    // 1 never passes on round 1, so only rank 0, which waits for exactly that, can
+    // notice, by checking its partner's process (without that check it would wait for
+    // the 30 s timeout).
+    let extra = [signalling(cobre_comm::shm::Signalling::Dissemination)];
+    let (mut job, name) = start("barrier-after-go", 3, 30, &extra);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for rank in 0..3 {
+        job.read_until(rank, "ready", deadline);
+    }
+    let path = mapped_segment(&job, 0, &name);
+    let before = read_u64(&path, arrive_word(1)).unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "ranks 0 and 2 have arrived at the barrier",
+        || {
+            [0, 2]
+                .iter()
+                .all(|&r| read_u64(&path, arrive_word(r)) == Some(before + 1))
+        },
+    );
+    // Rank 1's part as the others' (the same call, so the same fingerprint digest), then
+    // its arrival word.
+    let generation = before + 1;
+    let digest = |rank: usize| arrive_word(rank) + 8 + (generation % 2) * 8;
+    let theirs = read_u64(&path, digest(0)).unwrap();
+    write_at(&path, digest(1), &theirs.to_le_bytes());
+    write_at(&path, arrive_word(1), &generation.to_le_bytes());
+    let died = kill(&mut job, 1);
+    let results = finish(job, &name, Duration::from_secs(20));
+    let (ok, out) = &results[0];
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("PeerLost") && out.contains("rank: 1,"),
+        "{out}"
+    );
+    let delay = Duration::from_nanos(error_time(out).saturating_sub(died) as u64);
+    assert!(delay < Duration::from_secs(2), "rank 0 took {delay:?}");
+    // Rank 2 heard from everyone (rank 1 through rank 0) before rank 1 died: its barrier
+    // may complete; if it does not, it reports the same loss.
+    let (ok, out) = &results[2];
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("result: Ok(())") || (out.contains("PeerLost") && out.contains("rank: 1,")),
+        "{out}"
+    );
 }
 
 #[test]

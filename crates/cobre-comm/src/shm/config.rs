@@ -24,8 +24,104 @@ pub const ENV_TIMEOUT: &str = "COBRE_SHM_TIMEOUT_SECS";
 /// The variable forcing collective algorithms (optional; see [`crate::algorithm`]), such
 /// as `allreduce=reduce-scatter-allgather`. Must be the same on every rank.
 pub const ENV_ALGORITHMS: &str = "COBRE_SHM_ALGORITHMS";
+/// The variable forcing how the ranks of a step signal their arrival (optional; see
+/// [`Signalling`]): `flat` or `dissemination`. Must be the same on every rank.
+pub const ENV_SIGNALLING: &str = "COBRE_SHM_SIGNALLING";
 /// Every variable of the shm backend.
-pub const ENV_VARS: [&str; 5] = [ENV_NAME, ENV_RANK, ENV_SIZE, ENV_TIMEOUT, ENV_ALGORITHMS];
+pub const ENV_VARS: [&str; 6] = [
+    ENV_NAME,
+    ENV_RANK,
+    ENV_SIZE,
+    ENV_TIMEOUT,
+    ENV_ALGORITHMS,
+    ENV_SIGNALLING,
+];
+
+/// How the ranks of an exchange step learn that every rank has published its part.
+///
+/// Every collective of the shm backend is a sequence of exchange steps; in each, every
+/// rank publishes its part and must know that all others have published theirs (and that
+/// all run the same call) before it reads. Rank 0 picks one for the job
+/// ([`Signalling::pick`]) unless [`ENV_SIGNALLING`] forces one, and the other ranks
+/// follow (a rank given another one by the variable is refused at start-up).
+///
+/// ```
+/// use cobre_comm::shm::Signalling;
+/// assert_eq!(Signalling::pick(4, 64), Signalling::Flat);
+/// assert_eq!(Signalling::pick(64, 128), Signalling::Dissemination);
+/// assert_eq!(Signalling::pick(64, 2), Signalling::Flat); // more ranks than cores
+/// assert_eq!(Signalling::from_name("flat"), Some(Signalling::Flat));
+/// assert_eq!(Signalling::Dissemination.to_string(), "dissemination");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signalling {
+    /// Every waiting rank polls every other rank's arrival word and compares every
+    /// fingerprint digest: one cache-line transfer of latency, `p - 1` words polled.
+    Flat = 1,
+    /// Rounds at distances 1, 2, 4, ...: in round `k` a rank passes on what it has seen
+    /// (arrivals, and whether every digest so far agrees with its own) to rank `r + 2^k`
+    /// and waits for rank `r - 2^k`'s. `ceil(log2 p)` rounds, one word polled per round;
+    /// after the last, each rank has heard (through the others) from every rank.
+    Dissemination = 2,
+}
+
+/// The largest job whose steps use [`Signalling::Flat`] when every rank has a core.
+///
+/// Measured on 2 cores: at 2 ranks, one per core, flat and dissemination are the same
+/// (barrier 0.18 and 0.17 us, 8 B allreduce 0.21 both); with more ranks than cores flat
+/// is faster at every size tried, 3 to 64 ranks (dissemination 1.2-2.2x slower: each
+/// round waits for one partner, which may not be running). Larger jobs with a core each
+/// cannot be measured here; 16 is where dissemination's `log2 p` transfers in sequence
+/// (4) should cost less than `p - 1` ranks all fetching the line the last rank wrote.
+pub const FLAT_MAX_RANKS: usize = 16;
+
+impl Signalling {
+    /// Both ways, in a fixed order.
+    pub const ALL: [Signalling; 2] = [Signalling::Flat, Signalling::Dissemination];
+
+    /// The default for a job of `size` ranks on a node that gives it `cores` cores:
+    /// flat up to [`FLAT_MAX_RANKS`] ranks and whenever the ranks outnumber the cores,
+    /// dissemination otherwise.
+    #[must_use]
+    pub const fn pick(size: usize, cores: usize) -> Signalling {
+        if size <= FLAT_MAX_RANKS || size > cores {
+            Signalling::Flat
+        } else {
+            Signalling::Dissemination
+        }
+    }
+
+    /// The name, as in [`ENV_SIGNALLING`] and in messages.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Signalling::Flat => "flat",
+            Signalling::Dissemination => "dissemination",
+        }
+    }
+
+    /// The way named `name`, if any.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Signalling> {
+        Signalling::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The number a segment's header records.
+    pub(crate) const fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The way a segment's header records as `code`, if any.
+    pub(crate) fn from_code(code: u32) -> Option<Signalling> {
+        Signalling::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+impl std::fmt::Display for Signalling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The algorithms of the shm backend, per collective (the default pick first). What each
 /// does, and when the backend picks it, is documented in `docs/ARCHITECTURE.md`.
@@ -110,6 +206,9 @@ pub struct ShmConfig {
     pub chunk_bytes: usize,
     /// The algorithms forced for this job (none by default: the backend picks by size).
     pub algorithms: Forced,
+    /// How the ranks of a step signal their arrival (`None`, the default: rank 0 picks,
+    /// see [`Signalling::pick`], and the others follow).
+    pub signalling: Option<Signalling>,
 }
 
 impl ShmConfig {
@@ -127,11 +226,13 @@ impl ShmConfig {
             timeout: DEFAULT_TIMEOUT,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             algorithms: Forced::NONE,
+            signalling: None,
         }
     }
 
-    /// Reads `COBRE_SHM_NAME`, `COBRE_SHM_RANK`, `COBRE_SHM_SIZE` and
-    /// `COBRE_SHM_TIMEOUT_SECS` from the process environment.
+    /// Reads `COBRE_SHM_NAME`, `COBRE_SHM_RANK`, `COBRE_SHM_SIZE`,
+    /// `COBRE_SHM_TIMEOUT_SECS`, `COBRE_SHM_ALGORITHMS` and `COBRE_SHM_SIGNALLING` from the
+    /// process environment.
     ///
     /// # Errors
     /// [`BackendError::MissingConfiguration`] naming the unset variables,
@@ -172,6 +273,13 @@ impl ShmConfig {
             .expect("checked by require");
         let timeout = env.seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)?;
         let algorithms = env.algorithms(ENV_ALGORITHMS, ALGORITHMS)?;
+        let signalling = env
+            .get(ENV_SIGNALLING)
+            .map(|v| {
+                Signalling::from_name(&v)
+                    .ok_or_else(|| env.invalid(ENV_SIGNALLING, &v, "`flat` or `dissemination`"))
+            })
+            .transpose()?;
         let config = ShmConfig {
             name,
             rank,
@@ -179,6 +287,7 @@ impl ShmConfig {
             timeout,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             algorithms,
+            signalling,
         };
         config
             .validate()
@@ -306,5 +415,50 @@ mod tests {
             Some(Algorithm::SingleCopy)
         );
         assert_eq!(config.algorithms.get(Op::Allreduce), None);
+    }
+
+    #[test]
+    fn signalling_is_read_from_the_environment() {
+        let job = |signalling: Option<&'static str>| {
+            let mut pairs = vec![
+                ("COBRE_SHM_NAME", "/j"),
+                ("COBRE_SHM_RANK", "0"),
+                ("COBRE_SHM_SIZE", "2"),
+            ];
+            pairs.extend(signalling.map(|s| ("COBRE_SHM_SIGNALLING", s)));
+            ShmConfig::from_lookup(&vars(&pairs))
+        };
+        assert_eq!(job(None).unwrap().signalling, None);
+        assert_eq!(
+            job(Some("dissemination")).unwrap().signalling,
+            Some(Signalling::Dissemination)
+        );
+        let err = job(Some("tree")).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "COBRE_SHM_SIGNALLING=\"tree\" is invalid: expected `flat` or `dissemination`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dissemination_is_picked_for_large_jobs_with_a_core_each() {
+        for size in 1..=FLAT_MAX_RANKS {
+            assert_eq!(Signalling::pick(size, 1024), Signalling::Flat);
+        }
+        assert_eq!(
+            Signalling::pick(FLAT_MAX_RANKS + 1, FLAT_MAX_RANKS + 1),
+            Signalling::Dissemination
+        );
+        assert_eq!(
+            Signalling::pick(FLAT_MAX_RANKS + 1, FLAT_MAX_RANKS),
+            Signalling::Flat
+        );
+        for s in Signalling::ALL {
+            assert_eq!(Signalling::from_code(s.code()), Some(s));
+            assert_eq!(Signalling::from_name(s.name()), Some(s));
+        }
+        assert_eq!(Signalling::from_code(0), None);
     }
 }

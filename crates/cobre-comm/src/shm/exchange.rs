@@ -2,7 +2,8 @@
 //!
 //! One step at generation `g`: a rank writes its data and fingerprint into its slot for
 //! `g` (slots are double-buffered), publishes `arrive = g`, waits until every rank has
-//! arrived at `g`, compares fingerprints, and reads what it needs from the slots in rank
+//! arrived at `g` (polling every rank's word, or in `log2 p` dissemination rounds: see
+//! [`Signalling`]), compares fingerprints, and reads what it needs from the slots in rank
 //! order. Double buffering makes a "done reading" signal unnecessary: a rank arrives at
 //! `g` only after reading step `g - 1`, so once every rank has arrived at `g - 1` nobody
 //! reads the buffers of `g - 2` any more, and step `g` may reuse them.
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
-use super::config::ShmConfig;
+use super::config::{ShmConfig, Signalling};
 use super::layout::{
     H_ABORT, H_ABORT_CODE, H_ABORT_READY, H_FAILED, H_SLEEPERS, H_WAKE, L_ARRIVE, L_PID, Layout,
     failed_rank,
@@ -38,6 +39,9 @@ const YIELDS: u32 = 5000;
 /// Longest single futex sleep, and how often a sleeper checks its peers' processes.
 const NAP: Duration = Duration::from_millis(50);
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
+
+/// What a dissemination round passes on once two digests it has seen differ.
+const DISAGREE: u64 = u64::MAX;
 
 /// Per-process progress through the exchange steps.
 #[derive(Debug, Default)]
@@ -200,21 +204,42 @@ impl Job {
         })
     }
 
-    /// Waits until `ready(self, r)` holds for every rank `r`.
+    /// Whether `rank` has published its part of step `generation`.
+    fn arrived(&self, rank: usize, generation: u64) -> bool {
+        self.seg
+            .u64_at(self.layout.line(rank) + L_ARRIVE)
+            .load(SeqCst)
+            >= generation
+    }
+
+    /// The ranks that have not published their part of step `generation`.
+    fn behind(&self, generation: u64) -> Vec<usize> {
+        (0..self.size)
+            .filter(|&r| !self.arrived(r, generation))
+            .collect()
+    }
+
+    /// Waits until `done()` holds, for step `generation`: spins, yields, then sleeps on
+    /// the futex. While asleep it checks the processes of the ranks that have not
+    /// published their part of the step (those everything waits for) and of `partner`,
+    /// and gives up at the
+    /// timeout naming them, or naming `partner` (the rank whose signal this wait is for)
+    /// when all have published.
     fn wait(
         &self,
         operation: &'static str,
-        ready: impl Fn(&Job, usize) -> bool,
+        generation: u64,
+        partner: Option<usize>,
+        done: impl Fn() -> bool,
     ) -> Result<(), CommError> {
-        let all = || (0..self.size).all(|r| ready(self, r));
         for _ in 0..SPINS {
-            if all() {
+            if done() {
                 return Ok(());
             }
             std::hint::spin_loop();
         }
         for _ in 0..YIELDS {
-            if all() {
+            if done() {
                 return Ok(());
             }
             std::thread::yield_now();
@@ -232,29 +257,37 @@ impl Job {
             }
             sleepers.fetch_add(1, SeqCst);
             let seen = self.wake_word().load(SeqCst);
-            if all() {
+            if done() {
                 sleepers.fetch_sub(1, SeqCst);
                 return Ok(());
             }
             let _ = futex::wait(self.wake_word(), futex::Flags::empty(), seen, Some(&nap));
             sleepers.fetch_sub(1, SeqCst);
-            if all() {
+            if done() {
                 return Ok(());
             }
             let now = Instant::now();
             if now >= next_check {
                 next_check = now + LIVENESS_EVERY;
-                for r in (0..self.size).filter(|&r| !ready(self, r)) {
-                    let pid = self.seg.u32_at(self.layout.line(r) + L_PID).load(SeqCst);
+                let behind = self.behind(generation);
+                // The partner too: it may have died after publishing its arrival but
+                // before passing on a later round, and then only its waiters notice.
+                let watched = behind.iter().copied().chain(partner);
+                for r in watched {
+                    let pid = self.pid(r);
                     if pid != 0 && process_gone(pid) {
                         self.mark_failed(r);
                     }
                 }
                 if self.lost(operation).is_none() && now - start >= self.timeout {
-                    let pending: Vec<String> = (0..self.size)
-                        .filter(|&r| !ready(self, r))
-                        .map(|r| r.to_string())
-                        .collect();
+                    let pending: Vec<String> = if behind.is_empty() {
+                        partner.into_iter().collect()
+                    } else {
+                        behind
+                    }
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                     return Err(CommError::Timeout {
                         operation,
                         timeout: self.timeout,
@@ -265,6 +298,75 @@ impl Job {
                         ),
                     });
                 }
+            }
+        }
+    }
+
+    /// Waits until every rank has published its part of step `generation` and returns
+    /// whether every rank's fingerprint digest is `mine` (`false` says "look closer", not
+    /// "they differ").
+    ///
+    /// Flat: polls every rank's arrival word and reads every digest. Dissemination: in
+    /// round `k`, passes on the digest this rank has seen so far (its own, or
+    /// [`DISAGREE`] once two differed) to rank `r + 2^k` and waits for rank `r - 2^k`'s;
+    /// after `ceil(log2 p)` rounds what it has seen covers every rank. Round 0's words
+    /// are the arrival word and digest `publish` wrote. Each word is written only by its
+    /// owner and read after the owner's release store of the round's generation, and a
+    /// rank reaches step `generation + 2` (reusing the parity) only after every rank has
+    /// finished `generation + 1`, so no word is overwritten before it is read.
+    fn arrive_all(
+        &self,
+        operation: &'static str,
+        generation: u64,
+        mine: u64,
+    ) -> Result<bool, CommError> {
+        match self.layout.signalling {
+            Signalling::Flat => {
+                let others = || (0..self.size).filter(|&r| r != self.rank);
+                self.wait(operation, generation, None, || {
+                    others().all(|r| self.arrived(r, generation))
+                })?;
+                Ok(others().all(|r| {
+                    self.seg
+                        .u64_at(self.layout.digest(r, generation))
+                        .load(SeqCst)
+                        == mine
+                }))
+            }
+            Signalling::Dissemination => {
+                let mut seen = mine;
+                let mut distance = 1;
+                let mut round = 0;
+                while distance < self.size {
+                    let from = (self.rank + self.size - distance) % self.size;
+                    let (theirs_at, generation_at) = if round == 0 {
+                        (
+                            self.layout.digest(from, generation),
+                            self.layout.line(from) + L_ARRIVE,
+                        )
+                    } else {
+                        let mine_at = self.layout.round_digest(self.rank, round, generation);
+                        self.seg.u64_at(mine_at).store(seen, SeqCst);
+                        self.seg
+                            .u64_at(self.layout.round(self.rank, round))
+                            .store(generation, SeqCst);
+                        self.notify();
+                        (
+                            self.layout.round_digest(from, round, generation),
+                            self.layout.round(from, round),
+                        )
+                    };
+                    let reached = self.seg.u64_at(generation_at);
+                    self.wait(operation, generation, Some(from), || {
+                        reached.load(SeqCst) >= generation
+                    })?;
+                    if self.seg.u64_at(theirs_at).load(SeqCst) != seen {
+                        seen = DISAGREE;
+                    }
+                    distance *= 2;
+                    round += 1;
+                }
+                Ok(seen == mine && mine != DISAGREE)
             }
         }
     }
@@ -320,11 +422,11 @@ impl Job {
         mut read: impl FnMut(usize, &[u8]) -> Result<(), CommError>,
     ) -> Result<(), CommError> {
         let op = fingerprint.op.name();
-        self.wait(op, |job, r| {
-            job.seg.u64_at(job.layout.line(r) + L_ARRIVE).load(SeqCst) >= generation
-        })?;
         let mine = state.digest;
-        for r in 0..self.size {
+        let agreed = self.arrive_all(op, generation, mine)?;
+        // Digests that differ may still belong to fingerprints that agree (see
+        // `Fingerprint::agrees_with`); every rank has arrived, so look at each.
+        for r in (0..self.size).filter(|_| !agreed) {
             if self
                 .seg
                 .u64_at(self.layout.digest(r, generation))

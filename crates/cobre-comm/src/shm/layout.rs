@@ -3,6 +3,7 @@
 //! ```text
 //! [0, 4096)                     header: magic, version, size, chunk, length, counters
 //! [4096, 4096 + 128 * size)     one 128-byte control line per rank (two cache lines)
+//! [rounds, rounds + 320 * size) the words of the dissemination rounds 1.., per rank
 //! [slots, ...)                  two slots of `chunk` bytes per rank (double buffer):
 //!                               the step's full fingerprint, then its data
 //! ```
@@ -11,12 +12,14 @@
 //! are reads. Counters are atomics; fingerprints and data are published by the owner's
 //! `arrive` counter (release) and read after it (acquire).
 
+use super::config::{MAX_SIZE, Signalling};
+
 use crate::fingerprint::FINGERPRINT_BYTES;
 
 /// "cobrecom" in ASCII: the segment was made by this backend.
 pub(crate) const MAGIC: u64 = 0x636F_6272_6563_6F6D;
 /// Bumped whenever the layout changes: ranks of different builds refuse each other.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const LINE_BYTES: usize = 128;
@@ -45,6 +48,8 @@ pub(crate) const H_ABORT: usize = 56;
 pub(crate) const H_ABORT_CODE: usize = 60;
 /// Futex word: 1 once `H_ABORT_CODE` holds the code; every rank then exits with it.
 pub(crate) const H_ABORT_READY: usize = 64;
+/// The job's [`Signalling`] code: every rank must use the same.
+pub(crate) const H_SIGNALLING: usize = 68;
 
 // Control-line fields, relative to the line. The first cache line holds everything a
 // peer reads in a small step: the generation, the fingerprint digest and up to
@@ -62,6 +67,16 @@ pub(crate) const L_PID: usize = 64;
 /// Each slot starts with the full fingerprint of its step (read only on a mismatch).
 pub(crate) const SLOT_HEADER: usize = 64;
 
+/// Dissemination rounds after the first (which uses the control line's arrival word and
+/// digests): enough for [`MAX_SIZE`] ranks.
+pub(crate) const MAX_LATER_ROUNDS: usize =
+    MAX_SIZE.next_power_of_two().trailing_zeros() as usize - 1;
+/// One round's words: the generation reached (u64), then the digest passed on, for each
+/// of the two buffers (2 x u64); two rounds per cache line.
+const ROUND_BYTES: usize = 32;
+/// Each rank's round words, whole cache lines.
+const ROUNDS_BYTES: usize = (MAX_LATER_ROUNDS * ROUND_BYTES).next_multiple_of(64);
+
 const _: () = assert!(L_INLINE + 2 * INLINE_BYTES <= 64);
 const _: () = assert!(FINGERPRINT_BYTES <= SLOT_HEADER);
 
@@ -70,6 +85,7 @@ const _: () = assert!(FINGERPRINT_BYTES <= SLOT_HEADER);
 pub(crate) struct Layout {
     pub size: usize,
     pub chunk: usize,
+    pub signalling: Signalling,
 }
 
 impl Layout {
@@ -86,6 +102,22 @@ impl Layout {
         self.line(rank) + L_INLINE + (generation % 2) as usize * INLINE_BYTES
     }
 
+    fn rounds_start(&self) -> usize {
+        HEADER_BYTES + self.size * LINE_BYTES
+    }
+
+    /// The generation `rank` reached in dissemination round `round` (1-based: round 0 is
+    /// its arrival word).
+    pub(crate) fn round(&self, rank: usize, round: usize) -> usize {
+        debug_assert!((1..=MAX_LATER_ROUNDS).contains(&round));
+        self.rounds_start() + rank * ROUNDS_BYTES + (round - 1) * ROUND_BYTES
+    }
+
+    /// The digest `rank` passed on in round `round` of `generation`.
+    pub(crate) fn round_digest(&self, rank: usize, round: usize, generation: u64) -> usize {
+        self.round(rank, round) + 8 + (generation % 2) as usize * 8
+    }
+
     /// The full fingerprint `rank` published at `generation`.
     pub(crate) fn fingerprint(&self, rank: usize, generation: u64) -> usize {
         self.slot_base(rank, generation)
@@ -97,7 +129,7 @@ impl Layout {
     }
 
     fn slots_start(&self) -> usize {
-        (HEADER_BYTES + self.size * LINE_BYTES).next_multiple_of(4096)
+        (self.rounds_start() + self.size * ROUNDS_BYTES).next_multiple_of(4096)
     }
 
     fn slot_base(&self, rank: usize, generation: u64) -> usize {
@@ -133,6 +165,7 @@ pub(crate) struct Header {
     pub failed: u32,
     pub creator: u32,
     pub unlinked: u32,
+    pub signalling: u32,
 }
 
 impl Header {
@@ -149,6 +182,7 @@ impl Header {
             failed: 0,
             creator,
             unlinked: 0,
+            signalling: layout.signalling.code(),
         }
     }
 
@@ -183,6 +217,13 @@ impl Header {
                 "it has chunk {} and length {} ({mapped} bytes mapped), expected chunk {} and length \
                  {expected_len}: every rank must use the same configuration",
                 self.chunk, self.len, expected.chunk
+            ));
+        }
+        if Signalling::from_code(self.signalling).is_none() {
+            return Err(format!(
+                "its signalling word holds {}, expected {}: the segment is corrupted",
+                self.signalling,
+                Signalling::ALL.map(|s| s.code().to_string()).join(" or ")
             ));
         }
         let counters = [
@@ -237,6 +278,7 @@ mod tests {
     const EXPECTED: Layout = Layout {
         size: 4,
         chunk: 8192,
+        signalling: Signalling::Flat,
     };
 
     fn header() -> impl Strategy<Value = Header> {
@@ -252,9 +294,21 @@ mod tests {
             near(1),
             near(1000),
             near(0),
+            near(1),
         )
             .prop_map(
-                |(magic, version, size, chunk, len, attached, failed, creator, unlinked)| Header {
+                |(
+                    magic,
+                    version,
+                    size,
+                    chunk,
+                    len,
+                    attached,
+                    failed,
+                    creator,
+                    unlinked,
+                    signalling,
+                )| Header {
                     magic,
                     version: version as u32,
                     size: size as u32,
@@ -264,6 +318,7 @@ mod tests {
                     failed: failed as u32,
                     creator: creator as u32,
                     unlinked: unlinked as u32,
+                    signalling: signalling as u32,
                 },
             )
     }
@@ -280,6 +335,7 @@ mod tests {
                 prop_assert!(failed_rank(h.failed, EXPECTED.size).is_ok());
                 prop_assert!(h.attached as usize <= EXPECTED.size && h.unlinked <= 1);
                 prop_assert!(matches!(pid(h.creator), Ok(Some(_))));
+                prop_assert!(Signalling::from_code(h.signalling).is_some());
             }
         }
 
@@ -313,10 +369,16 @@ mod tests {
         assert!(short.contains("bytes mapped"), "{short}");
         let other = Layout {
             size: 3,
-            chunk: 8192,
+            ..EXPECTED
         };
         let size = h.check(&other, usize::MAX).unwrap_err();
         assert!(size.contains("job of 4 ranks, expected 3"), "{size}");
+        let unknown = Header { signalling: 7, ..h };
+        let signalling = unknown.check(&EXPECTED, usize::MAX).unwrap_err();
+        assert!(
+            signalling.contains("signalling word holds 7, expected 1 or 2"),
+            "{signalling}"
+        );
         let corrupt = Header {
             failed: u32::MAX,
             ..h

@@ -27,6 +27,7 @@ mod broadcast_direct;
 mod broadcast_single_copy;
 mod cma;
 mod config;
+mod cores;
 mod exchange;
 mod layout;
 mod region;
@@ -39,8 +40,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use config::{
-    ALGORITHMS, DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, ENV_ALGORITHMS, ENV_NAME, ENV_RANK, ENV_SIZE,
-    ENV_TIMEOUT, ENV_VARS, MAX_CHUNK_BYTES, MAX_SIZE, ShmConfig, rank_env, timeout_value,
+    ALGORITHMS, DEFAULT_CHUNK_BYTES, DEFAULT_TIMEOUT, ENV_ALGORITHMS, ENV_NAME, ENV_RANK,
+    ENV_SIGNALLING, ENV_SIZE, ENV_TIMEOUT, ENV_VARS, FLAT_MAX_RANKS, MAX_CHUNK_BYTES, MAX_SIZE,
+    ShmConfig, Signalling, rank_env, timeout_value,
 };
 pub use region::ShmRegion;
 

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
-use super::config::{ENV_NAME, ENV_SIZE, ShmConfig};
+use super::config::{ENV_NAME, ENV_SIGNALLING, ENV_SIZE, ShmConfig, Signalling};
 use super::exchange::{Job, process_gone};
 use super::layout::{
-    H_ATTACHED, H_CHUNK, H_CREATOR, H_FAILED, H_LEN, H_MAGIC, H_SIZE, H_SLEEPERS, H_UNLINKED,
-    H_VERSION, H_WAKE, HEADER_BYTES, Header, L_PID, Layout, MAGIC, VERSION, failed_rank, pid,
+    H_ATTACHED, H_CHUNK, H_CREATOR, H_FAILED, H_LEN, H_MAGIC, H_SIGNALLING, H_SIZE, H_SLEEPERS,
+    H_UNLINKED, H_VERSION, H_WAKE, HEADER_BYTES, Header, L_PID, Layout, MAGIC, VERSION,
+    failed_rank, pid,
 };
 use super::segment::{CreateError, Segment};
 use crate::types::BackendError;
@@ -43,14 +44,22 @@ pub(crate) fn open_segment(config: &ShmConfig) -> Result<(Segment, Layout, bool)
             expected,
         }
     })?;
-    let layout = Layout {
+    let mut layout = Layout {
         size: config.size,
         chunk: config.chunk_bytes,
+        signalling: config.signalling.unwrap_or(Signalling::Flat),
     };
     if config.rank == 0 {
+        if config.signalling.is_none() {
+            layout.signalling = Signalling::pick(config.size, super::cores::node_cores());
+        }
         Ok((create(config, layout)?, layout, true))
     } else {
-        Ok((open(config, layout)?, layout, false))
+        let seg = open(config, layout)?;
+        // Rank 0's choice, checked by `verify`.
+        layout.signalling = Signalling::from_code(seg.u32_at(H_SIGNALLING).load(SeqCst))
+            .expect("checked by verify");
+        Ok((seg, layout, false))
     }
 }
 
@@ -73,6 +82,8 @@ fn create(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
     seg.u64_at(H_CHUNK).store(config.chunk_bytes as u64, SeqCst);
     seg.u64_at(H_LEN).store(len as u64, SeqCst);
     seg.u32_at(H_CREATOR).store(std::process::id(), SeqCst);
+    seg.u32_at(H_SIGNALLING)
+        .store(layout.signalling.code(), SeqCst);
     seg.u64_at(H_MAGIC).store(MAGIC, SeqCst);
     Ok(seg)
 }
@@ -89,6 +100,7 @@ pub(crate) fn read_header(seg: &Segment) -> Header {
         failed: seg.u32_at(H_FAILED).load(SeqCst),
         creator: seg.u32_at(H_CREATOR).load(SeqCst),
         unlinked: seg.u32_at(H_UNLINKED).load(SeqCst),
+        signalling: seg.u32_at(H_SIGNALLING).load(SeqCst),
     }
 }
 
@@ -133,6 +145,14 @@ fn verify(config: &ShmConfig, layout: &Layout, seg: &Segment) -> Result<(), Back
             config.rank, config.size
         ))
     })?;
+    let theirs = Signalling::from_code(header.signalling).expect("checked by Header::check");
+    if let Some(mine) = config.signalling.filter(|&mine| mine != theirs) {
+        return Err(init_failed(format!(
+            "segment {name} cannot be joined as rank {} of {}: its job uses {theirs} signalling, this rank was \
+             given {mine} signalling ({ENV_SIGNALLING}): every rank must use the same",
+            config.rank, config.size
+        )));
+    }
     if process_gone(header.creator) {
         // It can never start. It is ours (owner, mode and magic checked), and the name
         // still refers to it while its unlinked flag is clear: remove it.
