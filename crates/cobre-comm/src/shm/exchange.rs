@@ -8,9 +8,10 @@
 //! `g` only after reading step `g - 1`, so once every rank has arrived at `g - 1` nobody
 //! reads the buffers of `g - 2` any more, and step `g` may reuse them.
 //!
-//! Waiting spins briefly, then yields, then sleeps on a futex in the segment with a short
-//! timeout. Sleepers announce themselves, so publishers make the `futex_wake` system
-//! call only when someone sleeps. While sleeping a rank checks that the ranks it waits
+//! Waiting spins briefly (not at all when the ranks outnumber the cores), then yields
+//! (see `backoff.rs`), then sleeps on a futex in the segment with a short timeout.
+//! Sleepers announce themselves, so publishers make the `futex_wake` system call only
+//! when someone sleeps. While sleeping a rank checks that the ranks it waits
 //! for are still alive: a dead one is recorded in the header and everyone is woken, so
 //! every survivor reports it. A rank that stays silent past the timeout is reported too.
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
+use super::backoff::Backoff;
 use super::config::{ShmConfig, Signalling};
 use super::layout::{
     H_ABORT, H_ABORT_CODE, H_ABORT_READY, H_FAILED, H_SLEEPERS, H_WAKE, L_ARRIVE, L_PID, Layout,
@@ -30,12 +32,6 @@ use crate::algorithm::Forced;
 use crate::fingerprint::{FINGERPRINT_BYTES, Fingerprint};
 use crate::types::{BackendError, CommError};
 
-/// Spins before yielding, and yields before sleeping. Yielding early keeps ranks that
-/// outnumber the cores fast: the rank being waited for gets the core (measured: 8 B
-/// allreduce at 4 ranks on 2 cores, 72 us with 2000 spins and 50 yields, 4.4 us with 100
-/// and 5000), while 2 ranks on 2 cores stay at about 0.3 us.
-const SPINS: u32 = 100;
-const YIELDS: u32 = 5000;
 /// Longest single futex sleep, and how often a sleeper checks its peers' processes.
 const NAP: Duration = Duration::from_millis(50);
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
@@ -65,6 +61,8 @@ pub(crate) struct Job {
     pub algorithms: Forced,
     /// Whether single-copy transfers are allowed here, or why not (see `cma.rs`).
     pub single_copy: Result<(), String>,
+    /// How a waiter spins and yields before it sleeps.
+    backoff: Backoff,
 }
 
 /// A 64-bit digest of an encoded fingerprint: peers compare digests, and read the full
@@ -110,6 +108,7 @@ impl Job {
             timeout: config.timeout,
             algorithms: config.algorithms,
             single_copy: super::cma::availability(),
+            backoff: Backoff::for_job(config.size, super::cores::node_cores()),
         };
         job.join(created)?;
         Ok(job)
@@ -232,17 +231,8 @@ impl Job {
         partner: Option<usize>,
         done: impl Fn() -> bool,
     ) -> Result<(), CommError> {
-        for _ in 0..SPINS {
-            if done() {
-                return Ok(());
-            }
-            std::hint::spin_loop();
-        }
-        for _ in 0..YIELDS {
-            if done() {
-                return Ok(());
-            }
-            std::thread::yield_now();
+        if self.backoff.poll(&done) {
+            return Ok(());
         }
         let start = Instant::now();
         let mut next_check = start + LIVENESS_EVERY;
