@@ -47,6 +47,33 @@ struct BackendAlgorithms {
     table: Vec<String>,
     /// Algorithms this machine does not allow, and why.
     unavailable: Option<String>,
+    /// How the backend's ranks signal each other on this machine, when it has a choice.
+    signalling: Option<String>,
+}
+
+/// The shm signalling a job of this node gets, by size.
+#[cfg(feature = "shm")]
+fn shm_signalling() -> String {
+    use cobre_comm::shm::{ENV_SIGNALLING, FLAT_MAX_RANKS, Signalling, node_cores};
+    let cores = node_cores();
+    let large = FLAT_MAX_RANKS + 1;
+    let above = if cores >= large {
+        format!(
+            "{} from {large} to {cores} ranks, {} above (more ranks than cores)",
+            Signalling::pick(large, cores),
+            Signalling::pick(cores + 1, cores)
+        )
+    } else {
+        format!(
+            "{} above (more ranks than cores)",
+            Signalling::pick(large, cores)
+        )
+    };
+    format!(
+        "steps signal {} up to {FLAT_MAX_RANKS} ranks, {above}; this node gives a job {cores} cores \
+         (force with {ENV_SIGNALLING}=flat|dissemination)",
+        Signalling::pick(1, cores)
+    )
 }
 
 fn algorithms() -> Vec<BackendAlgorithms> {
@@ -66,6 +93,7 @@ fn algorithms() -> Vec<BackendAlgorithms> {
         unavailable: cobre_comm::shm::single_copy_available()
             .err()
             .map(|why| format!("single-copy: {why}")),
+        signalling: Some(shm_signalling()),
     });
     #[cfg(feature = "tcp")]
     out.push(BackendAlgorithms {
@@ -73,6 +101,7 @@ fn algorithms() -> Vec<BackendAlgorithms> {
         variable: cobre_comm::tcp_config::ENV_ALGORITHMS,
         table: lines(cobre_comm::tcp_config::ALGORITHMS),
         unavailable: None,
+        signalling: None,
     });
     let _ = lines;
     out
@@ -278,6 +307,9 @@ fn render(info: &Info) -> String {
                 let _ = writeln!(out, "  single-copy transfers: allowed on this machine");
             }
             None => {}
+        }
+        if let Some(signalling) = &backend.signalling {
+            let _ = writeln!(out, "  {signalling}");
         }
     }
     let _ = writeln!(out, "MPI library:        {}", info.mpi_library);

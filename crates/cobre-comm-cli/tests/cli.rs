@@ -210,6 +210,16 @@ fn info_names_the_backends_and_the_auto_pick() {
         stdout.contains("selected backend:   local (no launcher variables"),
         "{stdout}"
     );
+    #[cfg(feature = "shm")]
+    {
+        let cores = cobre_comm::shm::node_cores();
+        assert!(
+            stdout.contains("steps signal flat up to 16 ranks")
+                && stdout.contains(&format!("this node gives a job {cores} cores"))
+                && stdout.contains("COBRE_SHM_SIGNALLING=flat|dissemination"),
+            "{stdout}"
+        );
+    }
     let json = cobre_comm(&["info", "--json"]);
     let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("info --json is JSON");
     assert_eq!(value["selected"], "local");

@@ -76,6 +76,18 @@ pub fn single_copy_available() -> Result<(), String> {
     cma::availability()
 }
 
+/// The cores this node gives a job: its online CPUs, capped by a cgroup v2 CPU quota
+/// (not this process's affinity, which a launcher may have narrowed to one core). The
+/// backend picks its [`Signalling`] and how long a waiter spins from it.
+///
+/// ```
+/// assert!(cobre_comm::shm::node_cores() >= 1);
+/// ```
+#[must_use]
+pub fn node_cores() -> usize {
+    cores::node_cores()
+}
+
 /// The calls of one process of a job, shared by its communicator, node communicator and
 /// regions.
 pub(crate) type ShmCalls = Calls<ShmTransport>;
