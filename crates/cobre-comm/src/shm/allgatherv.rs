@@ -14,18 +14,22 @@ use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
 use crate::types::CommError;
 
-/// Gathers (and broadcasts) from this many bytes on copy once, straight between the
-/// ranks' buffers, where the kernel allows it. The kernel's copy pins the source pages as
-/// it goes (about 5 GB/s here), so it only pulls clearly ahead of two plain copies for
-/// large payloads: at 2 ranks on this project's reference machine, quiet, two rounds,
-/// 1 MiB took 88 us against 89-96 us through the slots, 2 MiB 212-220 against 225,
-/// 4 MiB 406 against 473-483, 16 MiB 1.43-1.61 ms against 1.90-2.00 ms.
+/// Gathers from this many bytes on copy once, straight between the ranks' buffers, where
+/// the kernel allows it. The kernel's copy pins the source pages as it goes (about 5 GB/s
+/// here), so it only pulls clearly ahead of two plain copies for large payloads: at 2
+/// ranks on this project's reference machine, quiet, two rounds, 1 MiB took 88 us against
+/// 89-96 us through the slots, 2 MiB 212-220 against 225, 4 MiB 406 against 473-483,
+/// 16 MiB 1.43-1.61 ms against 1.90-2.00 ms. On a machine with slower memory
+/// (`docs/perf/shm-crossovers.txt`) 2 ranks still favour it from 4 MiB (256 MiB: 38.5-40.0
+/// ms against 44.5-47.0), while 3 and 4 ranks on 2 cores run both at the same speed up to
+/// 16 MiB and direct ahead above (64 MiB: 21.0 against 24.8-25.2 ms at 3 ranks).
 pub(crate) const SINGLE_COPY_MIN_BYTES: usize = 4 << 20;
 
-/// `direct` or `single-copy` for `op` moving `bytes`: the forced one, else by size.
-pub(crate) fn pick_copying(link: &ShmTransport, op: Op, bytes: usize) -> Algorithm {
+/// `direct` or `single-copy` for an allgatherv gathering `bytes`: the forced one, else by
+/// size.
+fn pick(link: &ShmTransport, bytes: usize) -> Algorithm {
     let job = &link.job;
-    match job.algorithms.get(op) {
+    match job.algorithms.get(Op::Allgatherv) {
         Some(forced @ (Algorithm::Direct | Algorithm::SingleCopy)) => forced,
         _ if job.size > 1 && bytes >= SINGLE_COPY_MIN_BYTES && job.single_copy.is_ok() => {
             Algorithm::SingleCopy
@@ -43,7 +47,7 @@ pub(crate) fn allgatherv<T: CommData>(
     displs: &[usize],
 ) -> Result<(), CommError> {
     let total: usize = counts.iter().sum::<usize>() * std::mem::size_of::<T>();
-    let algorithm = pick_copying(link, Op::Allgatherv, total);
+    let algorithm = pick(link, total);
     let fingerprint = &fingerprint.with_algorithm(algorithm);
     if algorithm == Algorithm::SingleCopy {
         allgatherv_single_copy::run(link, fingerprint, send, recv, counts, displs)
