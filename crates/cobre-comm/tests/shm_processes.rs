@@ -303,14 +303,20 @@ fn leftovers(name: &str) -> Vec<String> {
 #[test]
 fn conformance_on_1_to_4_processes() {
     for ranks in 1..=4 {
-        let results = {
-            let (job, name) = start("suite", ranks, 60, &[]);
-            finish(job, &name, Duration::from_secs(120))
-        };
-        for (rank, (ok, out)) in results.iter().enumerate() {
-            assert!(ok, "{ranks} ranks, rank {rank} failed:\n{out}");
-            assert!(out.contains("suite ok"), "{out}");
-        }
+        let (job, name) = start("suite", ranks, 60, &[]);
+        suite_passed(job, &name, &format!("{ranks} ranks"));
+    }
+}
+
+/// Waits for a job of the `suite` case and checks that every rank ran the whole suite
+/// and passed.
+fn suite_passed(job: RunningJob, name: &str, what: &str) {
+    for (rank, (ok, out)) in finish(job, name, Duration::from_secs(120))
+        .iter()
+        .enumerate()
+    {
+        assert!(ok, "{what}, rank {rank} failed:\n{out}");
+        assert!(out.contains("suite ok"), "{what}, rank {rank}:\n{out}");
     }
 }
 
@@ -330,13 +336,7 @@ fn conformance_on_every_algorithm_on_1_to_4_processes() {
         for ranks in 1..=4 {
             let extra = [(cobre_comm::shm::ENV_ALGORITHMS, spec.clone())];
             let (job, name) = start("suite", ranks, 60, &extra);
-            for (rank, (ok, out)) in finish(job, &name, Duration::from_secs(120))
-                .iter()
-                .enumerate()
-            {
-                assert!(ok, "{spec}, {ranks} ranks, rank {rank} failed:\n{out}");
-                assert!(out.contains("suite ok"), "{out}");
-            }
+            suite_passed(job, &name, &format!("{spec}, {ranks} ranks"));
         }
     }
 }
@@ -358,13 +358,7 @@ fn conformance_with_dissemination_signalling_on_every_algorithm_on_1_to_5_proces
                 dissemination.clone(),
             ];
             let (job, name) = start("suite", ranks, 60, &extra);
-            for (rank, (ok, out)) in finish(job, &name, Duration::from_secs(120))
-                .iter()
-                .enumerate()
-            {
-                assert!(ok, "{spec}, {ranks} ranks, rank {rank} failed:\n{out}");
-                assert!(out.contains("suite ok"), "{out}");
-            }
+            suite_passed(job, &name, &format!("{spec}, {ranks} ranks"));
         }
     }
 }
@@ -387,13 +381,7 @@ fn the_other_ranks_follow_the_signalling_of_rank_0() {
     for rank in 0..5 {
         job.start_rank(rank).unwrap();
     }
-    for (rank, (ok, out)) in finish(job, &name, Duration::from_secs(120))
-        .iter()
-        .enumerate()
-    {
-        assert!(ok, "rank {rank} failed:\n{out}");
-        assert!(out.contains("suite ok"), "{out}");
-    }
+    suite_passed(job, &name, "5 ranks, only rank 0 told");
 }
 
 #[test]
@@ -1071,22 +1059,7 @@ fn a_live_segment_corrupted_while_a_rank_waits_is_a_clear_error() {
     job.read_until(1, "ready", deadline);
     // Rank 0 waits in a barrier for rank 1; the segment's name is gone, so it is reached
     // through rank 0's mapping of it.
-    let pid = job.pid(0).unwrap();
-    let marker = format!("/dev/shm{name} (deleted)");
-    let mut mapping = None;
-    wait_until(
-        Duration::from_secs(20),
-        "rank 0 has mapped the segment",
-        || {
-            std::fs::read_to_string(format!("/proc/{pid}/maps"))
-                .is_ok_and(|maps| maps.lines().any(|l| l.ends_with(&marker)))
-        },
-    );
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    if let Some(line) = maps.lines().find(|l| l.ends_with(&marker)) {
-        mapping = line.split_whitespace().next().map(str::to_string);
-    }
-    let path = format!("/proc/{pid}/map_files/{}", mapping.unwrap());
+    let path = mapped_segment(&job, 0, &name);
     write_at(&path, H_FAILED, &u32::MAX.to_le_bytes());
     let started = Instant::now();
     assert!(
