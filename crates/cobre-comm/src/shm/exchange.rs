@@ -220,10 +220,9 @@ impl Job {
 
     /// Waits until `done()` holds, for step `generation`: spins, yields, then sleeps on
     /// the futex. While asleep it checks the processes of the ranks that have not
-    /// published their part of the step (those everything waits for) and of `partner`,
-    /// and gives up at the
-    /// timeout naming them, or naming `partner` (the rank whose signal this wait is for)
-    /// when all have published.
+    /// published their part of the step (those everything waits for) and of `partner`
+    /// (the rank whose signal this wait is for), and gives up at the timeout naming the
+    /// former, or `partner` when all have published.
     fn wait(
         &self,
         operation: &'static str,
