@@ -546,26 +546,31 @@ fn a_bad_call_on_one_rank_does_not_leave_the_others_waiting() {
 
 #[test]
 fn a_silent_peer_is_reported_at_the_timeout() {
-    let results = {
-        let (job, name) = start("silent", 2, 1, &[]);
-        finish(job, &name, Duration::from_secs(5))
-    };
-    let (ok, out) = &results[0];
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("Timeout") && out.contains("rank(s) 1"),
-        "{out}"
-    );
-    let secs: f64 = out
-        .split("result after ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((0.9..5.0).contains(&secs), "reported after {secs} s");
+    for (ranks, extra) in both_signallings() {
+        let results = {
+            let (job, name) = start("silent", ranks, 1, &extra);
+            finish(job, &name, Duration::from_secs(5))
+        };
+        // Rank 1 is stopped; with dissemination on 3 ranks rank 2 waits for it in the
+        // first round and rank 0 in the second: both name it.
+        for (rank, (ok, out)) in results.iter().enumerate().filter(|(r, _)| *r != 1) {
+            assert!(ok, "{ranks} ranks, rank {rank}: {out}");
+            assert!(
+                out.contains("Timeout") && out.contains("waited for rank(s) 1, which"),
+                "{ranks} ranks, rank {rank}: {out}"
+            );
+            let secs: f64 = out
+                .split("result after ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((0.9..5.0).contains(&secs), "reported after {secs} s");
+        }
+    }
 }
 
 #[test]
