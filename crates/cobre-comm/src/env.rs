@@ -66,6 +66,19 @@ impl<'a> EnvReader<'a> {
         }
     }
 
+    /// The value `parse` makes of variable `name`, `None` when unset; an error naming
+    /// `expected` when `parse` refuses it.
+    pub(crate) fn parsed<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, BackendError> {
+        self.get(name)
+            .map(|v| parse(&v).ok_or_else(|| self.invalid(name, &v, expected)))
+            .transpose()
+    }
+
     /// An unsigned integer, `None` when unset.
     pub(crate) fn usize(&self, name: &str) -> Result<Option<usize>, BackendError> {
         self.get(name)

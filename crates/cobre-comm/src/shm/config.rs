@@ -273,13 +273,11 @@ impl ShmConfig {
             .expect("checked by require");
         let timeout = env.seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)?;
         let algorithms = env.algorithms(ENV_ALGORITHMS, ALGORITHMS)?;
-        let signalling = env
-            .get(ENV_SIGNALLING)
-            .map(|v| {
-                Signalling::from_name(&v)
-                    .ok_or_else(|| env.invalid(ENV_SIGNALLING, &v, "`flat` or `dissemination`"))
-            })
-            .transpose()?;
+        let signalling = env.parsed(
+            ENV_SIGNALLING,
+            "`flat` or `dissemination`",
+            Signalling::from_name,
+        )?;
         let config = ShmConfig {
             name,
             rank,

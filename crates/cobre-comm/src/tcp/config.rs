@@ -255,10 +255,7 @@ impl TcpConfig {
             .unwrap_or(DEFAULT_PORT);
         let timeout = env.seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)?;
         let token = env.get(ENV_TOKEN);
-        let bind = env
-            .get(ENV_BIND)
-            .map(|v| parse_bind(&v).ok_or_else(|| env.invalid(ENV_BIND, &v, EXPECTED_BIND)))
-            .transpose()?;
+        let bind = env.parsed(ENV_BIND, EXPECTED_BIND, parse_bind)?;
         let algorithms = env.algorithms(ENV_ALGORITHMS, ALGORITHMS)?;
         Ok(TcpConfig {
             rank,
