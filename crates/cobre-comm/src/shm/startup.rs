@@ -44,22 +44,22 @@ pub(crate) fn open_segment(config: &ShmConfig) -> Result<(Segment, Layout, bool)
             expected,
         }
     })?;
-    let mut layout = Layout {
+    let layout = |signalling| Layout {
         size: config.size,
         chunk: config.chunk_bytes,
-        signalling: config.signalling.unwrap_or(Signalling::Flat),
+        signalling,
     };
     if config.rank == 0 {
-        if config.signalling.is_none() {
-            layout.signalling = Signalling::pick(config.size, super::cores::node_cores());
-        }
+        let signalling = config
+            .signalling
+            .unwrap_or_else(|| Signalling::pick(config.size, super::cores::node_cores()));
+        let layout = layout(signalling);
         Ok((create(config, layout)?, layout, true))
     } else {
-        let seg = open(config, layout)?;
-        // Rank 0's choice, checked by `verify`.
-        layout.signalling = Signalling::from_code(seg.u32_at(H_SIGNALLING).load(SeqCst))
-            .expect("checked by verify");
-        Ok((seg, layout, false))
+        // No offset depends on the signalling: the segment is checked against the layout
+        // with either, and the job then takes rank 0's.
+        let (seg, signalling) = open(config, layout(Signalling::Flat))?;
+        Ok((seg, layout(signalling), false))
     }
 }
 
@@ -104,8 +104,9 @@ pub(crate) fn read_header(seg: &Segment) -> Header {
     }
 }
 
-/// Opens rank 0's segment, retrying until it exists and is initialised, and checks it.
-fn open(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
+/// Opens rank 0's segment, retrying until it exists and is initialised, and checks it;
+/// returns it with the signalling rank 0 chose.
+fn open(config: &ShmConfig, layout: Layout) -> Result<(Segment, Signalling), BackendError> {
     let name = &config.name;
     let deadline = Instant::now() + config.timeout;
     loop {
@@ -121,8 +122,8 @@ fn open(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
             }
             // Rank 0 writes the magic number last: 0 means it is still writing the header.
             if seg.u64_at(H_MAGIC).load(SeqCst) != 0 {
-                verify(config, &layout, &seg)?;
-                return Ok(seg);
+                let signalling = verify(config, &layout, &seg)?;
+                return Ok((seg, signalling));
             }
         }
         if Instant::now() >= deadline {
@@ -136,7 +137,8 @@ fn open(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
     }
 }
 
-fn verify(config: &ShmConfig, layout: &Layout, seg: &Segment) -> Result<(), BackendError> {
+/// Checks rank 0's header against this rank's configuration; returns the job's signalling.
+fn verify(config: &ShmConfig, layout: &Layout, seg: &Segment) -> Result<Signalling, BackendError> {
     let name = &config.name;
     let header = read_header(seg);
     header.check(layout, seg.len()).map_err(|e| {
@@ -145,14 +147,6 @@ fn verify(config: &ShmConfig, layout: &Layout, seg: &Segment) -> Result<(), Back
             config.rank, config.size
         ))
     })?;
-    let theirs = Signalling::from_code(header.signalling).expect("checked by Header::check");
-    if let Some(mine) = config.signalling.filter(|&mine| mine != theirs) {
-        return Err(init_failed(format!(
-            "segment {name} cannot be joined as rank {} of {}: its job uses {theirs} signalling, this rank was \
-             given {mine} signalling ({ENV_SIGNALLING}): every rank must use the same",
-            config.rank, config.size
-        )));
-    }
     if process_gone(header.creator) {
         // It can never start. It is ours (owner, mode and magic checked), and the name
         // still refers to it while its unlinked flag is clear: remove it.
@@ -165,7 +159,15 @@ fn verify(config: &ShmConfig, layout: &Layout, seg: &Segment) -> Result<(), Back
             header.creator
         )));
     }
-    Ok(())
+    let theirs = Signalling::from_code(header.signalling).expect("checked by Header::check");
+    match config.signalling {
+        Some(mine) if mine != theirs => Err(init_failed(format!(
+            "segment {name} cannot be joined as rank {} of {}: its job uses {theirs} signalling, this rank was \
+             given {mine} signalling ({ENV_SIGNALLING}): every rank must use the same",
+            config.rank, config.size
+        ))),
+        _ => Ok(theirs),
+    }
 }
 
 /// Removes the job's name when dropped while armed: covers every way out of the start-up
