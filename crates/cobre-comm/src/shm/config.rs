@@ -54,6 +54,7 @@ pub const ENV_VARS: [&str; 6] = [
 /// assert_eq!(Signalling::Dissemination.to_string(), "dissemination");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive] // other ways (a tree) may be added; a match outside this crate needs a `_` arm
 pub enum Signalling {
     /// Every waiting rank polls every other rank's arrival word and compares every
     /// fingerprint digest: one cache-line transfer of latency, `p - 1` words polled.
