@@ -78,6 +78,5 @@ mod tests {
         std::fs::write(root.join("sys/fs/cgroup/cpu.max"), "max 100000\n").unwrap();
         assert_eq!(node_cores_in(&root), 64);
         std::fs::remove_dir_all(&root).unwrap();
-        assert!(node_cores() >= 1);
     }
 }
