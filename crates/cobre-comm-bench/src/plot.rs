@@ -158,6 +158,7 @@ mod tests {
             min_us: avg_us,
             max_us: avg_us,
             iters: 10,
+            connections: None,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct BenchRow {
     pub max_us: f64,
     /// Timed iterations.
     pub iters: usize,
+    /// Connections the call needs on the rank that needs most (`cobre-comm model` only;
+    /// absent from measured rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
 }
 
 /// All results of a run: `{"ranks": N, "results": [...]}`.
@@ -79,6 +83,7 @@ pub fn aggregate(backend: &str, ranks: &[RankResult]) -> Vec<BenchRow> {
                 min_us: values.iter().copied().fold(f64::INFINITY, f64::min),
                 max_us: values.iter().copied().fold(0.0, f64::max),
                 iters: sample.iters,
+                connections: None,
             }
         })
         .collect()
@@ -115,7 +120,7 @@ pub(crate) fn backends(report: &BenchReport) -> Vec<String> {
 ///
 /// let row = |backend: &str, avg_us| BenchRow {
 ///     backend: backend.into(), op: "allreduce".into(), bytes: 8,
-///     avg_us, min_us: avg_us, max_us: avg_us, iters: 100,
+///     avg_us, min_us: avg_us, max_us: avg_us, iters: 100, connections: None,
 /// };
 /// let report = BenchReport { ranks: 2, results: vec![row("shm", 0.5), row("mpi", 2.0)] };
 /// let table = render_table(&report);

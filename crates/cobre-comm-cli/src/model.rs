@@ -131,7 +131,8 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     };
     for op in ops {
         for bytes in message_sizes(&sizes, op) {
-            let avg_us = job.time(to_op(op), bytes).map_err(CliError::new)?;
+            let predicted = job.predict(to_op(op), bytes).map_err(CliError::new)?;
+            let avg_us = predicted.avg_us;
             report.results.push(BenchRow {
                 backend: "tcp".into(),
                 op: op.name().into(),
@@ -140,6 +141,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
                 min_us: avg_us,
                 max_us: avg_us,
                 iters: 1,
+                connections: Some(predicted.connections),
             });
         }
     }
@@ -152,6 +154,12 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         job.network.overhead_us
     );
     print!("{}", render_table(&report));
+    println!("\n# connections per rank each call needs (the most of any rank)");
+    for row in &report.results {
+        if let Some(connections) = row.connections {
+            println!("{:>10} {:>10} B {connections:>6}", row.op, row.bytes);
+        }
+    }
     if let Some(path) = &args.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| CliError::new(e.to_string()))?;

@@ -25,7 +25,7 @@
 //! assert!(t > 0.0);
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -135,6 +135,43 @@ impl Job {
     /// assert!(large / small < 2.5, "dissemination: log p rounds");
     /// ```
     pub fn time(&self, op: Op, bytes: usize) -> Result<f64, String> {
+        self.predict(op, bytes).map(|p| p.avg_us)
+    }
+
+    /// As [`Job::time`], with the connections the call needs: the most ranks any one
+    /// simulated rank exchanged with. A tcp rank starts connected to its `O(log p)`
+    /// neighbours and opens the rest when an algorithm first needs them, so this is what
+    /// the call costs in sockets per rank.
+    ///
+    /// # Errors
+    /// As [`Job::time`].
+    ///
+    /// ```
+    /// use cobre_comm::{algorithm::Op, model::{Job, Network}};
+    /// let p = Job::new(1024, 1024, Network::ETHERNET_25G).predict(Op::Allreduce, 8).unwrap();
+    /// assert!(p.connections <= 19, "Bruck's allgather: ranks at distance 2^k");
+    /// ```
+    pub fn predict(&self, op: Op, bytes: usize) -> Result<Prediction, String> {
+        let ranks = self.run(op, bytes, 0)?;
+        let total: f64 = ranks.iter().map(|(clock, _)| clock).sum();
+        Ok(Prediction {
+            avg_us: total / self.ranks as f64,
+            connections: ranks
+                .iter()
+                .map(|(_, peers)| peers.len())
+                .max()
+                .unwrap_or(0),
+        })
+    }
+
+    /// Every simulated rank's time and the ranks it exchanged with (a broadcast from
+    /// `root`).
+    fn run(
+        &self,
+        op: Op,
+        bytes: usize,
+        root: usize,
+    ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
         let net = Arc::new(SimNet::new(self));
         let elements = bytes / 8;
         let handles: Vec<_> = (0..self.ranks)
@@ -156,6 +193,7 @@ impl Job {
                             local_out_free: 0.0,
                             local_in_free: 0.0,
                             scratch: Vec::new(),
+                            peers: BTreeSet::new(),
                         };
                         // A rank that fails or panics ends the run for every rank, so none
                         // waits for its messages.
@@ -163,8 +201,8 @@ impl Job {
                             net: Arc::clone(&sim.net),
                             ok: false,
                         };
-                        let result = run_one(&mut sim, op, elements)
-                            .map(|()| sim.clock)
+                        let result = run_one(&mut sim, op, elements, root)
+                            .map(|()| (sim.clock, std::mem::take(&mut sim.peers)))
                             .map_err(|f| format!("simulated rank {rank}: {}", f.err));
                         ending.ok = result.is_ok();
                         result
@@ -172,24 +210,40 @@ impl Job {
             })
             .collect::<Result<_, _>>()
             .map_err(|e| format!("cannot start a simulated rank: {e}"))?;
-        let mut total = 0.0;
+        let mut ranks = Vec::with_capacity(self.ranks);
         let mut failure = None;
         for handle in handles {
             match handle.join() {
-                Ok(Ok(clock)) => total += clock,
+                Ok(Ok(rank)) => ranks.push(rank),
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(_) => failure = failure.or(Some("a simulated rank panicked".to_string())),
             }
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(total / self.ranks as f64),
+            None => Ok(ranks),
         }
     }
 }
 
+/// What the model predicts for one call ([`Job::predict`]).
+///
+/// ```
+/// use cobre_comm::{algorithm::Op, model::{Job, Network}};
+/// let p = Job::new(4, 1, Network::LOOPBACK).predict(Op::Barrier, 0).unwrap();
+/// assert!(p.avg_us > 0.0);
+/// assert_eq!(p.connections, 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Time of the call in microseconds, averaged over the ranks.
+    pub avg_us: f64,
+    /// The most ranks any one rank exchanged with.
+    pub connections: usize,
+}
+
 /// One call of `op` by one simulated rank, through the backend's own entry functions.
-fn run_one(sim: &mut SimRank, op: Op, elements: usize) -> Result<(), Fail> {
+fn run_one(sim: &mut SimRank, op: Op, elements: usize, root: usize) -> Result<(), Fail> {
     let (rank, size) = (sim.rank, sim.size);
     match op {
         Op::Allreduce => {
@@ -200,8 +254,8 @@ fn run_one(sim: &mut SimRank, op: Op, elements: usize) -> Result<(), Fail> {
         }
         Op::Broadcast => {
             let mut buf = vec![0.0_f64; elements];
-            let fp = Fingerprint::broadcast::<f64>(0, elements, 0);
-            crate::tcp::run_broadcast(sim, &fp, &mut buf, 0)
+            let fp = Fingerprint::broadcast::<f64>(0, elements, root);
+            crate::tcp::run_broadcast(sim, &fp, &mut buf, root)
         }
         Op::Allgatherv => {
             let counts = crate::per_rank_counts(elements, size);
@@ -355,6 +409,8 @@ struct SimRank {
     local_out_free: f64,
     local_in_free: f64,
     scratch: Vec<u64>,
+    /// The ranks this one sent to or received from.
+    peers: BTreeSet<usize>,
 }
 
 impl Exchange for SimRank {
@@ -389,6 +445,8 @@ impl Exchange for SimRank {
         let crowding = net.crowding[self.rank];
         let overhead = costs.overhead_us * crowding;
         let local_bandwidth = costs.local_bandwidth / crowding;
+        self.peers.extend(sends.iter().map(|s| s.peer));
+        self.peers.extend(recvs.iter().map(|r| r.peer));
         for send in sends.iter() {
             self.clock += overhead;
             let wire = send.len() as f64 + FRAME_HEADER;
@@ -491,6 +549,47 @@ mod tests {
         net.fail();
         let why = waiter.join().unwrap().err().unwrap();
         assert!(why.contains("another simulated rank failed"), "{why}");
+    }
+
+    /// The algorithms picked for small calls (and the ring allgatherv for large gathers)
+    /// talk only to the neighbours a tcp rank connects to at start-up, at every job size
+    /// and root: no connection is opened during those calls.
+    #[test]
+    fn small_calls_and_the_ring_use_only_the_start_up_connections() {
+        use crate::tcp::neighbours::neighbours;
+        let sizes = (1..=33).chain([63, 64, 65, 100, 127, 128, 129, 1000]);
+        for ranks in sizes {
+            let job = Job::new(ranks, 1, Network::LOOPBACK);
+            let cases = [
+                (Op::Allreduce, 8),
+                (Op::Allreduce, 8 << 10),
+                (Op::Allgatherv, 8 << 10),
+                (Op::Allgatherv, 1 << 20),
+                (Op::Broadcast, 8 << 10),
+                (Op::Barrier, 0),
+            ];
+            let roots = [0, ranks / 3, ranks - 1];
+            let runs = cases
+                .iter()
+                .flat_map(|&(op, bytes)| roots.iter().map(move |&root| (op, bytes, root)))
+                .filter(|&(op, bytes, root)| {
+                    (op == Op::Broadcast || root == 0) && (ranks <= 200 || bytes <= 8 << 10)
+                });
+            for (op, bytes, root) in runs {
+                for (rank, (_, peers)) in job.run(op, bytes, root).unwrap().iter().enumerate() {
+                    let allowed = neighbours(rank, ranks);
+                    assert!(
+                        peers.iter().all(|p| allowed.contains(p)),
+                        "{op:?} of {bytes} B (root {root}) on {ranks} ranks: rank {rank} used {peers:?}, connected to {allowed:?}"
+                    );
+                }
+            }
+        }
+        // A large allreduce talks to every rank (each owner gathers its chunk).
+        let p = Job::new(12, 1, Network::LOOPBACK)
+            .predict(Op::Allreduce, 1 << 20)
+            .unwrap();
+        assert_eq!(p.connections, 11);
     }
 
     #[test]

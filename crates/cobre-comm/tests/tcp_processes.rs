@@ -217,6 +217,56 @@ fn conformance_on_8_processes_with_the_log_p_algorithms_forced() {
     }
 }
 
+/// A job starts with a connection to each rank at distance 1, 2, 4, ... either way
+/// (`O(log p)`), keeps to them through small collectives, and opens the others the first
+/// time an algorithm needs them; the large allreduce is still the exact rank-order fold.
+#[test]
+fn a_job_starts_with_log_p_connections_and_opens_the_rest_when_needed() {
+    let size = 12;
+    let neighbours = |r: usize| {
+        (0..size)
+            .filter(|&q| {
+                let d = (q + size - r) % size;
+                q != r && (d.is_power_of_two() || (size - d).is_power_of_two())
+            })
+            .count()
+    };
+    for (r, rank) in run_job("connections", size, Duration::from_secs(120))
+        .iter()
+        .enumerate()
+    {
+        // Every rank but 0 also keeps the listener the lower ranks dial.
+        let listener = usize::from(r > 0);
+        let start = neighbours(r) + listener;
+        let all = size - 1 + listener;
+        let expected = format!("SOCKETS rank {r}: start {start} small {start} large {all}");
+        assert!(
+            rank.stdout.contains(&expected),
+            "expected {expected}:\n{}",
+            rank.output()
+        );
+        assert!(neighbours(r) <= 6, "rank {r}: {}", neighbours(r));
+    }
+}
+
+/// Every algorithm, forced, on 6 and 9 ranks: jobs where some ranks are not neighbours, so
+/// the one-round and large-buffer algorithms open connections during the calls.
+#[test]
+fn conformance_on_every_algorithm_on_6_and_9_processes() {
+    for spec in every_algorithm() {
+        for size in [6, 9] {
+            let extra = [(cobre_comm::tcp_config::ENV_ALGORITHMS, spec.as_str())];
+            for rank in run_job_with("conformance", size, &extra, Duration::from_secs(240)) {
+                assert!(
+                    rank.output().contains("CONFORMANCE PASSED"),
+                    "{spec}, {size} ranks:\n{}",
+                    rank.output()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn mismatched_collectives_fail_on_every_rank() {
     let ranks = run_job("mismatch", 3, Duration::from_secs(60));
@@ -349,8 +399,15 @@ fn hostile_peers_are_refused_and_the_job_completes() {
 
 #[test]
 fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
-    for (size, victim) in [(2, 1), (4, 2), (3, 0)] {
-        let mut job = job_of("forever", size, &[]);
+    // On 9 ranks with small collectives only, ranks 1 and 7 have no connection to rank 4:
+    // they learn of its loss from the ranks that do.
+    for (role, size, victim) in [
+        ("forever", 2, 1),
+        ("forever", 4, 2),
+        ("forever", 3, 0),
+        ("forever_small", 9, 4),
+    ] {
+        let mut job = job_of(role, size, &[]);
         let deadline = Instant::now() + Duration::from_secs(30);
         for r in 0..size {
             assert!(
@@ -876,6 +933,81 @@ fn a_flood_beyond_the_pending_bound_drops_the_oldest_and_the_job_forms() {
     drop(flood);
 }
 
+/// A mesh listener stays open for the whole job (lower ranks dial it when an algorithm
+/// first needs them): strangers flooding it once the job runs, with more silent
+/// connections than the pending bound, garbage and a forged mesh hello, keep neither
+/// ranks 2 nor 5 from connecting to rank 8 during the 1 MiB allreduce (on 9 ranks they are
+/// not its neighbours), and the forged hello is never taken.
+#[test]
+fn strangers_on_a_mesh_listener_do_not_keep_ranks_from_connecting_during_the_job() {
+    let (size, victim) = (9, 8);
+    let port = free_port();
+    let env = [("COBRE_TCP_TIMEOUT_SECS", "10")];
+    let mut job = ranks_of(
+        Launcher::new(std::env::current_exe().expect("test binary")),
+        "connections_on_go",
+    )
+    .piped_stdin(true)
+    .ranks(size)
+    .rank_env((0..size).map(|r| rank_env(r, size, port, &env)).collect())
+    .spawn()
+    .expect("spawn the ranks");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for r in 0..size {
+        assert!(
+            job.read_until(r, "JOINED", deadline).is_some(),
+            "rank {r}:\n{}",
+            job.output(r)
+        );
+    }
+    let pid = job.pid(victim).expect("rank 8 runs");
+    let mesh_port = listening_ports(pid)
+        .into_iter()
+        .next()
+        .expect("a mesh listener");
+    let mesh = ([127, 0, 0, 1], mesh_port).into();
+    let silent: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("silent peer"))
+        .collect();
+    let mut garbage =
+        TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("garbage peer");
+    garbage.write_all(&[0xee; 300]).expect("write garbage");
+    // A well-formed mesh hello (magic, version 3, kind 5) of rank 5 to rank 8, with a
+    // session and a tag this job never issued.
+    let mut forged =
+        TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("forged peer");
+    let mut hello = b"CBHS\x03\x05\0\0".to_vec();
+    hello.extend_from_slice(&[0x5a; 16]);
+    hello.extend_from_slice(&5_u32.to_le_bytes());
+    hello.extend_from_slice(&8_u32.to_le_bytes());
+    hello.extend_from_slice(&[0xa5; 32]);
+    forged.write_all(&hello).expect("write forged hello");
+    for r in 0..size {
+        job.send_line(r, "go").expect("tell the rank to go on");
+    }
+    let report = job.finish(Duration::from_secs(30));
+    for (r, rank) in report.ranks.iter().enumerate() {
+        assert_eq!(passed(rank), Some(true), "rank {r}:\n{}", rank.output());
+        assert!(
+            rank.stdout.contains(&format!("SOCKETS rank {r}:")),
+            "{}",
+            rank.output()
+        );
+    }
+    forged
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut reply = [0_u8; 8];
+    let got = std::io::Read::read(&mut forged, &mut reply).unwrap_or(0);
+    assert_eq!(
+        got,
+        0,
+        "rank 8 answered a forged mesh hello: {:?}",
+        &reply[..got]
+    );
+    drop((silent, garbage));
+}
+
 #[test]
 fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
     // Six silent connections, random bytes and a forged mesh hello on rank 1's mesh
@@ -1221,7 +1353,10 @@ fn child_rank() {
             );
             println!("MISMATCH SEEN rank {}: {err}", comm.rank());
         }
-        "forever" => role_forever(),
+        "forever" => role_forever(true),
+        "forever_small" => role_forever(false),
+        "connections" => role_connections(false),
+        "connections_on_go" => role_connections(true),
         other => panic!("unknown role {other}"),
     }
 }
@@ -1304,8 +1439,9 @@ fn role_mismatch() {
     println!("MISMATCH SEEN rank {}: {err}", comm.rank());
 }
 
-/// Role `forever`: collectives until one fails (a rank is killed or stopped).
-fn role_forever() {
+/// Role `forever`: collectives until one fails (a rank is killed or stopped); `large`
+/// adds a 100 kB broadcast (an algorithm that connects every rank to every other).
+fn role_forever(large: bool) {
     let comm = TcpBackend::from_env().expect("join");
     let start = Instant::now();
     let mut i = 0_u64;
@@ -1315,7 +1451,7 @@ fn role_forever() {
         let result = comm
             .allreduce(&send, &mut recv, ReduceOp::Sum)
             .and_then(|()| {
-                if i.is_multiple_of(3) {
+                if i.is_multiple_of(3) || !large {
                     comm.barrier()
                 } else {
                     let mut big = vec![comm.rank() as u8; 100_000];
@@ -1337,6 +1473,53 @@ fn role_forever() {
         );
         i += 1;
     }
+}
+
+/// The sockets this process holds (connections and listeners).
+fn sockets_open() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|link| link.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// A value of rank `r` at index `i` whose sums round differently in different orders.
+fn uneven(r: usize, i: usize) -> f64 {
+    let magnitude = [1e16, 1.0, -1e16, 3.5, 1e-3][(r + i) % 5];
+    magnitude * (1.0 + (r * 31 + i * 7) as f64 / 97.0)
+}
+
+/// Role `connections`: the sockets held at the start, after small collectives, and after
+/// a 1 MiB allreduce (which talks to every rank), whose result is the rank-order fold.
+/// With `on_go`, the rank says `JOINED` after the small collectives and waits for a line
+/// on its standard input before the allreduce.
+fn role_connections(on_go: bool) {
+    let comm = TcpBackend::from_env().expect("join");
+    let (rank, size) = (comm.rank(), comm.size());
+    let at_start = sockets_open();
+    small(&comm);
+    let after_small = sockets_open();
+    // Nobody dials for the large call before every rank has counted (a rank accepts the
+    // connections of lower ranks during any call, so it may take an early one in this
+    // barrier: that is why the count comes first).
+    comm.barrier().unwrap();
+    if on_go {
+        println!("JOINED");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).expect("the go line");
+    }
+    let n = 1 << 17;
+    let send: Vec<f64> = (0..n).map(|i| uneven(rank, i)).collect();
+    let mut recv = vec![0.0; n];
+    comm.allreduce(&send, &mut recv, ReduceOp::Sum).unwrap();
+    for (i, got) in recv.iter().enumerate() {
+        let folded = (1..size).fold(uneven(0, i), |acc, r| acc + uneven(r, i));
+        assert_eq!(got.to_bits(), folded.to_bits(), "element {i}");
+    }
+    comm.barrier().unwrap();
+    let after_large = sockets_open();
+    println!("SOCKETS rank {rank}: start {at_start} small {after_small} large {after_large}");
 }
 
 /// A few collectives whose results are known.

@@ -103,7 +103,7 @@ proptest! {
         rank in 0_usize..5000,
     ) {
         prop_assert!(check_hello(&hello, &challenge, b"token", size).is_err());
-        prop_assert!(check_mesh_hello(&mesh, &session, b"token", rank, size).is_err());
+        prop_assert!(check_mesh_hello(&mesh, &session, b"token", rank, size, rank + 1..size).is_err());
     }
 
     /// A valid message with one bit flipped is refused by its check.
@@ -116,9 +116,9 @@ proptest! {
         prop_assert!(check_hello(&hello, &challenge, b"k", 4).is_err());
         let session = [4_u8; 16];
         let mut mesh = MeshHello::new(b"k", session, 3, 2).encode();
-        prop_assert_eq!(check_mesh_hello(&mesh, &session, b"k", 2, 4), Ok(3));
+        prop_assert_eq!(check_mesh_hello(&mesh, &session, b"k", 2, 4, 3..4), Ok(3));
         mesh[mesh_at] ^= 1 << bit;
-        prop_assert!(check_mesh_hello(&mesh, &session, b"k", 2, 4).is_err());
+        prop_assert!(check_mesh_hello(&mesh, &session, b"k", 2, 4, 3..4).is_err());
     }
 
     /// Notices (refusals and aborts) round-trip any reason, cut to the longest allowed on
@@ -159,6 +159,8 @@ fn raw_mesh(size: usize) -> (Mesh, Vec<TcpStream>) {
         size,
         timeout: Duration::from_secs(2),
         peers,
+        neighbours: (1..size).collect(),
+        on_demand: None,
         scratch: Vec::new(),
         algorithms: crate::algorithm::Forced::NONE,
     };

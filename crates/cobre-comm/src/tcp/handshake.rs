@@ -495,31 +495,33 @@ pub(crate) fn check_hello(
 }
 
 /// Rank `rank`'s check of a complete mesh hello in session `session` of a job of `size`
-/// ranks under `key`: the rank that connects (above `rank`), or why it is refused.
+/// ranks under `key`, from one of the ranks `from` (those above `rank` at start-up, those
+/// below it for a connection opened later): the rank that connects, or why it is refused.
 pub(crate) fn check_mesh_hello(
     bytes: &[u8; MESH_HELLO_BYTES],
     session: &Session,
     key: &[u8],
     rank: usize,
     size: usize,
+    from: std::ops::Range<usize>,
 ) -> Result<usize, String> {
     let hello = MeshHello::decode(bytes)?;
-    let from = hello.from as usize;
+    let sender = hello.from as usize;
     if hello.session != *session {
         return Err("the peer belongs to another job (session differs)".into());
     }
-    if hello.to as usize != rank || from <= rank || from >= size {
+    if hello.to as usize != rank || !from.contains(&sender) || sender >= size {
         return Err(format!(
-            "the peer says it is rank {from} connecting to rank {}, expected a rank from {} to {} connecting to rank {rank}",
+            "the peer says it is rank {sender} connecting to rank {}, expected a rank from {} to {} connecting to rank {rank}",
             hello.to,
-            rank + 1,
-            size.saturating_sub(1)
+            from.start,
+            from.end.min(size).saturating_sub(1)
         ));
     }
     if !hello.verify(key) {
         return Err("the peer did not prove the shared token".into());
     }
-    Ok(from)
+    Ok(sender)
 }
 
 /// Random bytes from the operating system.
@@ -555,15 +557,22 @@ mod tests {
         let session = [5_u8; 16];
         let m = |s, from, to, key: &[u8]| MeshHello::new(key, s, from, to).encode();
         assert_eq!(
-            check_mesh_hello(&m(session, 3, 1, b"k"), &session, b"k", 1, 4),
+            check_mesh_hello(&m(session, 3, 1, b"k"), &session, b"k", 1, 4, 2..4),
             Ok(3)
         );
-        let err = |bytes| check_mesh_hello(&bytes, &session, b"k", 1, 4).unwrap_err();
+        let err = |bytes| check_mesh_hello(&bytes, &session, b"k", 1, 4, 2..4).unwrap_err();
         assert!(err(m([6; 16], 3, 1, b"k")).contains("another job"));
         assert!(err(m(session, 3, 2, b"k")).contains("connecting to rank 1"));
         assert!(err(m(session, 1, 1, b"k")).contains("expected a rank from 2 to 3"));
         assert!(err(m(session, 4, 1, b"k")).contains("expected a rank from 2 to 3"));
         assert!(err(m(session, 3, 1, b"x")).contains("did not prove the shared token"));
+        // A connection opened during the job comes from below.
+        assert_eq!(
+            check_mesh_hello(&m(session, 0, 2, b"k"), &session, b"k", 2, 4, 0..2),
+            Ok(0)
+        );
+        let later = check_mesh_hello(&m(session, 3, 2, b"k"), &session, b"k", 2, 4, 0..2);
+        assert!(later.unwrap_err().contains("expected a rank from 0 to 1"));
         let mut forged = m(session, 3, 1, b"k");
         forged[40] ^= 1;
         assert!(err(forged).contains("did not prove"));

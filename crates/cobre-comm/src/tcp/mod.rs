@@ -46,6 +46,7 @@ pub(crate) mod frame;
 #[cfg(test)]
 mod fuzz_tests;
 pub(crate) mod handshake;
+pub(crate) mod neighbours;
 mod rendezvous;
 mod split;
 pub(crate) mod transport;

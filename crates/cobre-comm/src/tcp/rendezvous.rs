@@ -1,12 +1,15 @@
-//! Rendezvous at rank 0 and construction of the full mesh.
+//! Rendezvous at rank 0 and construction of the mesh.
 //!
 //! Rank 0 listens (`coordinator.rs`); every other rank connects (`follower.rs`, retrying
 //! until the deadline, so it may start first), answers rank 0's challenge, and announces
 //! the port of its own mesh listener. Rank 0 admits or refuses each hello at once; when
 //! every rank has joined it sends each the session id and everyone's mesh address. Each
-//! rank `s` then connects to every rank `0 < r < s` and accepts the ranks above it,
-//! authenticating each connection with the session id and the token (`mesh.rs`), and
-//! tells rank 0 it is ready; when every rank is ready rank 0 says go, and the job starts.
+//! rank `s` then connects to each of its neighbours `0 < r < s` (`tcp/neighbours.rs`:
+//! `O(log p)` of them) and accepts its neighbours above it, authenticating each connection
+//! with the session id and the token (`mesh.rs`), and tells rank 0 it is ready; when every
+//! rank is ready rank 0 says go, keeps its connections to its own neighbours, closes the
+//! others, and the job starts. Connections between ranks that are not neighbours are
+//! opened later, when an algorithm first needs them (`on_demand.rs`).
 //!
 //! Defences (threat model and tests in `docs/RELIABILITY.md`):
 //! * Connections that have not proved who they are wait in a bounded queue
@@ -23,6 +26,7 @@ mod coordinator;
 mod descriptors;
 mod follower;
 mod mesh;
+pub(crate) mod on_demand;
 mod pending;
 
 use std::io::{self, Read};
@@ -36,6 +40,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::TcpConfig;
 use super::handshake::{KIND_ABORT, MAX_REASON, Notice, PREFIX_BYTES, decode_prefix};
+use super::neighbours::neighbours;
 use super::transport::{Mesh, Peer};
 use crate::types::BackendError;
 
@@ -51,16 +56,18 @@ const TICK: Duration = Duration::from_millis(100);
 pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
     config.validate()?;
     descriptors::ensure(config.rank, config.size)?;
-    let streams = match (config.size, config.rank) {
-        (1, _) => vec![None],
-        (_, 0) => coordinator::run(config)?,
-        _ => follower::run(config)?,
+    let (streams, on_demand) = match (config.size, config.rank) {
+        (1, _) => (vec![None], None),
+        (_, 0) => coordinator::run(config).map(|(s, o)| (s, Some(o)))?,
+        _ => follower::run(config).map(|(s, o)| (s, Some(o)))?,
     };
     Ok(Mesh {
         rank: config.rank,
         size: config.size,
         timeout: config.timeout,
         peers: into_peers(streams)?,
+        neighbours: neighbours(config.rank, config.size),
+        on_demand,
         scratch: Vec::new(),
         algorithms: config.algorithms,
     })

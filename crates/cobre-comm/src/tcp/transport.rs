@@ -1,10 +1,12 @@
-//! The full mesh of connections and its progress engine.
+//! The mesh of connections and its progress engine.
 //!
 //! A collective is a sequence of *exchanges*: sets of frames to send and frames to receive
 //! that all make progress at once (non-blocking sockets and `poll`), so two ranks sending
 //! each other megabytes never deadlock on full socket buffers. While it waits, an exchange
 //! watches every connection of the mesh, not only the ones it uses: a peer that closes
 //! (a `kill -9`), an abort report, or a frame of a different collective is seen at once.
+//! It also accepts the connections lower ranks open to it the first time an algorithm
+//! needs them, and opens those it needs to higher ranks (`rendezvous/on_demand.rs`).
 //! A wait that makes no progress for the configured timeout fails naming the silent ranks.
 
 use std::io::{self, IoSlice, Read};
@@ -19,6 +21,7 @@ use super::frame::{
     self, ABORT_EXIT, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame,
     HEADER_BYTES, MAX_ABORT_PAYLOAD,
 };
+use super::rendezvous::on_demand::OnDemand;
 use crate::call::Transport;
 use crate::fingerprint::Fingerprint;
 use crate::types::CommError;
@@ -171,8 +174,14 @@ pub(crate) struct Mesh {
     pub rank: usize,
     pub size: usize,
     pub timeout: Duration,
-    /// One connection per other rank (`None` at this rank's index).
+    /// One connection per other rank (`None` at this rank's index, and for the ranks not
+    /// connected yet).
     pub peers: Vec<Option<Peer>>,
+    /// The ranks connected from the start (`tcp/neighbours.rs`).
+    pub neighbours: Vec<usize>,
+    /// What opens the other connections when an exchange first needs them (`None` in a
+    /// job of one rank, and in tests whose mesh is complete).
+    pub on_demand: Option<OnDemand>,
     /// Reusable space for the pieces an allreduce receives (kept between calls; as large
     /// as the largest allreduce so far, times `(n - 1) / n` or `(n - 1)`).
     pub scratch: Vec<u64>,
@@ -560,11 +569,67 @@ impl Mesh {
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
     ) -> Result<(), Fail> {
-        let result = self.progress_all(fp, sends, recvs);
+        let result = self
+            .dial_missing(fp, sends, recvs)
+            .and_then(|()| self.progress_all(fp, sends, recvs));
         if result.is_err() {
             self.finish_started(sends);
         }
         result
+    }
+
+    /// Connects to the ranks above this one that the exchange involves and that have no
+    /// connection yet (the ranks below dial this one: [`Mesh::progress_all`] accepts them).
+    fn dial_missing(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &[SendOp<'_>],
+        recvs: &[RecvOp<'_>],
+    ) -> Result<(), Fail> {
+        let involved = sends
+            .iter()
+            .map(|s| s.peer)
+            .chain(recvs.iter().map(|r| r.peer));
+        for p in involved {
+            if p <= self.rank || self.peers[p].is_some() {
+                continue;
+            }
+            let Some(on_demand) = &self.on_demand else {
+                return Err(self.lost(fp.op.name(), p, "no connection to this rank"));
+            };
+            let stream = on_demand
+                .dial(p, self.timeout)
+                .map_err(|why| self.lost(fp.op.name(), p, &why))?;
+            let peer = Peer::new(stream).map_err(|e| {
+                self.lost(
+                    fp.op.name(),
+                    p,
+                    &format!("cannot configure the connection: {e}"),
+                )
+            })?;
+            self.peers[p] = Some(peer);
+        }
+        Ok(())
+    }
+
+    /// Takes the connections lower ranks opened to this one, after a poll that reported
+    /// `revents` for what [`OnDemand::watched`] listed. Returns whether one arrived.
+    fn accept_new(&mut self, op: &'static str, revents: &[PollFlags]) -> Result<bool, Fail> {
+        let Some(on_demand) = self.on_demand.as_mut() else {
+            return Ok(false);
+        };
+        let peers = &self.peers;
+        let accepted = on_demand
+            .progress(revents, |p| peers[p].is_some())
+            .map_err(|why| self.lost(op, self.rank, &why))?;
+        let any = !accepted.is_empty();
+        for a in accepted {
+            let peer = Peer::new(a.stream).map_err(|e| {
+                self.lost(op, a.rank, &format!("cannot configure the connection: {e}"))
+            })?;
+            self.peers[a.rank] = Some(peer);
+        }
+        Ok(any)
     }
 
     /// Completes the frames of `sends` that are partly sent, within a short deadline.
@@ -599,11 +664,16 @@ impl Mesh {
         let mut spin_until = last_progress + SPIN;
         loop {
             let mut moved = false;
+            // A frame to or from a rank below that has not connected yet waits for it.
             for s in sends.iter_mut().filter(|s| !s.finished()) {
-                moved |= self.progress_send(fp, s)?;
+                if self.peers[s.peer].is_some() {
+                    moved |= self.progress_send(fp, s)?;
+                }
             }
             for r in recvs.iter_mut().filter(|r| !r.finished()) {
-                moved |= self.progress_recv(fp, r)?;
+                if self.peers[r.peer].is_some() {
+                    moved |= self.progress_recv(fp, r)?;
+                }
             }
             if sends.iter().all(SendOp::finished) && recvs.iter().all(RecvOp::finished) {
                 return Ok(());
@@ -643,7 +713,18 @@ impl Mesh {
                 fds.push(PollFd::new(&peer.stream, events));
                 fds_peer.push(p);
             }
-            let wait = deadline.saturating_duration_since(now);
+            // And on what brings the connections of lower ranks not connected yet.
+            let peers_polled = fds.len();
+            let mut wake = deadline;
+            if let Some(on_demand) = &self.on_demand {
+                fds.extend(
+                    on_demand
+                        .watched()
+                        .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+                );
+                wake = on_demand.next_expiry().map_or(wake, |e| e.min(wake));
+            }
+            let wait = wake.saturating_duration_since(now);
             match poll(&mut fds, Some(&timespec(wait))) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
@@ -656,7 +737,13 @@ impl Mesh {
                 .map(|(fd, &p)| (p, fd.revents()))
                 .filter(|(_, ev)| !ev.is_empty())
                 .collect();
+            let incoming: Vec<PollFlags> =
+                fds[peers_polled..].iter().map(PollFd::revents).collect();
             drop(fds);
+            if self.accept_new(op, &incoming)? {
+                last_progress = Instant::now();
+                spin_until = last_progress + SPIN;
+            }
             for (p, ev) in ready {
                 if ev.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::RDHUP) {
                     let active = recvs.iter_mut().find(|r| r.peer == p && !r.finished());
@@ -842,12 +929,14 @@ impl Transport for Mesh {
         failure.err.clone()
     }
 
-    /// Sends the refusal to every peer and reads one frame from each: every peer's
-    /// refusal of the same call, or the first frame of a peer that made it (a mismatch).
-    /// Every peer watches every connection during its calls, so the ranks that made the
-    /// call see the refusal at once.
+    /// Sends the refusal to every neighbour and reads one frame from each: every
+    /// neighbour's refusal of the same call, or the first frame of one that made it (a
+    /// mismatch), or its abort. Every rank watches all its connections during its calls,
+    /// so the neighbours that made the call see the refusal at once, fail, and pass their
+    /// abort on to their own connections: it reaches every rank (the neighbours connect
+    /// all ranks, within `log2 p` steps).
     fn refuse(&mut self, refusal: &Fingerprint) -> Result<(), Fail> {
-        let peers: Vec<usize> = (0..self.size).filter(|&p| p != self.rank).collect();
+        let peers = self.neighbours.clone();
         let mut sends: Vec<SendOp<'_>> = peers
             .iter()
             .map(|&p| SendOp::new(p, refusal, &[]))

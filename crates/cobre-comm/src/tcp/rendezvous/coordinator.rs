@@ -1,5 +1,5 @@
 //! Rank 0: admits every other rank, hands out the session and the mesh addresses, waits
-//! until every rank is connected to every other, and starts the job.
+//! until every rank is connected to its neighbours, and starts the job.
 //!
 //! While it waits, rank 0 watches every connection: a rank that joined and then goes
 //! away ends the start-up at once, and rank 0 tells the others which rank it was.
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rustix::event::PollFlags;
 
+use super::on_demand::OnDemand;
 use super::pending::{Handshake, Log, Pending};
 use super::{
     bind_listener, failed, handshake_deadline, list, log, poll_until, readable, send_all,
@@ -19,8 +20,9 @@ use super::{
 use crate::tcp::config::{ENV_TIMEOUT, TcpConfig};
 use crate::tcp::handshake::{
     Challenge, HELLO_BYTES, Hello, KIND_GO, KIND_JOINED, KIND_READY, Nonce, Notice, PREFIX_BYTES,
-    Session, Welcome, check_hello, decode_prefix, prefix, random,
+    SESSION_BYTES, Session, Welcome, check_hello, decode_prefix, prefix, random,
 };
+use crate::tcp::neighbours::are_neighbours;
 use crate::types::BackendError;
 
 /// A rank that has joined.
@@ -37,14 +39,19 @@ struct Member {
 struct Lobby<'a> {
     config: &'a TcpConfig,
     members: Vec<Option<Member>>,
+    /// The session id and the mesh addresses, once handed out.
+    session: Session,
+    addrs: Vec<Option<SocketAddr>>,
 }
 
 /// Rank 0's side of the start-up: the connection to every other rank.
-pub(super) fn run(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
+pub(super) fn run(config: &TcpConfig) -> Result<(Vec<Option<TcpStream>>, OnDemand), BackendError> {
     let deadline = Instant::now() + config.timeout;
     let mut lobby = Lobby {
         config,
         members: (0..config.size).map(|_| None).collect(),
+        session: [0; SESSION_BYTES],
+        addrs: Vec::new(),
     };
     let result = listen(config)
         .and_then(|listener| lobby.gather(&listener, deadline))
@@ -251,10 +258,12 @@ impl Lobby<'_> {
             send_all(&member.stream, &welcome.encode(), left_time)
                 .map_err(|e| left(r, &format!("rank 0 cannot send it the welcome: {e}")))?;
         }
+        self.session = session;
+        self.addrs = addrs;
         Ok(())
     }
 
-    /// Waits until every rank says it is connected to every other.
+    /// Waits until every rank says it is connected to its neighbours.
     fn await_ready(&mut self, deadline: Instant) -> Result<(), String> {
         loop {
             let waiting: Vec<usize> = self
@@ -321,17 +330,31 @@ impl Lobby<'_> {
         Ok(())
     }
 
-    /// Tells every rank to start and hands over the connections.
-    fn start(self) -> Result<Vec<Option<TcpStream>>, BackendError> {
+    /// Tells every rank to start and hands over the connections to rank 0's neighbours;
+    /// the others close (rank 0 read all they sent: the go arrives before the end).
+    fn start(self) -> Result<(Vec<Option<TcpStream>>, OnDemand), BackendError> {
+        let size = self.config.size;
         let mut streams = Vec::with_capacity(self.members.len());
         for (r, member) in self.members.into_iter().enumerate() {
             if let Some(member) = &member {
                 send_small(&member.stream, &prefix(KIND_GO))
                     .map_err(|e| failed(left(r, &format!("rank 0 cannot start it: {e}"))))?;
             }
-            streams.push(member.map(|m| m.stream));
+            streams.push(
+                member
+                    .filter(|_| are_neighbours(0, r, size))
+                    .map(|m| m.stream),
+            );
         }
-        Ok(streams)
+        let on_demand = OnDemand::new(
+            (0, size),
+            None,
+            self.addrs,
+            self.session,
+            self.config.key(),
+            handshake_deadline(self.config),
+        );
+        Ok((streams, on_demand))
     }
 
     /// Tells every joined rank that the start-up failed, and why (best effort: a rank

@@ -1,11 +1,12 @@
 //! Ranks above 0: join rank 0 (retrying until the deadline, so a rank may start before
-//! rank 0 listens), then build the mesh (`mesh.rs`).
+//! rank 0 listens), then connect to the neighbours (`mesh.rs`).
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::on_demand::OnDemand;
 use super::{
     bind_listener, failed, from_rank_0, handshake_deadline, mesh, read_exact_timeout, read_notice,
 };
@@ -34,8 +35,9 @@ pub(super) struct Joined {
     pub welcome: Welcome,
 }
 
-/// A rank above 0's side of the start-up: the connection to every other rank.
-pub(super) fn run(config: &TcpConfig) -> Result<Vec<Option<TcpStream>>, BackendError> {
+/// A rank above 0's side of the start-up: the connection to each neighbour, and what it
+/// needs to open the others later.
+pub(super) fn run(config: &TcpConfig) -> Result<(Vec<Option<TcpStream>>, OnDemand), BackendError> {
     let deadline = Instant::now() + config.timeout;
     let joined = join_rank_0(config, deadline)?;
     mesh::build(config, joined, deadline)

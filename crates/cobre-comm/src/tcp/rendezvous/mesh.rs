@@ -1,8 +1,11 @@
-//! A rank above 0 connects to every rank between 0 and itself and accepts the ranks
-//! above it, all at once and without blocking, while it watches its connection to rank
-//! 0: an abort notice or the loss of rank 0 ends the start-up at once. Incoming
-//! connections wait in a bounded queue with a deadline (`pending.rs`) until they prove
-//! the session and the token; anything else is refused.
+//! A rank above 0 connects to each of its neighbours (`tcp/neighbours.rs`) between 0 and
+//! itself and accepts its neighbours above it, all at once and without blocking, while it
+//! watches its connection to rank 0: an abort notice or the loss of rank 0 ends the
+//! start-up at once. Incoming connections wait in a bounded queue with a deadline
+//! (`pending.rs`) until they prove the session and the token; anything else (a rank that
+//! is not a neighbour included) is refused. The listener is kept for the connections the
+//! job opens later (`on_demand.rs`); the connection to rank 0 only when rank 0 is a
+//! neighbour.
 
 use std::fmt::Write as _;
 use std::io::{self, Read};
@@ -14,6 +17,7 @@ use rustix::event::PollFlags;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::follower::Joined;
+use super::on_demand::OnDemand;
 use super::pending::{Handshake, Log, Pending};
 use super::{
     failed, from_rank_0, handshake_deadline, list, poll_until, readable, send_all, send_small,
@@ -23,6 +27,7 @@ use crate::tcp::handshake::{
     KIND_GO, KIND_MESH_ACK, KIND_READY, MESH_HELLO_BYTES, MeshHello, PREFIX_BYTES, Session,
     check_mesh_hello, decode_prefix, prefix,
 };
+use crate::tcp::neighbours::are_neighbours;
 use crate::types::BackendError;
 
 /// First and longest pause between two attempts to connect to a rank.
@@ -73,19 +78,21 @@ struct Ready {
     links: Vec<usize>,
 }
 
-/// Builds the mesh of a rank that rank 0 welcomed; returns its connection to every rank.
+/// Builds the mesh of a rank that rank 0 welcomed; returns its connection to each
+/// neighbour, and what it needs to open the others later.
 pub(super) fn build(
     config: &TcpConfig,
     joined: Joined,
     deadline: Instant,
-) -> Result<Vec<Option<TcpStream>>, BackendError> {
+) -> Result<(Vec<Option<TcpStream>>, OnDemand), BackendError> {
     let Joined {
         coordinator,
         listener,
         welcome,
     } = joined;
+    let (rank, size) = (config.rank, config.size);
     let mut links = Vec::new();
-    for r in 1..config.rank {
+    for r in (1..rank).filter(|&r| are_neighbours(rank, r, size)) {
         let addr = welcome.addrs[r]
             .ok_or_else(|| failed(format!("rank 0's welcome has no address for rank {r}")))?;
         links.push(Link {
@@ -108,9 +115,25 @@ pub(super) fn build(
     };
     builder.connect_all(deadline).map_err(failed)?;
     builder.ready_and_go(deadline).map_err(failed)?;
-    let mut streams = builder.streams;
-    streams[0] = Some(builder.coordinator);
-    Ok(streams)
+    let Builder {
+        mut streams,
+        coordinator,
+        listener,
+        session,
+        ..
+    } = builder;
+    if are_neighbours(rank, 0, size) {
+        streams[0] = Some(coordinator);
+    }
+    let on_demand = OnDemand::new(
+        (rank, size),
+        Some(listener),
+        welcome.addrs,
+        session,
+        config.key(),
+        handshake_deadline(config),
+    );
+    Ok((streams, on_demand))
 }
 
 /// Reads the ack of a mesh hello.
@@ -162,9 +185,14 @@ fn start_connect(addr: SocketAddr) -> io::Result<Socket> {
 
 impl Builder<'_> {
     fn complete(&self) -> bool {
-        let rank = self.config.rank;
         self.links.iter().all(|l| matches!(l.dial, Dial::Done))
-            && self.streams[rank + 1..].iter().all(Option::is_some)
+            && self.neighbours_above().all(|s| self.streams[s].is_some())
+    }
+
+    /// The neighbours that connect to this rank.
+    fn neighbours_above(&self) -> impl Iterator<Item = usize> + '_ {
+        let (rank, size) = (self.config.rank, self.config.size);
+        (rank + 1..size).filter(move |&s| are_neighbours(rank, s, size))
     }
 
     /// Connects to the ranks below and accepts the ranks above, until all are connected.
@@ -257,10 +285,19 @@ impl Builder<'_> {
         } = handshake;
         let checked = <[u8; MESH_HELLO_BYTES]>::try_from(bytes.as_slice())
             .map_err(|_| "incomplete mesh hello".to_string())
-            .and_then(|b| check_mesh_hello(&b, &self.session, self.config.key(), rank, size))
-            .and_then(|from| match self.streams[from] {
-                Some(_) => Err(format!("rank {from} is already connected")),
-                None => Ok(from),
+            .and_then(|b| {
+                check_mesh_hello(&b, &self.session, self.config.key(), rank, size, rank + 1..size)
+            })
+            .and_then(|from| {
+                if !are_neighbours(rank, from, size) {
+                    return Err(format!(
+                        "rank {from} is not a neighbour of rank {rank}: they connect later, when a collective needs it"
+                    ));
+                }
+                match self.streams[from] {
+                    Some(_) => Err(format!("rank {from} is already connected")),
+                    None => Ok(from),
+                }
             })
             .and_then(|from| {
                 send_small(&stream, &prefix(KIND_MESH_ACK))
@@ -336,9 +373,12 @@ impl Builder<'_> {
             .iter()
             .filter(|l| !matches!(l.dial, Dial::Done))
             .collect();
-        let above = (rank + 1..self.config.size).filter(|&s| self.streams[s].is_none());
+        let above: Vec<usize> = self
+            .neighbours_above()
+            .filter(|&s| self.streams[s].is_none())
+            .collect();
         let mut message = format!(
-            "rank {rank} waited {:?} ({ENV_TIMEOUT}) for its connections to the other ranks",
+            "rank {rank} waited {:?} ({ENV_TIMEOUT}) for its connections to its neighbours",
             self.config.timeout
         );
         if !below.is_empty() {
@@ -357,7 +397,7 @@ impl Builder<'_> {
         message
     }
 
-    /// Tells rank 0 this rank is connected to every other, and waits for the go.
+    /// Tells rank 0 this rank is connected to its neighbours, and waits for the go.
     fn ready_and_go(&mut self, deadline: Instant) -> Result<(), String> {
         let rank = self.config.rank;
         let left = deadline.saturating_duration_since(Instant::now());

@@ -85,21 +85,23 @@ impl<T> Pending<T> {
     }
 
     /// Takes every connection waiting in `listener`'s backlog. `greet` sends each its first
-    /// message (or refuses it) and returns what to keep about it.
+    /// message (or refuses it) and returns what to keep about it. Returns the error of an
+    /// accept that failed because this process has no descriptor left (the caller decides
+    /// whether that ends its job); other failures are logged.
     pub(super) fn accept_all(
         &mut self,
         listener: &TcpListener,
         log: &mut Log,
         mut greet: impl FnMut(&TcpStream) -> Result<T, String>,
-    ) {
+    ) -> Option<io::Error> {
         for _ in 0..MAX_ACCEPTS_PER_TURN {
             let (stream, addr) = match listener.accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log.line(&format!("accept failed: {e}"));
-                    return;
+                    return out_of_descriptors(&e).then_some(e);
                 }
             };
             let state = stream
@@ -111,6 +113,7 @@ impl<T> Pending<T> {
                 Err(reason) => log.refused(addr, &reason),
             }
         }
+        None
     }
 
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr, state: T, log: &mut Log) {
@@ -175,6 +178,14 @@ impl<T> Pending<T> {
             }
         }
     }
+}
+
+/// Whether `e` says this process (`EMFILE`) or the system (`ENFILE`) has no file
+/// descriptor left.
+pub(super) fn out_of_descriptors(e: &io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(rustix::io::Errno::MFILE.raw_os_error())
+        || code == Some(rustix::io::Errno::NFILE.raw_os_error())
 }
 
 /// The refusals of one listener on standard error, at most [`LOG_LINES_PER_SECOND`]
