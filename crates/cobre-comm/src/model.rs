@@ -311,9 +311,19 @@ struct Message {
 
 #[derive(Default)]
 struct Inbox {
-    /// The messages not yet received, per sender.
-    queue: Mutex<HashMap<usize, VecDeque<Message>>>,
+    queue: Mutex<Queue>,
     arrived: Condvar,
+}
+
+/// What an inbox holds.
+#[derive(Default)]
+struct Queue {
+    /// The messages not yet received, per sender.
+    from: HashMap<usize, VecDeque<Message>>,
+    /// The sender its rank waits for, if it waits: only that sender's post wakes it (a
+    /// rank of a large job receives from thousands of ranks; waking it at each would cost
+    /// `p` wake-ups per message it waits for).
+    awaited: Option<usize>,
 }
 
 impl SimNet {
@@ -354,14 +364,12 @@ impl SimNet {
 
     fn post(&self, from: usize, to: usize, message: Message) {
         let inbox = &self.inboxes[to];
-        inbox
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(from)
-            .or_default()
-            .push_back(message);
-        inbox.arrived.notify_all();
+        let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.from.entry(from).or_default().push_back(message);
+        if queue.awaited == Some(from) {
+            drop(queue);
+            inbox.arrived.notify_all();
+        }
     }
 
     /// Waits for the next message from `from` to `to`; why not, when another rank failed
@@ -371,7 +379,8 @@ impl SimNet {
         let deadline = Instant::now() + STUCK;
         let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(message) = queue.get_mut(&from).and_then(VecDeque::pop_front) {
+            if let Some(message) = queue.from.get_mut(&from).and_then(VecDeque::pop_front) {
+                queue.awaited = None;
                 return Ok(message);
             }
             if self.failed.load(Ordering::SeqCst) {
@@ -385,6 +394,7 @@ impl SimNet {
                     "rank {to} waited {STUCK:?} for a message from rank {from} that never came"
                 ));
             }
+            queue.awaited = Some(from);
             queue = inbox
                 .arrived
                 .wait_timeout(queue, left)

@@ -1236,6 +1236,31 @@ fn rank_0_listens_on_loopback_unless_told_otherwise() {
     );
 }
 
+/// A rank that has used up its descriptors when a call needs a new connection gets an
+/// error naming the limit and the fix, and every other rank fails instead of waiting.
+#[test]
+fn running_out_of_descriptors_during_a_call_names_the_limit() {
+    // On 6 ranks rank 0 and rank 3 are not neighbours: the 1 MiB allreduce makes rank 0
+    // dial rank 3, after rank 0 has filled its descriptor table.
+    let report = job_of("descriptors_exhausted", 6, &[]).finish(Duration::from_secs(60));
+    for (r, rank) in report.ranks.iter().enumerate() {
+        assert_eq!(passed(rank), Some(true), "rank {r}:\n{}", rank.output());
+        let line = rank
+            .stdout
+            .lines()
+            .find(|l| l.contains("FAILED:"))
+            .unwrap_or_else(|| panic!("rank {r}: no failure:\n{}", rank.output()));
+        // Rank 0 drops out of the job: every rank names it, none blames rank 3.
+        assert!(line.contains("lost rank 0"), "rank {r}: {line}");
+        assert!(
+            line.contains("cannot connect to rank 3")
+                && line.contains("RLIMIT_NOFILE")
+                && line.contains("ulimit -n 32"),
+            "rank {r}: {line}"
+        );
+    }
+}
+
 /// The body of every child process; does nothing in a normal test run.
 /// A rank whose hard descriptor limit is below what its job needs stops before joining,
 /// naming the limit and the fix; a rank whose soft limit is too low raises it and joins.
@@ -1309,6 +1334,7 @@ fn child_rank() {
             let err = TcpBackend::from_env().expect_err("too few descriptors");
             println!("REFUSED: {err}");
         }
+        "descriptors_exhausted" => role_descriptors_exhausted(),
         "descriptor_soft_limit" => {
             set_descriptor_limit(24, u64::MAX);
             let comm = TcpBackend::from_env().expect("join");
@@ -1359,6 +1385,28 @@ fn child_rank() {
         "connections_on_go" => role_connections(true),
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Role `descriptors_exhausted`: rank 0 takes every descriptor its (lowered) limit leaves,
+/// then every rank makes a 1 MiB allreduce, which needs new connections.
+fn role_descriptors_exhausted() {
+    let comm = TcpBackend::from_env().expect("join");
+    small(&comm);
+    let mut held = Vec::new();
+    if comm.rank() == 0 {
+        // Lowering a limit is always allowed; then take every descriptor left.
+        set_descriptor_limit(256, u64::MAX);
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            held.push(file);
+        }
+    }
+    let send = vec![1.0_f64; 1 << 17];
+    let mut recv = vec![0.0; 1 << 17];
+    let err = comm
+        .allreduce(&send, &mut recv, ReduceOp::Sum)
+        .expect_err("rank 0 cannot connect to rank 3");
+    println!("FAILED: {err}");
+    drop(held);
 }
 
 /// Role `conformance`: the whole suite.

@@ -54,7 +54,7 @@ pub(crate) const KIND_MESH_ACK: u8 = 6;
 pub(crate) const KIND_JOINED: u8 = 7;
 /// Rank 0 ends the start-up (a rank was lost, the rendezvous timed out).
 pub(crate) const KIND_ABORT: u8 = 8;
-/// A rank has connected to every other rank.
+/// A rank has connected to its neighbours.
 pub(crate) const KIND_READY: u8 = 9;
 /// Every rank is ready: the job starts.
 pub(crate) const KIND_GO: u8 = 10;

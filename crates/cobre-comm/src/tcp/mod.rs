@@ -5,8 +5,11 @@
 //!   rank 0). A handshake checks the magic number, protocol version, rank range, duplicate
 //!   ranks, job size and the token (HMAC-SHA256 over random nonces, never sent in clear);
 //!   a connection that fails it is refused and logged, and the job goes on.
-//! * **Mesh**: every pair of ranks then gets its own connection, so no collective funnels
-//!   through rank 0. IPv4 and IPv6; `TCP_NODELAY` and keepalive on every connection.
+//! * **Mesh**: each rank then connects to its neighbours, the ranks at distance `2^k`
+//!   either way round the ring (`neighbours.rs`, `O(log p)`), so no collective funnels
+//!   through rank 0; a connection to any other rank is opened the first time an algorithm
+//!   needs it (`rendezvous/on_demand.rs`). IPv4 and IPv6; `TCP_NODELAY` and keepalive on
+//!   every connection.
 //! * **Algorithms**: one entry file per collective (`allreduce.rs`, `allgatherv.rs`,
 //!   `broadcast.rs`, `barrier.rs`) picks a named algorithm, forced or by size and rank
 //!   count, and runs it from its own file. Small messages go in one round of direct
@@ -20,8 +23,8 @@
 //! * **Frames** (`frame.rs`): a 64-byte header with the collective's fingerprint; lengths
 //!   are checked against the local call before any payload is read.
 //! * **Failures** (`transport.rs`): a closed connection is reported at once naming the
-//!   rank, and the rank that sees a failure tells every other rank (an abort frame), so all
-//!   survivors fail fast; a silent peer is reported after `COBRE_TCP_TIMEOUT_SECS`. After
+//!   rank, and the rank that sees a failure tells every rank it is connected to (an abort
+//!   frame), which pass it on, so all survivors fail fast; a silent peer is reported after `COBRE_TCP_TIMEOUT_SECS`. After
 //!   such an error the communicator is poisoned. Dropping it says goodbye to every peer.
 
 mod allgatherv;

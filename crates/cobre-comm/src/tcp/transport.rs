@@ -21,7 +21,7 @@ use super::frame::{
     self, ABORT_EXIT, ABORT_LOST, ABORT_MISMATCH, ABORT_PROTOCOL, AbortReport, DataError, Frame,
     HEADER_BYTES, MAX_ABORT_PAYLOAD,
 };
-use super::rendezvous::on_demand::OnDemand;
+use super::rendezvous::on_demand::{DialError, OnDemand};
 use crate::call::Transport;
 use crate::fingerprint::Fingerprint;
 use crate::types::CommError;
@@ -166,6 +166,13 @@ impl<'a> RecvOp<'a> {
     fn started(&self) -> bool {
         self.hdone > 0
     }
+}
+
+/// What woke [`Mesh::wait`]: the peers with events, and the events of what
+/// [`OnDemand::watched`] listed.
+struct Woken {
+    ready: Vec<(usize, PollFlags)>,
+    incoming: Vec<PollFlags>,
 }
 
 /// Every connection of this rank.
@@ -597,9 +604,11 @@ impl Mesh {
             let Some(on_demand) = &self.on_demand else {
                 return Err(self.lost(fp.op.name(), p, "no connection to this rank"));
             };
-            let stream = on_demand
-                .dial(p, self.timeout)
-                .map_err(|why| self.lost(fp.op.name(), p, &why))?;
+            // A rank out of descriptors drops out of the job itself: it names itself.
+            let stream = on_demand.dial(p, self.timeout).map_err(|e| match e {
+                DialError::Peer(why) => self.lost(fp.op.name(), p, &why),
+                DialError::Exhausted(why) => self.lost(fp.op.name(), self.rank, &why),
+            })?;
             let peer = Peer::new(stream).map_err(|e| {
                 self.lost(
                     fp.op.name(),
@@ -660,7 +669,6 @@ impl Mesh {
         let op = fp.op.name();
         let mut last_progress = Instant::now();
         let mut watch_input = vec![true; self.size];
-        let mut fds_peer: Vec<usize> = Vec::with_capacity(self.size);
         let mut spin_until = last_progress + SPIN;
         loop {
             let mut moved = false;
@@ -693,53 +701,7 @@ impl Mesh {
             if now >= deadline {
                 return Err(self.timed_out(fp, sends, recvs));
             }
-            // Wait on every connection of the mesh.
-            fds_peer.clear();
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.size);
-            for (p, peer) in self.peers.iter().enumerate() {
-                let Some(peer) = peer else { continue };
-                if peer.eof {
-                    continue;
-                }
-                let reading = recvs.iter().any(|r| r.peer == p && !r.finished());
-                let writing = sends.iter().any(|s| s.peer == p && !s.finished());
-                let mut events = PollFlags::RDHUP;
-                if reading || (watch_input[p] && !peer.departed) {
-                    events |= PollFlags::IN;
-                }
-                if writing {
-                    events |= PollFlags::OUT;
-                }
-                fds.push(PollFd::new(&peer.stream, events));
-                fds_peer.push(p);
-            }
-            // And on what brings the connections of lower ranks not connected yet.
-            let peers_polled = fds.len();
-            let mut wake = deadline;
-            if let Some(on_demand) = &self.on_demand {
-                fds.extend(
-                    on_demand
-                        .watched()
-                        .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
-                );
-                wake = on_demand.next_expiry().map_or(wake, |e| e.min(wake));
-            }
-            let wait = wake.saturating_duration_since(now);
-            match poll(&mut fds, Some(&timespec(wait))) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    return Err(self.lost(op, self.rank, &format!("poll failed: {e}")));
-                }
-            }
-            let ready: Vec<(usize, PollFlags)> = fds
-                .iter()
-                .zip(&fds_peer)
-                .map(|(fd, &p)| (p, fd.revents()))
-                .filter(|(_, ev)| !ev.is_empty())
-                .collect();
-            let incoming: Vec<PollFlags> =
-                fds[peers_polled..].iter().map(PollFd::revents).collect();
-            drop(fds);
+            let Woken { ready, incoming } = self.wait(op, sends, recvs, &watch_input, deadline)?;
             if self.accept_new(op, &incoming)? {
                 last_progress = Instant::now();
                 spin_until = last_progress + SPIN;
@@ -766,6 +728,65 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// Sleeps in `poll` until a connection of the mesh is ready for what the exchange
+    /// needs (or has input while `watch_input` says to look at it), a lower rank connects,
+    /// or `deadline` (or the next handshake expiry) comes. Returns the peers with events,
+    /// and the events of what [`OnDemand::watched`] listed.
+    fn wait(
+        &self,
+        op: &'static str,
+        sends: &[SendOp<'_>],
+        recvs: &[RecvOp<'_>],
+        watch_input: &[bool],
+        deadline: Instant,
+    ) -> Result<Woken, Fail> {
+        let mut fds_peer: Vec<usize> = Vec::with_capacity(self.size);
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.size);
+        for (p, peer) in self.peers.iter().enumerate() {
+            let Some(peer) = peer else { continue };
+            if peer.eof {
+                continue;
+            }
+            let reading = recvs.iter().any(|r| r.peer == p && !r.finished());
+            let writing = sends.iter().any(|s| s.peer == p && !s.finished());
+            let mut events = PollFlags::RDHUP;
+            if reading || (watch_input[p] && !peer.departed) {
+                events |= PollFlags::IN;
+            }
+            if writing {
+                events |= PollFlags::OUT;
+            }
+            fds.push(PollFd::new(&peer.stream, events));
+            fds_peer.push(p);
+        }
+        // And on what brings the connections of lower ranks not connected yet.
+        let peers_polled = fds.len();
+        let mut wake = deadline;
+        if let Some(on_demand) = &self.on_demand {
+            fds.extend(
+                on_demand
+                    .watched()
+                    .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+            );
+            wake = on_demand.next_expiry().map_or(wake, |e| e.min(wake));
+        }
+        let wait = wake.saturating_duration_since(Instant::now());
+        match poll(&mut fds, Some(&timespec(wait))) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(self.lost(op, self.rank, &format!("poll failed: {e}")));
+            }
+        }
+        let ready = fds
+            .iter()
+            .zip(&fds_peer)
+            .map(|(fd, &p)| (p, fd.revents()))
+            .filter(|(_, ev)| !ev.is_empty())
+            .collect();
+        let incoming = fds[peers_polled..].iter().map(PollFd::revents).collect();
+        Ok(Woken { ready, incoming })
     }
 
     fn timed_out(&self, fp: &Fingerprint, sends: &[SendOp<'_>], recvs: &[RecvOp<'_>]) -> Fail {

@@ -88,7 +88,9 @@ pub(super) fn ensure(rank: usize, size: usize) -> Result<(), BackendError> {
 /// left.
 pub(super) fn exhausted(rank: usize, size: usize, doing: &str) -> String {
     let limit = getrlimit(Resource::Nofile);
-    let want = open_now() + size as u64 + RESERVE;
+    // What is open cannot be counted now (that needs a descriptor): the job may need a
+    // connection per rank on top of what the soft limit allows.
+    let want = limit.current.map_or(0, |soft| soft + size as u64 + RESERVE);
     format!(
         "rank {rank} of a tcp job of {size} ranks cannot {doing}: this process has no file \
          descriptor left (RLIMIT_NOFILE: soft limit {}, hard limit {}); a rank holds a \

@@ -51,6 +51,14 @@ impl std::fmt::Debug for OnDemand {
     }
 }
 
+/// Why [`OnDemand::dial`] failed.
+pub(crate) enum DialError {
+    /// The other rank cannot be reached (it ended, or its address is unknown).
+    Peer(String),
+    /// This process has no file descriptor left.
+    Exhausted(String),
+}
+
 /// A connection this rank accepted and authenticated: from rank `rank`.
 pub(crate) struct Accepted {
     pub rank: usize,
@@ -81,21 +89,22 @@ impl OnDemand {
     /// Connects to rank `to` (above this rank) within `timeout` and sends the mesh hello.
     ///
     /// # Errors
-    /// Why the connection could not be made: the rank's address is unknown, nobody
+    /// Why the connection could not be made: the rank's address is unknown or nobody
     /// listens there any more (the rank ended), or this process has no descriptor left
     /// (the message then names the limit and how to raise it).
-    pub(crate) fn dial(&self, to: usize, timeout: Duration) -> Result<TcpStream, String> {
-        let addr = self
-            .addrs
-            .get(to)
-            .copied()
-            .flatten()
-            .ok_or_else(|| format!("rank 0 handed out no address for rank {to}"))?;
+    pub(crate) fn dial(&self, to: usize, timeout: Duration) -> Result<TcpStream, DialError> {
+        let addr = self.addrs.get(to).copied().flatten().ok_or_else(|| {
+            DialError::Peer(format!("rank 0 handed out no address for rank {to}"))
+        })?;
         let fail = |e: io::Error| {
             if out_of_descriptors(&e) {
-                descriptors::exhausted(self.rank, self.size, &format!("connect to rank {to}"))
+                DialError::Exhausted(descriptors::exhausted(
+                    self.rank,
+                    self.size,
+                    &format!("connect to rank {to}"),
+                ))
             } else {
-                format!("cannot connect to rank {to} at {addr}: {e}")
+                DialError::Peer(format!("cannot connect to rank {to} at {addr}: {e}"))
             }
         };
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
