@@ -95,11 +95,14 @@ pub enum Algorithm {
     /// to rank `r - 2^k` and receives as much from rank `r + 2^k`; `ceil(log2 p)` rounds
     /// for any `p`, not only powers of two.
     Bruck = 9,
+    /// The root's data scattered down a binomial tree, then gathered by Bruck's
+    /// allgather: every message between ranks at distance `2^k`.
+    ScatterBruck = 10,
 }
 
 impl Algorithm {
     /// Every algorithm.
-    pub const ALL: [Algorithm; 9] = [
+    pub const ALL: [Algorithm; 10] = [
         Algorithm::Direct,
         Algorithm::ReduceScatterAllgather,
         Algorithm::SingleCopy,
@@ -109,6 +112,7 @@ impl Algorithm {
         Algorithm::Binomial,
         Algorithm::Ring,
         Algorithm::Bruck,
+        Algorithm::ScatterBruck,
     ];
 
     /// The algorithm's name, as in the `*_ALGORITHMS` variables and in messages.
@@ -124,6 +128,7 @@ impl Algorithm {
             Algorithm::Binomial => "binomial",
             Algorithm::Ring => "ring",
             Algorithm::Bruck => "bruck",
+            Algorithm::ScatterBruck => "scatter-bruck",
         }
     }
 

@@ -561,45 +561,56 @@ mod tests {
         assert!(why.contains("another simulated rank failed"), "{why}");
     }
 
-    /// The algorithms picked for small calls (and the ring allgatherv for large gathers)
-    /// talk only to the neighbours a tcp rank connects to at start-up, at every job size
-    /// and root: no connection is opened during those calls.
+    /// The algorithms picked for small calls, the ring allgatherv and `scatter-bruck`
+    /// (picked for large broadcasts on many ranks; forced here at every size) talk only to
+    /// the neighbours a tcp rank connects to at start-up, at every job size and root: no
+    /// connection is opened during those calls.
     #[test]
-    fn small_calls_and_the_ring_use_only_the_start_up_connections() {
+    fn small_calls_the_ring_and_scatter_bruck_use_only_the_start_up_connections() {
         use crate::tcp::neighbours::neighbours;
-        let sizes = (1..=33).chain([63, 64, 65, 100, 127, 128, 129, 1000]);
+        let scatter_bruck =
+            Forced::parse("broadcast=scatter-bruck", crate::tcp_config::ALGORITHMS).unwrap();
+        let sizes = (1..=33).chain([63, 64, 65, 100, 127, 128, 129, 256, 257, 1000]);
         for ranks in sizes {
-            let job = Job::new(ranks, 1, Network::LOOPBACK);
             let cases = [
-                (Op::Allreduce, 8),
-                (Op::Allreduce, 8 << 10),
-                (Op::Allgatherv, 8 << 10),
-                (Op::Allgatherv, 1 << 20),
-                (Op::Broadcast, 8 << 10),
-                (Op::Barrier, 0),
+                (Op::Allreduce, 8, Forced::NONE),
+                (Op::Allreduce, 8 << 10, Forced::NONE),
+                (Op::Allgatherv, 8 << 10, Forced::NONE),
+                (Op::Allgatherv, 1 << 20, Forced::NONE),
+                (Op::Broadcast, 8 << 10, Forced::NONE),
+                (Op::Broadcast, 1 << 20, scatter_bruck),
+                (Op::Broadcast, 1 << 20, Forced::NONE),
+                (Op::Barrier, 0, Forced::NONE),
             ];
             let roots = [0, ranks / 3, ranks - 1];
             let runs = cases
                 .iter()
-                .flat_map(|&(op, bytes)| roots.iter().map(move |&root| (op, bytes, root)))
-                .filter(|&(op, bytes, root)| {
-                    (op == Op::Broadcast || root == 0) && (ranks <= 200 || bytes <= 8 << 10)
+                .flat_map(|&case| roots.iter().map(move |&root| (case, root)))
+                .filter(|&((op, bytes, forced), root)| {
+                    let sparse = forced != Forced::NONE || ranks >= 256;
+                    (op == Op::Broadcast || root == 0)
+                        && (ranks <= 200 || bytes <= 8 << 10 || op == Op::Broadcast)
+                        && (op != Op::Broadcast || bytes < 1 << 20 || sparse)
                 });
-            for (op, bytes, root) in runs {
+            for ((op, bytes, forced), root) in runs {
+                let job = Job {
+                    forced,
+                    ..Job::new(ranks, 1, Network::LOOPBACK)
+                };
                 for (rank, (_, peers)) in job.run(op, bytes, root).unwrap().iter().enumerate() {
                     let allowed = neighbours(rank, ranks);
                     assert!(
                         peers.iter().all(|p| allowed.contains(p)),
-                        "{op:?} of {bytes} B (root {root}) on {ranks} ranks: rank {rank} used {peers:?}, connected to {allowed:?}"
+                        "{op:?} of {bytes} B (root {root}, {forced}) on {ranks} ranks: rank {rank} used {peers:?}, connected to {allowed:?}"
                     );
                 }
             }
         }
-        // A large allreduce talks to every rank (each owner gathers its chunk).
-        let p = Job::new(12, 1, Network::LOOPBACK)
-            .predict(Op::Allreduce, 1 << 20)
-            .unwrap();
-        assert_eq!(p.connections, 11);
+        // A large allreduce talks to every rank (each owner gathers its chunk), and so does
+        // a large broadcast on fewer ranks than `scatter-bruck` needs to be ahead.
+        let job = Job::new(12, 1, Network::LOOPBACK);
+        assert_eq!(job.predict(Op::Allreduce, 1 << 20).unwrap().connections, 11);
+        assert_eq!(job.predict(Op::Broadcast, 1 << 20).unwrap().connections, 11);
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub const ALGORITHMS: &Table = &[
             Algorithm::Direct,
             Algorithm::ScatterAllgather,
             Algorithm::Binomial,
+            Algorithm::ScatterBruck,
         ],
     ),
     (Op::Barrier, &[Algorithm::Dissemination]),

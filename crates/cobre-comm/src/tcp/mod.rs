@@ -41,6 +41,7 @@ mod broadcast;
 mod broadcast_binomial;
 mod broadcast_direct;
 mod broadcast_scatter_allgather;
+mod broadcast_scatter_bruck;
 pub(crate) mod exchange;
 pub use crate::tcp_config as config;
 #[cfg(test)]

@@ -6,10 +6,11 @@
 //! connections per rank, not 1023.
 //!
 //! The relation is symmetric (`q` is a neighbour of `r` exactly when `r` is one of `q`),
-//! so both ends of every start-up connection expect it. The algorithms that talk to every
-//! rank (the one-round `direct` ones, picked on up to 4 ranks where every rank is a
-//! neighbour, and the large-buffer allreduce and broadcast) open the connections they lack
-//! the first time they need them (`rendezvous/on_demand.rs`).
+//! so both ends of every start-up connection expect it. The large broadcast from 256 ranks
+//! (`scatter-bruck`) stays between neighbours too. The algorithms that talk to every rank
+//! (the one-round `direct` ones, picked on up to 4 ranks where every rank is a neighbour;
+//! the large allreduce; the large broadcast below 256 ranks) open the connections they
+//! lack the first time they need them (`rendezvous/on_demand.rs`).
 
 /// The neighbours of `rank` in a job of `size` ranks, in increasing order.
 pub(crate) fn neighbours(rank: usize, size: usize) -> Vec<usize> {

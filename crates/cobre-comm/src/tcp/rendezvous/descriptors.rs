@@ -1,9 +1,9 @@
 //! File descriptors: a tcp rank starts with a connection per neighbour (`O(log p)`, see
 //! `tcp/neighbours.rs`), rank 0 with one per rank while the job forms, and any rank may
-//! later open one to every other rank (the large-buffer allreduce and broadcast talk to
-//! everyone). A soft limit of 1024 descriptors per process is common; before joining, the
-//! rank raises its soft limit as far as a connection to every rank would need (never past
-//! the hard limit, which only an administrator can raise). When even the hard limit is
+//! later open one to every other rank (the large allreduce, and the large broadcast below
+//! 256 ranks, talk to everyone). A soft limit of 1024 descriptors per process is common;
+//! before joining, the rank raises its soft limit as far as a connection to every rank
+//! would need (never past the hard limit, which only an administrator can raise). When even the hard limit is
 //! below what the start-up needs it stops at once with an error that names the limit and
 //! the fix; when a connection opened later finds no descriptor left, the collective fails
 //! with the same advice instead of "too many open files".
@@ -94,8 +94,8 @@ pub(super) fn exhausted(rank: usize, size: usize, doing: &str) -> String {
     format!(
         "rank {rank} of a tcp job of {size} ranks cannot {doing}: this process has no file \
          descriptor left (RLIMIT_NOFILE: soft limit {}, hard limit {}); a rank holds a \
-         connection to every other rank once the large-buffer allreduce or broadcast has \
-         run: raise the limit to about {want} (`ulimit -n {want}`, `ulimit -Hn {want}` as \
+         connection to every other rank once a large allreduce (or, below 256 ranks, a large \
+         broadcast) has run: raise the limit to about {want} (`ulimit -n {want}`, `ulimit -Hn {want}` as \
          root, `nofile` in /etc/security/limits.conf, `LimitNOFILE=`) or run fewer ranks",
         show(limit.current),
         show(limit.maximum)
