@@ -933,6 +933,37 @@ fn a_flood_beyond_the_pending_bound_drops_the_oldest_and_the_job_forms() {
     drop(flood);
 }
 
+/// Connects to the mesh listener at `mesh` and sends a well-formed mesh hello (magic,
+/// version 3, kind 5) of rank `from` to rank `to`, with a session and a tag this job never
+/// issued.
+fn send_forged_mesh_hello(mesh: std::net::SocketAddr, from: u32, to: u32) -> TcpStream {
+    let mut forged =
+        TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("forged peer");
+    let mut hello = b"CBHS\x03\x05\0\0".to_vec();
+    hello.extend_from_slice(&[0x5a; 16]);
+    hello.extend_from_slice(&from.to_le_bytes());
+    hello.extend_from_slice(&to.to_le_bytes());
+    hello.extend_from_slice(&[0xa5; 32]);
+    forged.write_all(&hello).expect("write forged hello");
+    forged
+}
+
+/// Asserts that the rank behind `forged` never answered it (it closed or stayed silent
+/// for 5 s).
+fn assert_unanswered(mut forged: TcpStream, who: &str) {
+    forged
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut reply = [0_u8; 8];
+    let got = std::io::Read::read(&mut forged, &mut reply).unwrap_or(0);
+    assert_eq!(
+        got,
+        0,
+        "{who} answered a forged mesh hello: {:?}",
+        &reply[..got]
+    );
+}
+
 /// A mesh listener stays open for the whole job (lower ranks dial it when an algorithm
 /// first needs them): strangers flooding it once the job runs, with more silent
 /// connections than the pending bound, garbage and a forged mesh hello, keep neither
@@ -972,16 +1003,7 @@ fn strangers_on_a_mesh_listener_do_not_keep_ranks_from_connecting_during_the_job
     let mut garbage =
         TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("garbage peer");
     garbage.write_all(&[0xee; 300]).expect("write garbage");
-    // A well-formed mesh hello (magic, version 3, kind 5) of rank 5 to rank 8, with a
-    // session and a tag this job never issued.
-    let mut forged =
-        TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("forged peer");
-    let mut hello = b"CBHS\x03\x05\0\0".to_vec();
-    hello.extend_from_slice(&[0x5a; 16]);
-    hello.extend_from_slice(&5_u32.to_le_bytes());
-    hello.extend_from_slice(&8_u32.to_le_bytes());
-    hello.extend_from_slice(&[0xa5; 32]);
-    forged.write_all(&hello).expect("write forged hello");
+    let forged = send_forged_mesh_hello(mesh, 5, 8);
     for r in 0..size {
         job.send_line(r, "go").expect("tell the rank to go on");
     }
@@ -994,17 +1016,7 @@ fn strangers_on_a_mesh_listener_do_not_keep_ranks_from_connecting_during_the_job
             rank.output()
         );
     }
-    forged
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    let mut reply = [0_u8; 8];
-    let got = std::io::Read::read(&mut forged, &mut reply).unwrap_or(0);
-    assert_eq!(
-        got,
-        0,
-        "rank 8 answered a forged mesh hello: {:?}",
-        &reply[..got]
-    );
+    assert_unanswered(forged, "rank 8");
     drop((silent, garbage));
 }
 
@@ -1040,29 +1052,10 @@ fn a_flood_on_a_mesh_listener_does_not_keep_the_job_from_forming() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
     garbage.write_all(&noise).expect("write garbage");
-    // A well-formed mesh hello (magic, version 3, kind 5) of rank 2 to rank 1, with a
-    // session and a tag this job never issued.
-    let mut forged =
-        TcpStream::connect_timeout(&mesh, Duration::from_secs(2)).expect("forged peer");
-    let mut hello = b"CBHS\x03\x05\0\0".to_vec();
-    hello.extend_from_slice(&[0x5a; 16]);
-    hello.extend_from_slice(&2_u32.to_le_bytes());
-    hello.extend_from_slice(&1_u32.to_le_bytes());
-    hello.extend_from_slice(&[0xa5; 32]);
-    forged.write_all(&hello).expect("write forged hello");
+    let forged = send_forged_mesh_hello(mesh, 2, 1);
     let deadline = Instant::now() + Duration::from_secs(8);
     let ranks_done = finish_small_job(std::mem::take(&mut ranks), 2, size, port, &env, deadline);
-    forged
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    let mut ack = [0_u8; 8];
-    let got = std::io::Read::read(&mut forged, &mut ack).unwrap_or(0);
-    assert_eq!(
-        got,
-        0,
-        "rank 1 acknowledged a forged mesh hello: {:?}",
-        &ack[..got]
-    );
+    assert_unanswered(forged, "rank 1");
     drop((silent, garbage, ranks_done));
 }
 
