@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::ferrompi::{Communicator as MpiComm, Mpi, ThreadLevel, Win, WinFenceAssert};
 
+use crate::copy::copy;
 use crate::datatype::ElementType;
 use crate::env::{Lookup, process_env};
 use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
@@ -360,7 +361,7 @@ impl Communicator for FerrompiBackend {
         if self.size == 1 {
             // MPICH 4.0 (ch4) ignores the displacement on a world of one and writes at
             // recv[0]; the gather of one rank is a copy.
-            recv[displs[0] as usize..][..send.len()].copy_from_slice(send);
+            copy(&mut recv[displs[0] as usize..][..send.len()], send);
             return Ok(());
         }
         self.world

@@ -71,6 +71,7 @@ mod access;
 pub mod algorithm;
 #[cfg(any(feature = "shm", feature = "tcp"))]
 mod call;
+mod copy;
 pub mod datatype;
 mod env;
 pub mod factory;

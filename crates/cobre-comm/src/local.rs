@@ -1,5 +1,6 @@
 //! The single-process backend: [`LocalBackend`] and the heap-backed [`HeapRegion`].
 
+use crate::copy::copy;
 use crate::precondition::{check_allgatherv, check_allreduce, check_broadcast};
 use crate::reduce::check_reduction;
 use crate::topology::ExecutionTopology;
@@ -42,7 +43,7 @@ impl Communicator for LocalBackend {
         displs: &[usize],
     ) -> Result<(), CommError> {
         check_allgatherv(0, 1, send.len(), recv.len(), counts, displs)?;
-        recv[displs[0]..displs[0] + counts[0]].copy_from_slice(send);
+        copy(&mut recv[displs[0]..displs[0] + counts[0]], send);
         Ok(())
     }
 
@@ -55,7 +56,7 @@ impl Communicator for LocalBackend {
     ) -> Result<(), CommError> {
         check_allreduce(send.len(), recv.len())?;
         check_reduction::<T>(op)?;
-        recv.copy_from_slice(send);
+        copy(recv, send);
         Ok(())
     }
 

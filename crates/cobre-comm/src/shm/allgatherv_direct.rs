@@ -2,6 +2,7 @@
 //! contribution in its slot and copies everyone else's into place (two copies per byte).
 
 use super::transport::ShmTransport;
+use crate::copy::copy;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
@@ -38,13 +39,13 @@ pub(crate) fn run<T: CommData>(
             |r, data| {
                 if r != rank {
                     let start = displs[r] * elem + piece(r, k).start;
-                    recv[start..start + data.len()].copy_from_slice(data);
+                    copy(&mut recv[start..start + data.len()], data);
                 }
                 Ok(())
             },
         )?;
     }
     let own = displs[rank] * elem;
-    recv[own..own + send.len()].copy_from_slice(send);
+    copy(&mut recv[own..own + send.len()], send);
     Ok(())
 }

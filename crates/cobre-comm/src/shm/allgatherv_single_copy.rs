@@ -4,6 +4,7 @@
 
 use super::single_copy;
 use super::transport::ShmTransport;
+use crate::copy::copy;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
@@ -27,6 +28,6 @@ pub(crate) fn run<T: CommData>(
         remote.read_into(&mut recv[at..at + counts[q] * elem])
     })?;
     let own = displs[me] * elem;
-    recv[own..own + send.len()].copy_from_slice(send);
+    copy(&mut recv[own..own + send.len()], send);
     Ok(())
 }

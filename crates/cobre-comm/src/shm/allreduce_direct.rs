@@ -4,6 +4,7 @@
 //! the lowest latency, but every rank reads every contribution.
 
 use super::transport::ShmTransport;
+use crate::copy::copy;
 use crate::datatype::{as_bytes, elements_of};
 use crate::fingerprint::Fingerprint;
 use crate::reduce::reduce_into;
@@ -39,7 +40,7 @@ pub(crate) fn run<T: CommData>(
                     elements_of(data, &mut scratch)
                 };
                 if r == 0 {
-                    out.copy_from_slice(part);
+                    copy(out, part);
                     Ok(())
                 } else {
                     reduce_into(out, part, op)

@@ -10,6 +10,7 @@
 
 use super::transport::ShmTransport;
 use crate::algorithm::chunk_bounds;
+use crate::copy::copy;
 use crate::datatype::{as_bytes, elements_of};
 use crate::fingerprint::Fingerprint;
 use crate::reduce::reduce_into;
@@ -70,7 +71,7 @@ pub(crate) fn run<T: CommData>(
                 if q != me
                     && let Some(j) = k.checked_sub(1)
                 {
-                    out[slice(j, q)].copy_from_slice(elements_of(reduced, &mut scratch));
+                    copy(&mut out[slice(j, q)], elements_of(reduced, &mut scratch));
                 }
                 if own.is_empty() {
                     return Ok(());
@@ -89,7 +90,7 @@ pub(crate) fn run<T: CommData>(
                     elements_of(bytes, &mut scratch)
                 };
                 if q == 0 {
-                    out[own.clone()].copy_from_slice(part);
+                    copy(&mut out[own.clone()], part);
                     Ok(())
                 } else {
                     reduce_into(&mut out[own.clone()], part, op)

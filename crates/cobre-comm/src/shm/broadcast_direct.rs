@@ -2,6 +2,7 @@
 //! every other rank copies it (two copies per byte, overlapped: see [`PIECE_BYTES`]).
 
 use super::transport::ShmTransport;
+use crate::copy::copy;
 use crate::datatype::as_bytes_mut;
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
@@ -32,7 +33,7 @@ pub(crate) fn run<T: CommData>(
             |r| if r == root { range.len() } else { 0 },
             |r, data| {
                 if r == root && !is_root {
-                    buf[range.clone()].copy_from_slice(data);
+                    copy(&mut buf[range.clone()], data);
                 }
                 Ok(())
             },

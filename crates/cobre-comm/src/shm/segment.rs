@@ -232,10 +232,16 @@ impl Segment {
     /// exchange protocol (no other process reads or writes it meanwhile).
     pub(crate) fn write(&self, offset: usize, data: &[u8]) {
         self.check(offset, data.len(), 1);
-        // SAFETY: in bounds (checked); `data` is ordinary memory of this process, so the
-        // ranges cannot overlap; exclusivity of the target range is the protocol's.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len());
+        let target = self.ptr.as_ptr().wrapping_add(offset);
+        // In blocks where one `memcpy` would take its slow path (see `copy.rs`).
+        let block = crate::copy::block_len(target as usize, data.as_ptr() as usize, data.len());
+        for (i, part) in data.chunks(block.max(1)).enumerate() {
+            // SAFETY: in bounds (checked: `part` lies within `data`, whose whole range
+            // fits at `offset`); `data` is ordinary memory of this process, so the ranges
+            // cannot overlap; exclusivity of the target range is the protocol's.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), target.add(i * block), part.len());
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use super::allreduce::scratch_elements;
 use super::exchange::Exchange;
 use super::split::blocks_by_rank;
 use super::transport::{Fail, RecvOp, SendOp};
+use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
 
 /// Bruck's rounds over `rotated`, whose block `j` (of rank `(me + j) mod p`) spans bytes
@@ -61,12 +62,12 @@ pub(super) fn run(
     }
     let mut scratch = std::mem::take(mesh.scratch());
     let rotated = scratch_elements::<u8>(&mut scratch, bounds[n]);
-    rotated[..send.len()].copy_from_slice(send);
+    copy(&mut rotated[..send.len()], send);
     let result = gather_rotated(mesh, fp, rotated, &bounds);
     if result.is_ok() {
         for (r, slot) in blocks_by_rank(recv, ranges).into_iter().enumerate() {
             let j = (r + n - me) % n;
-            slot.copy_from_slice(&rotated[bounds[j]..bounds[j + 1]]);
+            copy(slot, &rotated[bounds[j]..bounds[j + 1]]);
         }
     }
     *mesh.scratch() = scratch;

@@ -7,6 +7,7 @@
 use super::exchange::Exchange;
 use super::split::blocks_by_rank;
 use super::transport::{Fail, RecvOp, SendOp};
+use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
 
 /// `ranges[r] = (start, end)` in bytes of rank `r`'s block in `recv`.
@@ -25,7 +26,7 @@ pub(super) fn run(
     let mut recvs = Vec::with_capacity(mesh.size());
     for (r, slice) in blocks_by_rank(recv, ranges).into_iter().enumerate() {
         if r == me {
-            slice.copy_from_slice(send);
+            copy(slice, send);
         } else {
             recvs.push(RecvOp::new(r, slice));
         }

@@ -10,6 +10,7 @@
 use super::exchange::Exchange;
 use super::split::blocks_by_rank;
 use super::transport::{Fail, RecvOp, SendOp};
+use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
 
 /// `ranges[r] = (start, end)` in bytes of rank `r`'s block in `recv`.
@@ -22,7 +23,7 @@ pub(super) fn run(
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
     let mut blocks = blocks_by_rank(recv, ranges);
-    blocks[me].copy_from_slice(send);
+    copy(blocks[me], send);
     let (right, left) = ((me + 1) % n, (me + n - 1) % n);
     for round in 0..n.saturating_sub(1) {
         let outgoing = (me + n - round) % n;

@@ -22,6 +22,7 @@ use super::{
     DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_reduce_scatter_allgather,
 };
 use crate::algorithm::{Algorithm, Op};
+use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
 use crate::reduce::{combine_into, reduce_into};
 use crate::traits::CommData;
@@ -96,7 +97,7 @@ pub(super) fn fold_in_rank_order<'a, T: CommData>(
     op: ReduceOp,
 ) {
     if n == 1 {
-        out.copy_from_slice(piece(0));
+        copy(out, piece(0));
         return;
     }
     combine_into(out, piece(0), piece(1), op).expect("checked reducible, equal lengths");

@@ -11,6 +11,7 @@ use super::allgatherv_bruck::gather_rotated;
 use super::allreduce::{fold_in_rank_order, scratch_elements};
 use super::exchange::Exchange;
 use super::transport::Fail;
+use crate::copy::copy;
 use crate::datatype::as_bytes_mut;
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
@@ -27,7 +28,7 @@ pub(super) fn run<T: CommData>(
     let (me, n, len) = (mesh.rank(), mesh.size(), send.len());
     // Block `j` of `rotated` is the contribution of rank `(me + j) mod n`.
     let rotated = scratch_elements::<T>(scratch, n * len);
-    rotated[..len].copy_from_slice(send);
+    copy(&mut rotated[..len], send);
     let bytes = std::mem::size_of_val(send);
     let bounds: Vec<usize> = (0..=n).map(|j| j * bytes).collect();
     gather_rotated(mesh, fp, as_bytes_mut(rotated), &bounds)?;

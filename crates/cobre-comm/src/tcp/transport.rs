@@ -23,6 +23,7 @@ use super::frame::{
 };
 use super::rendezvous::on_demand::{DialError, OnDemand};
 use crate::call::Transport;
+use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
 use crate::types::CommError;
 
@@ -82,7 +83,10 @@ impl Peer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.stash_pos < self.stash.len() {
             let n = buf.len().min(self.stash.len() - self.stash_pos);
-            buf[..n].copy_from_slice(&self.stash[self.stash_pos..self.stash_pos + n]);
+            copy(
+                &mut buf[..n],
+                &self.stash[self.stash_pos..self.stash_pos + n],
+            );
             self.stash_pos += n;
             if self.stash_pos == self.stash.len() {
                 self.stash = Vec::new();
@@ -837,7 +841,7 @@ impl Mesh {
             let n = if peer.stash_pos < peer.stash.len() {
                 let rest = &peer.stash[peer.stash_pos..];
                 let n = rest.len().min(buf.len());
-                buf[..n].copy_from_slice(&rest[..n]);
+                copy(&mut buf[..n], &rest[..n]);
                 n
             } else if peer.eof {
                 continue;
