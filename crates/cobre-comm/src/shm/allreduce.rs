@@ -19,9 +19,10 @@ use crate::types::{CommError, ReduceOp};
 /// contribution instead of all of them.
 pub(crate) const REDUCE_SCATTER_MIN_BYTES: usize = 64 << 10;
 /// The same threshold on 2 ranks, where the saving is smaller (each rank folds half the
-/// buffer, but publishes its reduced half and copies the other's): measured about even
-/// from 64 KiB to 512 KiB, ahead from 1 MiB.
-pub(crate) const REDUCE_SCATTER_MIN_BYTES_2: usize = 1 << 20;
+/// buffer, but publishes its reduced half and copies the other's): even at 64-128 KiB,
+/// ahead from 256 KiB (medians of 5 interleaved rounds: 256 KiB 39.7 against 44.7 us,
+/// 512 KiB 74.0 against 90.1; `docs/perf/shm-crossovers.txt`).
+pub(crate) const REDUCE_SCATTER_MIN_BYTES_2: usize = 256 << 10;
 
 /// The algorithm for `len` elements of `T` on this job.
 pub(crate) fn pick<T>(link: &ShmTransport, len: usize) -> Algorithm {
