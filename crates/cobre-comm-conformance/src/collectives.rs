@@ -167,7 +167,10 @@ fn gaps<C: Communicator>(ctx: &mut Ctx<'_, C>) {
 fn large<C: Communicator>(ctx: &mut Ctx<'_, C>) {
     let size = ctx.size;
     let base = ctx.opts.max_len / size;
-    let counts: Vec<usize> = (0..size).map(|r| base.saturating_sub(17 * r)).collect();
+    // Uneven counts that add up to exactly `max_len`: the largest gather the options allow
+    // (8 MiB by default, where the shm backend starts writing with streaming stores).
+    let mut counts: Vec<usize> = (0..size).map(|r| base.saturating_sub(17 * r)).collect();
+    counts[0] += ctx.opts.max_len - counts.iter().sum::<usize>();
     gather_and_check::<C, f64>(
         ctx,
         "large allgatherv",

@@ -17,6 +17,9 @@
 
 use std::sync::OnceLock;
 
+use crate::datatype::{as_bytes, as_bytes_mut};
+use crate::traits::CommData;
+
 /// Bytes handed to each `memcpy` when a copy is split. Smaller than glibc's `rep movsb`
 /// threshold, large enough that the calls cost nothing next to the copying itself
 /// (64 KiB: 1.9 us in blocks against 2.3 us whole, when whole is not slowed down).
@@ -95,6 +98,65 @@ pub(crate) fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// [`copy_streaming`] when `streaming`, else [`copy`]: callers decide from the size of
+/// the whole destination (see each collective's `STREAMING_MIN_BYTES`).
+pub(crate) fn copy_into<T: CommData>(dst: &mut [T], src: &[T], streaming: bool) {
+    if streaming {
+        copy_streaming(as_bytes_mut(dst), as_bytes(src));
+    } else {
+        copy(dst, src);
+    }
+}
+
+/// Copies `src` into `dst` (equal lengths) with non-temporal stores on x86-64: the
+/// destination's lines go to memory without first being read into the cache, which
+/// nearly halves the memory traffic of a copy larger than the caches (8 MiB: 0.9 ms
+/// against 1.3-1.5 ms for `memcpy`, 128 MiB: 12-14 ms against 18-21 ms, on the reference
+/// machine). The copied bytes are not left in the cache, so this is for copies whose
+/// destination is too large to stay there anyway. Elsewhere, a plain [`copy`].
+pub(crate) fn copy_streaming(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "copy_streaming: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        const LANE: usize = 16;
+        // Plain copies for the bytes before the first 16-byte boundary of `dst` and after
+        // the last whole group of 64 bytes; streaming stores in between.
+        let head = dst.as_ptr().align_offset(LANE).min(dst.len());
+        let body = (dst.len() - head) / 64 * 64;
+        let (dst_head, rest) = dst.split_at_mut(head);
+        let (dst_body, dst_tail) = rest.split_at_mut(body);
+        let (src_head, rest) = src.split_at(head);
+        let (src_body, src_tail) = rest.split_at(body);
+        copy(dst_head, src_head);
+        for (to, from) in dst_body.chunks_exact_mut(64).zip(src_body.chunks_exact(64)) {
+            // `to` is 16-byte aligned (below); `from` is only read unaligned.
+            #[allow(clippy::cast_ptr_alignment)]
+            let (to, from) = (
+                to.as_mut_ptr().cast::<__m128i>(),
+                from.as_ptr().cast::<__m128i>(),
+            );
+            // SAFETY: `to` and `from` each point at 64 bytes of their slices (chunks of
+            // exactly 64), read and written as four 16-byte lanes; `to` is 16-byte
+            // aligned (`dst_body` starts at `head`, a 16-byte boundary of `dst`, and its
+            // chunks are multiples of 16 bytes), as `_mm_stream_si128` requires;
+            // `_mm_loadu_si128` takes any alignment. SSE2 is part of x86-64.
+            unsafe {
+                for lane in 0..4 {
+                    _mm_stream_si128(to.add(lane), _mm_loadu_si128(from.add(lane)));
+                }
+            }
+        }
+        // Streaming stores are weakly ordered: the fence orders them before every later
+        // store of this thread (the step's signalling words among them).
+        // SAFETY: a store fence has no memory-safety preconditions.
+        unsafe { _mm_sfence() };
+        copy(dst_tail, src_tail);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    copy(dst, src);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +201,28 @@ mod tests {
         let dst = &mut backing[start..start + src.len()];
         copy(dst, &src);
         assert_eq!(dst, &src[..]);
+    }
+
+    #[test]
+    fn streaming_copies_copy_every_byte_whatever_the_alignment_and_length() {
+        let src: Vec<u8> = (0..5000_u32).map(|i| (i * 7 + 3) as u8).collect();
+        for start in 0..20 {
+            for len in [0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1000, 4000] {
+                let mut backing = vec![0_u8; 4200];
+                let dst = &mut backing[start..start + len];
+                copy_streaming(dst, &src[7..7 + len]);
+                assert_eq!(dst, &src[7..7 + len], "start {start}, length {len}");
+                assert!(backing[..start].iter().all(|&b| b == 0), "wrote before");
+                assert!(
+                    backing[start + len..].iter().all(|&b| b == 0),
+                    "wrote after"
+                );
+            }
+        }
+        let mut words = vec![0.0_f64; 1000];
+        let values: Vec<f64> = (0..1000).map(f64::from).collect();
+        copy_into(&mut words, &values, true);
+        assert_eq!(words, values);
     }
 
     #[test]

@@ -25,6 +25,14 @@ use crate::types::CommError;
 /// 16 MiB and direct ahead above (64 MiB: 21.0 against 24.8-25.2 ms at 3 ranks).
 pub(crate) const SINGLE_COPY_MIN_BYTES: usize = 4 << 20;
 
+/// Gathers from this many bytes on write the caller's buffer with streaming stores
+/// (`copy::copy_streaming`): the lines are not read into the cache before being
+/// overwritten. 2 ranks, medians of 3-5 interleaved rounds: 8 MiB 1.29-1.55 ms against
+/// 1.51-1.76, 16 MiB 2.89-3.50 against 3.46-3.89, 256 MiB 55.0 against 58.3 ms; below,
+/// slower (1 MiB 194 against 100 us, 4 MiB 520-780 against 470-731), where the buffer
+/// still fits in the cache and is read from there.
+pub(crate) const STREAMING_MIN_BYTES: usize = 8 << 20;
+
 /// `direct` or `single-copy` for an allgatherv gathering `bytes`: the forced one, else by
 /// size.
 fn pick(link: &ShmTransport, bytes: usize) -> Algorithm {

@@ -2,7 +2,7 @@
 //! contribution in its slot and copies everyone else's into place (two copies per byte).
 
 use super::transport::ShmTransport;
-use crate::copy::copy;
+use crate::copy::copy_into;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
@@ -31,6 +31,7 @@ pub(crate) fn run<T: CommData>(
     let piece = |r: usize, k: usize| (k * chunk).min(bytes[r])..((k + 1) * chunk).min(bytes[r]);
     let send = as_bytes(send);
     let recv = as_bytes_mut(recv);
+    let streaming = recv.len() >= super::allgatherv::STREAMING_MIN_BYTES;
     for k in 0..steps {
         link.step(
             fingerprint,
@@ -39,13 +40,13 @@ pub(crate) fn run<T: CommData>(
             |r, data| {
                 if r != rank {
                     let start = displs[r] * elem + piece(r, k).start;
-                    copy(&mut recv[start..start + data.len()], data);
+                    copy_into(&mut recv[start..start + data.len()], data, streaming);
                 }
                 Ok(())
             },
         )?;
     }
     let own = displs[rank] * elem;
-    copy(&mut recv[own..own + send.len()], send);
+    copy_into(&mut recv[own..own + send.len()], send, streaming);
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use super::single_copy;
 use super::transport::ShmTransport;
-use crate::copy::copy;
+use crate::copy::copy_into;
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
@@ -28,6 +28,7 @@ pub(crate) fn run<T: CommData>(
         remote.read_into(&mut recv[at..at + counts[q] * elem])
     })?;
     let own = displs[me] * elem;
-    copy(&mut recv[own..own + send.len()], send);
+    let streaming = recv.len() >= super::allgatherv::STREAMING_MIN_BYTES;
+    copy_into(&mut recv[own..own + send.len()], send, streaming);
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! every other rank copies it (two copies per byte, overlapped: see [`PIECE_BYTES`]).
 
 use super::transport::ShmTransport;
-use crate::copy::copy;
+use crate::copy::copy_into;
 use crate::datatype::as_bytes_mut;
 use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
@@ -21,6 +21,7 @@ pub(crate) fn run<T: CommData>(
 ) -> Result<(), CommError> {
     let chunk = link.job.layout.payload().min(PIECE_BYTES);
     let buf = as_bytes_mut(buf);
+    let streaming = buf.len() >= super::broadcast::STREAMING_MIN_BYTES;
     let steps = buf.len().div_ceil(chunk).max(1);
     let is_root = link.job.rank == root;
     for k in 0..steps {
@@ -33,7 +34,7 @@ pub(crate) fn run<T: CommData>(
             |r| if r == root { range.len() } else { 0 },
             |r, data| {
                 if r == root && !is_root {
-                    copy(&mut buf[range.clone()], data);
+                    copy_into(&mut buf[range.clone()], data, streaming);
                 }
                 Ok(())
             },
