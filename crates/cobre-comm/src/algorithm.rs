@@ -98,11 +98,16 @@ pub enum Algorithm {
     /// The root's data scattered down a binomial tree, then gathered by Bruck's
     /// allgather: every message between ranks at distance `2^k`.
     ScatterBruck = 10,
+    /// A reduce-scatter whose pieces travel in Bruck's rounds (to rank `r + 2^k` in round
+    /// `k`) until each reaches its chunk's owner, which folds them in rank order; then
+    /// Bruck's allgather of the reduced chunks. Every message between ranks at distance
+    /// `2^k`.
+    ReduceScatterBruck = 11,
 }
 
 impl Algorithm {
     /// Every algorithm.
-    pub const ALL: [Algorithm; 10] = [
+    pub const ALL: [Algorithm; 11] = [
         Algorithm::Direct,
         Algorithm::ReduceScatterAllgather,
         Algorithm::SingleCopy,
@@ -113,6 +118,7 @@ impl Algorithm {
         Algorithm::Ring,
         Algorithm::Bruck,
         Algorithm::ScatterBruck,
+        Algorithm::ReduceScatterBruck,
     ];
 
     /// The algorithm's name, as in the `*_ALGORITHMS` variables and in messages.
@@ -129,6 +135,7 @@ impl Algorithm {
             Algorithm::Ring => "ring",
             Algorithm::Bruck => "bruck",
             Algorithm::ScatterBruck => "scatter-bruck",
+            Algorithm::ReduceScatterBruck => "reduce-scatter-bruck",
         }
     }
 

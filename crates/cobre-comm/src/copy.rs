@@ -17,7 +17,9 @@
 
 use std::sync::OnceLock;
 
+#[cfg(feature = "shm")]
 use crate::datatype::{as_bytes, as_bytes_mut};
+#[cfg(feature = "shm")]
 use crate::traits::CommData;
 
 /// Bytes handed to each `memcpy` when a copy is split. Smaller than glibc's `rep movsb`
@@ -100,6 +102,7 @@ pub(crate) fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
 
 /// [`copy_streaming`] when `streaming`, else [`copy`]: callers decide from the size of
 /// the whole destination (see each collective's `STREAMING_MIN_BYTES`).
+#[cfg(feature = "shm")]
 pub(crate) fn copy_into<T: CommData>(dst: &mut [T], src: &[T], streaming: bool) {
     if streaming {
         copy_streaming(as_bytes_mut(dst), as_bytes(src));
@@ -114,6 +117,7 @@ pub(crate) fn copy_into<T: CommData>(dst: &mut [T], src: &[T], streaming: bool) 
 /// against 1.3-1.5 ms for `memcpy`, 128 MiB: 12-14 ms against 18-21 ms, on the reference
 /// machine). The copied bytes are not left in the cache, so this is for copies whose
 /// destination is too large to stay there anyway. Elsewhere, a plain [`copy`].
+#[cfg(feature = "shm")]
 pub(crate) fn copy_streaming(dst: &mut [u8], src: &[u8]) {
     assert_eq!(dst.len(), src.len(), "copy_streaming: lengths differ");
     #[cfg(target_arch = "x86_64")]
@@ -204,6 +208,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "shm")]
     fn streaming_copies_copy_every_byte_whatever_the_alignment_and_length() {
         let src: Vec<u8> = (0..5000_u32).map(|i| (i * 7 + 3) as u8).collect();
         for start in 0..20 {

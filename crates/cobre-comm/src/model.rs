@@ -561,20 +561,26 @@ mod tests {
         assert!(why.contains("another simulated rank failed"), "{why}");
     }
 
-    /// The algorithms picked for small calls, the ring allgatherv and `scatter-bruck`
-    /// (picked for large broadcasts on many ranks; forced here at every size) talk only to
-    /// the neighbours a tcp rank connects to at start-up, at every job size and root: no
-    /// connection is opened during those calls.
+    /// The algorithms picked for small calls, the ring allgatherv, `scatter-bruck`
+    /// (picked for large broadcasts on many ranks; forced here at every size) and
+    /// `reduce-scatter-bruck` (forced) talk only to the neighbours a tcp rank connects to
+    /// at start-up, at every job size and root: no connection is opened during those calls.
     #[test]
-    fn small_calls_the_ring_and_scatter_bruck_use_only_the_start_up_connections() {
+    fn small_calls_the_ring_and_the_bruck_schedules_use_only_the_start_up_connections() {
         use crate::tcp::neighbours::neighbours;
         let scatter_bruck =
             Forced::parse("broadcast=scatter-bruck", crate::tcp_config::ALGORITHMS).unwrap();
+        let reduce_scatter_bruck = Forced::parse(
+            "allreduce=reduce-scatter-bruck",
+            crate::tcp_config::ALGORITHMS,
+        )
+        .unwrap();
         let sizes = (1..=33).chain([63, 64, 65, 100, 127, 128, 129, 256, 257, 1000]);
         for ranks in sizes {
             let cases = [
                 (Op::Allreduce, 8, Forced::NONE),
                 (Op::Allreduce, 8 << 10, Forced::NONE),
+                (Op::Allreduce, 64 << 10, reduce_scatter_bruck),
                 (Op::Allgatherv, 8 << 10, Forced::NONE),
                 (Op::Allgatherv, 1 << 20, Forced::NONE),
                 (Op::Broadcast, 8 << 10, Forced::NONE),
@@ -589,7 +595,10 @@ mod tests {
                 .filter(|&((op, bytes, forced), root)| {
                     let sparse = forced != Forced::NONE || ranks >= 256;
                     (op == Op::Broadcast || root == 0)
-                        && (ranks <= 200 || bytes <= 8 << 10 || op == Op::Broadcast)
+                        && (ranks <= 200
+                            || bytes <= 8 << 10
+                            || op == Op::Broadcast
+                            || forced == reduce_scatter_bruck)
                         && (op != Op::Broadcast || bytes < 1 << 20 || sparse)
                 });
             for ((op, bytes, forced), root) in runs {

@@ -1,4 +1,4 @@
-//! allreduce: picks a named algorithm and runs it. All three compute exactly the
+//! allreduce: picks a named algorithm and runs it. All four compute exactly the
 //! rank-order fold `((x0 op x1) op x2) op ...` of every element, on every rank.
 //!
 //! | algorithm | rounds | picked when |
@@ -6,6 +6,7 @@
 //! | `direct` (`allreduce_direct.rs`) | 1 | small buffers on up to [`DIRECT_MAX_RANKS`] ranks |
 //! | `bruck` (`allreduce_bruck.rs`) | `ceil(log2 p)` | small buffers on more ranks |
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks |
+//! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | only when forced: between neighbours only (`O(log p)` connections), ahead of `reduce-scatter-allgather` in the network model only with one rank per host, from 512 ranks, at about 1 MiB |
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
 //! the crossover measured on loopback with `cobre-comm bench --algorithms`
@@ -20,6 +21,7 @@ use super::exchange::Exchange;
 use super::transport::Fail;
 use super::{
     DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_reduce_scatter_allgather,
+    allreduce_reduce_scatter_bruck,
 };
 use crate::algorithm::{Algorithm, Op};
 use crate::copy::copy;
@@ -38,7 +40,10 @@ pub(crate) const SMALL_MAX_BYTES: usize = 32 << 10;
 pub(crate) fn pick(forced: Option<Algorithm>, ranks: usize, bytes: usize, len: usize) -> Algorithm {
     match forced {
         Some(
-            forced @ (Algorithm::Direct | Algorithm::ReduceScatterAllgather | Algorithm::Bruck),
+            forced @ (Algorithm::Direct
+            | Algorithm::ReduceScatterAllgather
+            | Algorithm::Bruck
+            | Algorithm::ReduceScatterBruck),
         ) => forced,
         _ if ranks > 1 && bytes > SMALL_MAX_BYTES && len >= ranks => {
             Algorithm::ReduceScatterAllgather
@@ -68,6 +73,9 @@ pub(crate) fn allreduce<T: CommData>(
     let result = match algorithm {
         Algorithm::ReduceScatterAllgather => {
             allreduce_reduce_scatter_allgather::run(mesh, fp, send, recv, op, &mut scratch)
+        }
+        Algorithm::ReduceScatterBruck => {
+            allreduce_reduce_scatter_bruck::run(mesh, fp, send, recv, op, &mut scratch)
         }
         Algorithm::Bruck => allreduce_bruck::run(mesh, fp, send, recv, op, &mut scratch),
         _ => allreduce_direct::run(mesh, fp, send, recv, op, &mut scratch),
@@ -144,6 +152,7 @@ mod tests {
             Algorithm::Direct,
             Algorithm::ReduceScatterAllgather,
             Algorithm::Bruck,
+            Algorithm::ReduceScatterBruck,
         ] {
             for (ranks, bytes, len) in [(1, 0, 0), (3, 8, 1), (8, 1 << 20, 1 << 17)] {
                 assert_eq!(pick(Some(forced), ranks, bytes, len), forced);

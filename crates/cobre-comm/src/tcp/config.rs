@@ -54,6 +54,7 @@ pub const ALGORITHMS: &Table = &[
             Algorithm::Direct,
             Algorithm::ReduceScatterAllgather,
             Algorithm::Bruck,
+            Algorithm::ReduceScatterBruck,
         ],
     ),
     (

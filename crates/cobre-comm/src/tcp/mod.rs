@@ -35,6 +35,7 @@ mod allreduce;
 mod allreduce_bruck;
 mod allreduce_direct;
 mod allreduce_reduce_scatter_allgather;
+mod allreduce_reduce_scatter_bruck;
 mod barrier;
 mod barrier_dissemination;
 mod broadcast;
