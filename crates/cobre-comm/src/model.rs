@@ -179,6 +179,7 @@ impl Job {
                 let net = Arc::clone(&net);
                 let forced = self.forced;
                 let size = self.ranks;
+                let hosts = self.hosts;
                 std::thread::Builder::new()
                     .stack_size(256 << 10)
                     .spawn(move || {
@@ -186,6 +187,7 @@ impl Job {
                             net,
                             rank,
                             size,
+                            hosts,
                             forced,
                             clock: 0.0,
                             out_free: 0.0,
@@ -409,6 +411,7 @@ struct SimRank {
     net: Arc<SimNet>,
     rank: usize,
     size: usize,
+    hosts: usize,
     forced: Forced,
     /// This rank's simulated time, in microseconds.
     clock: f64,
@@ -434,6 +437,10 @@ impl Exchange for SimRank {
 
     fn forced(&self) -> Forced {
         self.forced
+    }
+
+    fn hosts(&self) -> usize {
+        self.hosts
     }
 
     fn scratch(&mut self) -> &mut Vec<u64> {
@@ -620,6 +627,19 @@ mod tests {
         let job = Job::new(12, 1, Network::LOOPBACK);
         assert_eq!(job.predict(Op::Allreduce, 1 << 20).unwrap().connections, 11);
         assert_eq!(job.predict(Op::Broadcast, 1 << 20).unwrap().connections, 11);
+    }
+
+    /// With one rank per host, a large allreduce on 256 ranks or more goes
+    /// `reduce-scatter-bruck` while its forwarding is cheap, and then keeps to the start-up
+    /// connections (at most 15 on 256 ranks); with 16 ranks per host it does not.
+    #[test]
+    fn a_large_allreduce_on_many_hosts_keeps_to_the_neighbours() {
+        let spread = Job::new(256, 256, Network::ETHERNET_25G);
+        let one_per_host = spread.predict(Op::Allreduce, 512 << 10).unwrap();
+        assert!(one_per_host.connections <= 15, "{one_per_host:?}");
+        let packed = Job::new(256, 16, Network::ETHERNET_25G);
+        let sixteen_per_host = packed.predict(Op::Allreduce, 512 << 10).unwrap();
+        assert_eq!(sixteen_per_host.connections, 255);
     }
 
     #[test]

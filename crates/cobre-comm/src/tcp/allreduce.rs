@@ -5,8 +5,8 @@
 //! |---|---|---|
 //! | `direct` (`allreduce_direct.rs`) | 1 | small buffers on up to [`DIRECT_MAX_RANKS`] ranks |
 //! | `bruck` (`allreduce_bruck.rs`) | `ceil(log2 p)` | small buffers on more ranks |
-//! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks |
-//! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | only when forced: between neighbours only (`O(log p)` connections), ahead of `reduce-scatter-allgather` in the network model only with one rank per host, from 512 ranks, at about 1 MiB |
+//! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks, unless `reduce-scatter-bruck` is |
+//! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | above [`SMALL_MAX_BYTES`] from [`REDUCE_SCATTER_BRUCK_MIN_RANKS`] ranks while its forwarding through the host links is cheap (`forwarding_is_cheap`): between neighbours only, `O(log p)` connections |
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
 //! the crossover measured on loopback with `cobre-comm bench --algorithms`
@@ -34,10 +34,42 @@ use crate::types::ReduceOp;
 /// locally (`direct` or `bruck`). Larger ones are reduced chunk by chunk by their owners.
 pub(crate) const SMALL_MAX_BYTES: usize = 32 << 10;
 
-/// The algorithm for `len` elements (`bytes` bytes) on `ranks` ranks: the `forced` one,
-/// else `reduce-scatter-allgather` for large buffers (at least one element per rank),
-/// else `direct` up to [`DIRECT_MAX_RANKS`] ranks and `bruck` above.
-pub(crate) fn pick(forced: Option<Algorithm>, ranks: usize, bytes: usize, len: usize) -> Algorithm {
+/// Large allreduces on at least this many ranks may go `reduce-scatter-bruck` (see
+/// [`forwarding_is_cheap`]).
+pub(crate) const REDUCE_SCATTER_BRUCK_MIN_RANKS: usize = 256;
+
+/// What `reduce-scatter-bruck` may forward through a host's link, per rank of the job.
+pub(crate) const REDUCE_SCATTER_BRUCK_BYTES_PER_RANK: usize = 16 << 10;
+
+/// Whether `reduce-scatter-bruck` is ahead of `reduce-scatter-allgather` for `bytes` on
+/// `ranks` ranks over `hosts` hosts. `reduce-scatter-allgather` sends `2 (p - 1)` messages
+/// per rank, whatever the size; `reduce-scatter-bruck` sends `2 ceil(log2 p)` but forwards
+/// about `(bytes / 2) ceil(log2 p)` through each rank's share of its host's link. In the
+/// network model (25 GbE, docs/PERFORMANCE.md) it leads while
+/// `bytes x ranks per host x ceil(log2 p) <= p x 16 KiB`, from 256 ranks: one rank per
+/// host, 256 ranks up to 512 KiB (1127 against 1530 us), 1024 ranks at 1 MiB (2373
+/// against 6138), 2048 at 1 MiB (2577 against 12282); 16 per host, 1024 ranks at 64 KiB
+/// (2283 against 6138). Below 256 ranks, or past that budget, it trails (256 ranks, 16 per
+/// host, 64 KiB: 1866 against 1538; one per host, 256 ranks, 1 MiB: 1965 against 1530).
+fn forwarding_is_cheap(ranks: usize, hosts: usize, bytes: usize) -> bool {
+    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    let rounds = ranks.next_power_of_two().trailing_zeros() as usize;
+    ranks >= REDUCE_SCATTER_BRUCK_MIN_RANKS
+        && bytes.saturating_mul(per_host).saturating_mul(rounds)
+            <= ranks.saturating_mul(REDUCE_SCATTER_BRUCK_BYTES_PER_RANK)
+}
+
+/// The algorithm for `len` elements (`bytes` bytes) on `ranks` ranks over `hosts` hosts:
+/// the `forced` one, else for large buffers (at least one element per rank)
+/// `reduce-scatter-bruck` where its forwarding is cheap ([`forwarding_is_cheap`]) and
+/// `reduce-scatter-allgather` elsewhere, else `direct` up to [`DIRECT_MAX_RANKS`] ranks and
+/// `bruck` above.
+pub(crate) fn pick(
+    forced: Option<Algorithm>,
+    (ranks, hosts): (usize, usize),
+    bytes: usize,
+    len: usize,
+) -> Algorithm {
     match forced {
         Some(
             forced @ (Algorithm::Direct
@@ -46,7 +78,11 @@ pub(crate) fn pick(forced: Option<Algorithm>, ranks: usize, bytes: usize, len: u
             | Algorithm::ReduceScatterBruck),
         ) => forced,
         _ if ranks > 1 && bytes > SMALL_MAX_BYTES && len >= ranks => {
-            Algorithm::ReduceScatterAllgather
+            if forwarding_is_cheap(ranks, hosts, bytes) {
+                Algorithm::ReduceScatterBruck
+            } else {
+                Algorithm::ReduceScatterAllgather
+            }
         }
         _ if ranks > DIRECT_MAX_RANKS => Algorithm::Bruck,
         _ => Algorithm::Direct,
@@ -62,7 +98,7 @@ pub(crate) fn allreduce<T: CommData>(
 ) -> Result<(), Fail> {
     let algorithm = pick(
         mesh.forced().get(Op::Allreduce),
-        mesh.size(),
+        (mesh.size(), mesh.hosts()),
         std::mem::size_of_val(send),
         send.len(),
     );
@@ -121,29 +157,51 @@ mod tests {
     #[test]
     fn small_buffers_go_direct_on_few_ranks_and_bruck_on_more() {
         let small = SMALL_MAX_BYTES;
-        assert_eq!(pick(None, 1, 8, 1), Algorithm::Direct);
+        assert_eq!(pick(None, (1, 1), 8, 1), Algorithm::Direct);
         assert_eq!(
-            pick(None, DIRECT_MAX_RANKS, small, small / 8),
+            pick(None, (DIRECT_MAX_RANKS, 1), small, small / 8),
             Algorithm::Direct
         );
-        assert_eq!(pick(None, DIRECT_MAX_RANKS + 1, 8, 1), Algorithm::Bruck);
-        assert_eq!(pick(None, 64, small, small / 8), Algorithm::Bruck);
+        assert_eq!(
+            pick(None, (DIRECT_MAX_RANKS + 1, 1), 8, 1),
+            Algorithm::Bruck
+        );
+        assert_eq!(pick(None, (64, 1), small, small / 8), Algorithm::Bruck);
     }
 
     #[test]
     fn large_buffers_reduce_scatter_unless_shorter_than_the_job() {
         let large = SMALL_MAX_BYTES + 8;
         assert_eq!(
-            pick(None, 2, large, large / 8),
+            pick(None, (2, 1), large, large / 8),
             Algorithm::ReduceScatterAllgather
         );
         assert_eq!(
-            pick(None, 64, large, large / 8),
+            pick(None, (64, 1), large, large / 8),
             Algorithm::ReduceScatterAllgather
         );
-        assert_eq!(pick(None, 1, large, large / 8), Algorithm::Direct);
+        assert_eq!(pick(None, (1, 1), large, large / 8), Algorithm::Direct);
         // Fewer elements than ranks: some owners would get empty chunks.
-        assert_eq!(pick(None, 8, 1 << 20, 4), Algorithm::Bruck);
+        assert_eq!(pick(None, (8, 1), 1 << 20, 4), Algorithm::Bruck);
+    }
+
+    #[test]
+    fn large_buffers_on_many_hosts_forward_through_neighbours_while_that_is_cheap() {
+        let rsb = Algorithm::ReduceScatterBruck;
+        let rsa = Algorithm::ReduceScatterAllgather;
+        // One rank per host (the model's figures in the doc of `forwarding_is_cheap`).
+        assert_eq!(pick(None, (256, 256), 512 << 10, 64 << 10), rsb);
+        assert_eq!(pick(None, (256, 256), 1 << 20, 128 << 10), rsa);
+        assert_eq!(pick(None, (1024, 1024), 1 << 20, 128 << 10), rsb);
+        assert_eq!(pick(None, (2048, 2048), 1 << 20, 128 << 10), rsb);
+        assert_eq!(pick(None, (1024, 1024), 16 << 20, 2 << 20), rsa);
+        // 16 ranks per host share each link.
+        assert_eq!(pick(None, (1024, 64), 64 << 10, 8 << 10), rsb);
+        assert_eq!(pick(None, (1024, 64), 1 << 20, 128 << 10), rsa);
+        assert_eq!(pick(None, (256, 16), 64 << 10, 8 << 10), rsa);
+        // Below 256 ranks, and on one host, never.
+        assert_eq!(pick(None, (128, 128), 64 << 10, 8 << 10), rsa);
+        assert_eq!(pick(None, (4096, 1), 64 << 10, 8 << 10), rsa);
     }
 
     #[test]
@@ -155,7 +213,7 @@ mod tests {
             Algorithm::ReduceScatterBruck,
         ] {
             for (ranks, bytes, len) in [(1, 0, 0), (3, 8, 1), (8, 1 << 20, 1 << 17)] {
-                assert_eq!(pick(Some(forced), ranks, bytes, len), forced);
+                assert_eq!(pick(Some(forced), (ranks, 1), bytes, len), forced);
             }
         }
     }

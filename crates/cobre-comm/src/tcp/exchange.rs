@@ -15,6 +15,8 @@ pub(crate) trait Exchange {
     fn size(&self) -> usize;
     /// The algorithms the job forces.
     fn forced(&self) -> Forced;
+    /// How many hosts the job's ranks run on (the same on every rank).
+    fn hosts(&self) -> usize;
     /// Space kept between calls (allreduce pieces), `u64` so any element type fits aligned.
     fn scratch(&mut self) -> &mut Vec<u64>;
     /// Sends every frame of `sends` and receives every frame of `recvs`, all at once.
@@ -37,6 +39,10 @@ impl Exchange for Mesh {
 
     fn forced(&self) -> Forced {
         self.algorithms
+    }
+
+    fn hosts(&self) -> usize {
+        self.hosts
     }
 
     fn scratch(&mut self) -> &mut Vec<u64> {

@@ -167,6 +167,10 @@ impl TcpBackend {
                     format!("gathering the hosts of the ranks failed: {e}"),
                 )
             })?;
+        // Every rank gathered the same hosts: the algorithm picks that depend on them
+        // (`allreduce.rs`) agree on every rank.
+        let hosts = backend.topology.num_hosts().max(1);
+        backend.calls.with_transport(|mesh, _| mesh.hosts = hosts);
         Ok(backend)
     }
 

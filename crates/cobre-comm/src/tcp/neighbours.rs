@@ -7,8 +7,8 @@
 //!
 //! The relation is symmetric (`q` is a neighbour of `r` exactly when `r` is one of `q`),
 //! so both ends of every start-up connection expect it. The large broadcast from 256 ranks
-//! (`scatter-bruck`) and the forced `reduce-scatter-bruck` allreduce stay between
-//! neighbours too. The algorithms that talk to every rank
+//! (`scatter-bruck`) and the large allreduce on many hosts (`reduce-scatter-bruck`) stay
+//! between neighbours too. The algorithms that talk to every rank
 //! (the one-round `direct` ones, picked on up to 4 ranks where every rank is a neighbour;
 //! the large allreduce; the large broadcast below 256 ranks) open the connections they
 //! lack the first time they need them (`rendezvous/on_demand.rs`).

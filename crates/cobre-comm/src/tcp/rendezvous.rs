@@ -70,6 +70,7 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         on_demand,
         scratch: Vec::new(),
         algorithms: config.algorithms,
+        hosts: 1,
     })
 }
 

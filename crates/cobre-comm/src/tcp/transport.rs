@@ -198,6 +198,8 @@ pub(crate) struct Mesh {
     pub scratch: Vec<u64>,
     /// The algorithms this job forces (see [`crate::algorithm`]).
     pub algorithms: crate::algorithm::Forced,
+    /// How many hosts the job's ranks run on (1 until `TcpBackend::new` has gathered them).
+    pub hosts: usize,
 }
 
 impl Mesh {
