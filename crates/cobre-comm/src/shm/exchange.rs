@@ -74,8 +74,12 @@ fn digest(encoded: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped). This process
+/// has not (ranks of a test job may be threads of one process).
 pub(crate) fn process_gone(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
     let Some(p) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -111,6 +115,42 @@ impl Job {
             backoff: Backoff::for_job(config.size, super::cores::node_cores()),
         };
         job.join(created)?;
+        Ok(job)
+    }
+
+    /// Rank `config.rank` of a job of `config.size` ranks run as threads of this process
+    /// on a node of `cores` cores, on `seg` (see `segment::in_process`, its header written
+    /// by `startup::write_header`): the start-up of [`Job::attach`] without a name in
+    /// `/dev/shm`.
+    #[cfg(test)]
+    pub(crate) fn in_process(
+        seg: Segment,
+        config: &ShmConfig,
+        cores: usize,
+    ) -> Result<Job, BackendError> {
+        let layout = Layout {
+            size: config.size,
+            chunk: config.chunk_bytes,
+            signalling: config
+                .signalling
+                .unwrap_or_else(|| Signalling::pick(config.size, cores)),
+        };
+        let job = Job {
+            seg,
+            layout,
+            name: config.name.clone(),
+            rank: config.rank,
+            size: config.size,
+            timeout: config.timeout,
+            algorithms: config.algorithms,
+            single_copy: if cfg!(miri) {
+                Err("not under Miri".into())
+            } else {
+                Ok(())
+            },
+            backoff: Backoff::for_job(config.size, cores),
+        };
+        job.join(config.rank == 0)?;
         Ok(job)
     }
 

@@ -37,6 +37,9 @@ mod single_copy;
 mod startup;
 mod transport;
 
+#[cfg(test)]
+mod algorithm_tests;
+
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -140,16 +143,21 @@ impl ShmBackend {
         }
         let job = Arc::new(Job::attach(config)?);
         spawn_abort_watcher(Arc::downgrade(&job));
+        Ok(Self::on_job(job))
+    }
+
+    /// The communicator of a job this process has joined.
+    fn on_job(job: Arc<Job>) -> ShmBackend {
         // One segment is one machine: every rank runs on this host.
         let mut topology = crate::topology::single_process(crate::BackendKind::Auto);
         topology.world_size = job.size;
         topology.hosts[0].ranks = (0..job.size).collect();
         let calls = Calls::new(job.rank, job.size, ShmTransport::new(Arc::clone(&job)));
-        Ok(ShmBackend {
+        ShmBackend {
             job,
             calls: Arc::new(calls),
             topology: Arc::new(topology),
-        })
+        }
     }
 
     /// Joins the job described by the `COBRE_SHM_*` environment variables.

@@ -31,6 +31,18 @@ pub(crate) enum CreateError {
 pub(crate) struct Segment {
     ptr: NonNull<u8>,
     len: usize,
+    backing: Backing,
+}
+
+/// What holds a segment's memory.
+#[derive(Debug)]
+enum Backing {
+    /// A shared mapping of a POSIX shared-memory object, made by `map`.
+    Mapping,
+    /// Memory of this process shared by the ranks of a test job run as threads (the
+    /// tests that run the whole exchange protocol under Miri, which cannot map files).
+    #[cfg(test)]
+    Heap(std::sync::Arc<in_process::Memory>),
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; concurrent access goes
@@ -191,7 +203,11 @@ impl Segment {
         };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Segment { ptr, len })
+        Ok(Segment {
+            ptr,
+            len,
+            backing: Backing::Mapping,
+        })
     }
 
     /// The mapped length in bytes.
@@ -264,8 +280,71 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // SAFETY: the mapping was created by `map` with this address and length, and no
-        // borrow of it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        match self.backing {
+            Backing::Mapping => {
+                // SAFETY: the mapping was created by `map` with this address and length,
+                // and no borrow of it outlives `self`.
+                let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+            }
+            // Freed with its last segment (the `Arc`).
+            #[cfg(test)]
+            Backing::Heap(_) => {}
+        }
+    }
+}
+
+/// Segments over memory of this process, for jobs whose ranks are threads: the same
+/// accessors and the same protocol, without a file to map.
+#[cfg(test)]
+pub(crate) mod in_process {
+    use std::alloc::Layout;
+    use std::ptr::NonNull;
+    use std::sync::Arc;
+
+    use super::{Backing, Segment};
+
+    /// Zeroed, page-aligned memory, as a fresh mapping is.
+    #[derive(Debug)]
+    pub(crate) struct Memory {
+        ptr: NonNull<u8>,
+        layout: Layout,
+    }
+
+    // SAFETY: plain memory, accessed as the segment accesses a mapping (see `Segment`).
+    unsafe impl Send for Memory {}
+    // SAFETY: as above.
+    unsafe impl Sync for Memory {}
+
+    impl Drop for Memory {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `segment` with this layout; the last segment that
+            // pointed into it is gone (they hold the `Arc`).
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+        }
+    }
+
+    /// A zeroed segment of `len` bytes (at least one) in this process's memory.
+    pub(crate) fn segment(len: usize) -> Segment {
+        let layout = Layout::from_size_align(len.max(1), 4096).expect("segment layout");
+        // SAFETY: the layout's size is not zero.
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+            .unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        Segment {
+            ptr,
+            len,
+            backing: Backing::Heap(Arc::new(Memory { ptr, layout })),
+        }
+    }
+
+    /// Another rank's view of the same memory.
+    pub(crate) fn share(seg: &Segment) -> Segment {
+        match &seg.backing {
+            Backing::Heap(memory) => Segment {
+                ptr: seg.ptr,
+                len: seg.len,
+                backing: Backing::Heap(Arc::clone(memory)),
+            },
+            Backing::Mapping => panic!("only in-process segments are shared this way"),
+        }
     }
 }

@@ -77,15 +77,21 @@ fn create(config: &ShmConfig, layout: Layout) -> Result<Segment, BackendError> {
         )),
         CreateError::Other(e) => init_failed(format!("cannot create segment {name}: {e}")),
     })?;
+    write_header(&seg, &layout);
+    Ok(seg)
+}
+
+/// Fills in the header of a new segment laid out as `layout`; the magic number goes
+/// last, so a rank that sees it sees the rest.
+pub(crate) fn write_header(seg: &Segment, layout: &Layout) {
     seg.u32_at(H_VERSION).store(VERSION, SeqCst);
-    seg.u32_at(H_SIZE).store(config.size as u32, SeqCst);
-    seg.u64_at(H_CHUNK).store(config.chunk_bytes as u64, SeqCst);
-    seg.u64_at(H_LEN).store(len as u64, SeqCst);
+    seg.u32_at(H_SIZE).store(layout.size as u32, SeqCst);
+    seg.u64_at(H_CHUNK).store(layout.chunk as u64, SeqCst);
+    seg.u64_at(H_LEN).store(layout.len() as u64, SeqCst);
     seg.u32_at(H_CREATOR).store(std::process::id(), SeqCst);
     seg.u32_at(H_SIGNALLING)
         .store(layout.signalling.code(), SeqCst);
     seg.u64_at(H_MAGIC).store(MAGIC, SeqCst);
-    Ok(seg)
 }
 
 /// The header as it is in `seg` now (at least [`HEADER_BYTES`] long).
