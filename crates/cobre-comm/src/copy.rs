@@ -209,7 +209,10 @@ mod tests {
 
     #[test]
     #[cfg(feature = "shm")]
-    #[cfg_attr(miri, ignore = "Miri cannot run `sfence` (AddressSanitizer checks this one)")]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri cannot run `sfence` (AddressSanitizer checks this one)"
+    )]
     fn streaming_copies_copy_every_byte_whatever_the_alignment_and_length() {
         let src: Vec<u8> = (0..5000_u32).map(|i| (i * 7 + 3) as u8).collect();
         for start in 0..20 {

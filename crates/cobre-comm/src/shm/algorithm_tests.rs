@@ -217,3 +217,52 @@ fn a_mismatch_is_reported_on_every_rank_and_sticks() {
         }
     }
 }
+
+/// Collectives large enough that the slots are written with streaming stores
+/// (`broadcast::SLOT_STREAMING_MIN_BYTES`, `allreduce_reduce_scatter_allgather::
+/// SLOT_STREAMING_MIN_BYTES`), at lengths that leave a head and a tail outside the
+/// 16-byte lanes.
+fn large(comm: &ShmBackend) {
+    let (me, n) = (comm.rank(), comm.size());
+    let bytes = super::broadcast::SLOT_STREAMING_MIN_BYTES + 13;
+    let root = n - 1;
+    let expected: Vec<u8> = (0..bytes).map(|i| (i * 7 + i / 4099) as u8).collect();
+    let mut buf = if me == root {
+        expected.clone()
+    } else {
+        vec![0; bytes]
+    };
+    comm.broadcast(&mut buf, root).expect("broadcast");
+    assert!(buf == expected, "rank {me} of {n}: large broadcast");
+
+    let len = super::allreduce_reduce_scatter_allgather::SLOT_STREAMING_MIN_BYTES / 8 + 3;
+    let send: Vec<f64> = (0..len).map(|i| value(me, i)).collect();
+    let mut recv = vec![0.0; len];
+    comm.allreduce(&send, &mut recv, ReduceOp::Sum)
+        .expect("allreduce");
+    let exact = (0..len).all(|i| {
+        let fold = (1..n).fold(value(0, i), |acc, r| acc + value(r, i));
+        recv[i].to_bits() == fold.to_bits()
+    });
+    assert!(
+        exact,
+        "rank {me} of {n}: large sum is not the rank-order fold"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "16 MiB per rank is beyond Miri's pace; `sfence` beyond its reach"
+)]
+fn collectives_that_write_the_slots_with_streaming_stores_on_2_and_3_ranks() {
+    let forced = Forced::NONE
+        .with(
+            crate::algorithm::Op::Allreduce,
+            Some(Algorithm::ReduceScatterAllgather),
+        )
+        .with(crate::algorithm::Op::Broadcast, Some(Algorithm::Direct));
+    for size in [2, 3] {
+        job(size, forced, Signalling::Flat, large);
+    }
+}

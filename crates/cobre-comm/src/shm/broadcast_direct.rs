@@ -1,6 +1,7 @@
 //! The `direct` broadcast: in each step the root publishes the next piece in its slot and
 //! every other rank copies it (two copies per byte, overlapped: see [`PIECE_BYTES`]).
 
+use super::exchange::Stores;
 use super::transport::ShmTransport;
 use crate::copy::copy_into;
 use crate::datatype::as_bytes_mut;
@@ -22,12 +23,17 @@ pub(crate) fn run<T: CommData>(
     let chunk = link.job.layout.payload().min(PIECE_BYTES);
     let buf = as_bytes_mut(buf);
     let streaming = buf.len() >= super::broadcast::STREAMING_MIN_BYTES;
+    let stores = if buf.len() >= super::broadcast::SLOT_STREAMING_MIN_BYTES {
+        Stores::Streaming
+    } else {
+        Stores::Cached
+    };
     let steps = buf.len().div_ceil(chunk).max(1);
     let is_root = link.job.rank == root;
     for k in 0..steps {
         let range = (k * chunk).min(buf.len())..((k + 1) * chunk).min(buf.len());
         let data: &[u8] = if is_root { &buf[range.clone()] } else { &[] };
-        let generation = link.publish(fingerprint, &[data]);
+        let generation = link.publish_with(fingerprint, &[data], stores);
         link.collect(
             generation,
             fingerprint,
