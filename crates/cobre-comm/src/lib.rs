@@ -71,6 +71,8 @@ mod access;
 pub mod algorithm;
 #[cfg(any(feature = "shm", feature = "tcp"))]
 mod call;
+#[cfg(test)]
+mod collective_checks;
 mod copy;
 pub mod datatype;
 mod env;

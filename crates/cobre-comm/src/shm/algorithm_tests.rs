@@ -18,6 +18,7 @@ use super::layout::{H_UNLINKED, Layout};
 use super::segment::in_process;
 use super::startup::write_header;
 use crate::algorithm::{Algorithm, Forced};
+use crate::collective_checks;
 use crate::traits::Communicator;
 use crate::types::{CommError, ReduceOp};
 
@@ -66,92 +67,16 @@ fn job(size: usize, forced: Forced, signalling: Signalling, body: fn(&ShmBackend
     }
 }
 
-/// A value of rank `r` at index `i` whose sums round differently in different orders.
-#[allow(clippy::cast_precision_loss)]
-fn value(r: usize, i: usize) -> f64 {
-    let magnitude = [1e16, 1.0, -1e16, 3.5, 1e-3][(r + i) % 5];
-    magnitude * (1.0 + (r * 31 + i * 7) as f64 / 97.0)
-}
-
 fn gathers(comm: &ShmBackend) {
-    let (me, n) = (comm.rank(), comm.size());
-    let patterns: Vec<Vec<usize>> = vec![
-        (0..n).map(|r| 1 + 3 * r + (r % 2) * 5).collect(),
-        (0..n).map(|r| if r % 2 == 0 { 0 } else { r + 1 }).collect(),
-        vec![0; n],
-        (0..n).map(|r| LONG / 2 + r).collect(),
-    ];
-    for counts in patterns {
-        // Reversed order, with gaps in between.
-        let stride = counts.iter().max().copied().unwrap_or(0) + 3;
-        let displs: Vec<usize> = (0..n).map(|r| (n - 1 - r) * stride + 2).collect();
-        let len = n * stride + 2;
-        let send: Vec<u32> = (0..counts[me]).map(|i| (me * 100_000 + i) as u32).collect();
-        let mut recv = vec![u32::MAX; len];
-        comm.allgatherv(&send, &mut recv, &counts, &displs)
-            .expect("allgatherv");
-        let mut expected = vec![u32::MAX; len];
-        for r in 0..n {
-            for i in 0..counts[r] {
-                expected[displs[r] + i] = (r * 100_000 + i) as u32;
-            }
-        }
-        assert_eq!(recv, expected, "rank {me} of {n}, counts {counts:?}");
-    }
+    collective_checks::gathers(comm, LONG / 2);
 }
 
 fn reductions(comm: &ShmBackend) {
-    let (me, n) = (comm.rank(), comm.size());
-    for len in [1, n + 1, 513, LONG] {
-        let send: Vec<f64> = (0..len).map(|i| value(me, i)).collect();
-        let mut recv = vec![0.0; len];
-        comm.allreduce(&send, &mut recv, ReduceOp::Sum)
-            .expect("allreduce");
-        let expected: Vec<f64> = (0..len)
-            .map(|i| (1..n).fold(value(0, i), |acc, r| acc + value(r, i)))
-            .collect();
-        let same = recv
-            .iter()
-            .zip(&expected)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(
-            same,
-            "rank {me} of {n}: sum of {len} is not the rank-order fold"
-        );
-        for op in [ReduceOp::Min, ReduceOp::Max] {
-            let send: Vec<i32> = (0..len).map(|i| ((me * 7 + i) % 11) as i32 - 5).collect();
-            let mut recv = vec![0; len];
-            comm.allreduce(&send, &mut recv, op).expect("allreduce");
-            let column = |i: usize| (0..n).map(move |r| ((r * 7 + i) % 11) as i32 - 5);
-            let expected: Vec<i32> = (0..len)
-                .map(|i| match op {
-                    ReduceOp::Min => column(i).min().unwrap(),
-                    _ => column(i).max().unwrap(),
-                })
-                .collect();
-            assert_eq!(recv, expected, "rank {me} of {n}: {op:?} of {len}");
-        }
-    }
+    collective_checks::reductions(comm, &[1, comm.size() + 1, 513, LONG]);
 }
 
 fn broadcasts(comm: &ShmBackend) {
-    let (me, n) = (comm.rank(), comm.size());
-    for root in 0..n {
-        for len in [0, 1, 1001, 4 * LONG] {
-            let expected: Vec<u8> = (0..len).map(|i| (i * 13 + root) as u8).collect();
-            let mut buf = if me == root {
-                expected.clone()
-            } else {
-                vec![0xEE; len]
-            };
-            comm.broadcast(&mut buf, root).expect("broadcast");
-            assert!(
-                buf == expected,
-                "rank {me} of {n}: broadcast of {len} from {root}"
-            );
-        }
-    }
-    comm.barrier().expect("barrier");
+    collective_checks::broadcasts(comm, &[0, 1, 1001, 4 * LONG]);
 }
 
 /// Every rank but the last calls an allreduce of 3 elements, the last one of 4: every rank
@@ -223,31 +148,9 @@ fn a_mismatch_is_reported_on_every_rank_and_sticks() {
 /// SLOT_STREAMING_MIN_BYTES`), at lengths that leave a head and a tail outside the
 /// 16-byte lanes.
 fn large(comm: &ShmBackend) {
-    let (me, n) = (comm.rank(), comm.size());
-    let bytes = super::broadcast::SLOT_STREAMING_MIN_BYTES + 13;
-    let root = n - 1;
-    let expected: Vec<u8> = (0..bytes).map(|i| (i * 7 + i / 4099) as u8).collect();
-    let mut buf = if me == root {
-        expected.clone()
-    } else {
-        vec![0; bytes]
-    };
-    comm.broadcast(&mut buf, root).expect("broadcast");
-    assert!(buf == expected, "rank {me} of {n}: large broadcast");
-
+    collective_checks::broadcasts(comm, &[super::broadcast::SLOT_STREAMING_MIN_BYTES + 13]);
     let len = super::allreduce_reduce_scatter_allgather::SLOT_STREAMING_MIN_BYTES / 8 + 3;
-    let send: Vec<f64> = (0..len).map(|i| value(me, i)).collect();
-    let mut recv = vec![0.0; len];
-    comm.allreduce(&send, &mut recv, ReduceOp::Sum)
-        .expect("allreduce");
-    let exact = (0..len).all(|i| {
-        let fold = (1..n).fold(value(0, i), |acc, r| acc + value(r, i));
-        recv[i].to_bits() == fold.to_bits()
-    });
-    assert!(
-        exact,
-        "rank {me} of {n}: large sum is not the rank-order fold"
-    );
+    collective_checks::reductions(comm, &[len]);
 }
 
 #[test]

@@ -114,17 +114,13 @@ impl Job {
     /// waits until every rank has joined (see `startup.rs`).
     pub(crate) fn attach(config: &ShmConfig) -> Result<Job, BackendError> {
         let (seg, layout, created) = startup::open_segment(config)?;
-        let job = Job {
+        let job = Job::on(
             seg,
             layout,
-            name: config.name.clone(),
-            rank: config.rank,
-            size: config.size,
-            timeout: config.timeout,
-            algorithms: config.algorithms,
-            single_copy: super::cma::availability(),
-            backoff: Backoff::for_job(config.size, super::cores::node_cores()),
-        };
+            config,
+            super::cma::availability(),
+            super::cores::node_cores(),
+        );
         job.join(created)?;
         Ok(job)
     }
@@ -146,7 +142,25 @@ impl Job {
                 .signalling
                 .unwrap_or_else(|| Signalling::pick(config.size, cores)),
         };
-        let job = Job {
+        let single_copy = if cfg!(miri) {
+            Err("not under Miri".into())
+        } else {
+            Ok(())
+        };
+        let job = Job::on(seg, layout, config, single_copy, cores);
+        job.join(config.rank == 0)?;
+        Ok(job)
+    }
+
+    /// This rank's view of a job on `seg`, before it joins.
+    fn on(
+        seg: Segment,
+        layout: Layout,
+        config: &ShmConfig,
+        single_copy: Result<(), String>,
+        cores: usize,
+    ) -> Job {
+        Job {
             seg,
             layout,
             name: config.name.clone(),
@@ -154,15 +168,9 @@ impl Job {
             size: config.size,
             timeout: config.timeout,
             algorithms: config.algorithms,
-            single_copy: if cfg!(miri) {
-                Err("not under Miri".into())
-            } else {
-                Ok(())
-            },
+            single_copy,
             backoff: Backoff::for_job(config.size, cores),
-        };
-        job.join(config.rank == 0)?;
-        Ok(job)
+        }
     }
 
     fn wake_word(&self) -> &AtomicU32 {

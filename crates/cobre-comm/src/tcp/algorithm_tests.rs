@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::TcpBackend;
 use super::config::{ALGORITHMS, TcpConfig};
 use crate::algorithm::{Algorithm, Forced, Op};
+use crate::collective_checks;
 use crate::traits::Communicator;
-use crate::types::ReduceOp;
 
 /// Runs `body` on every rank of a job of `size` threads with `forced` algorithms.
 fn job(size: usize, forced: Forced, body: fn(&TcpBackend)) {
@@ -40,88 +40,17 @@ fn job(size: usize, forced: Forced, body: fn(&TcpBackend)) {
     }
 }
 
-/// A value of rank `r` at index `i` whose sums round differently in different orders.
-#[allow(clippy::cast_precision_loss)]
-fn value(r: usize, i: usize) -> f64 {
-    let magnitude = [1e16, 1.0, -1e16, 3.5, 1e-3][(r + i) % 5];
-    magnitude * (1.0 + (r * 31 + i * 7) as f64 / 97.0)
-}
-
 fn gathers(comm: &TcpBackend) {
-    let (me, n) = (comm.rank(), comm.size());
-    let patterns: Vec<Vec<usize>> = vec![
-        (0..n).map(|r| 1 + 3 * r + (r % 2) * 5).collect(),
-        (0..n).map(|r| if r % 2 == 0 { 0 } else { r + 1 }).collect(),
-        (0..n).map(|r| if r + 1 == n { 5 } else { 0 }).collect(),
-        vec![0; n],
-        (0..n).map(|r| 40_000 + r).collect(),
-    ];
-    for counts in patterns {
-        // Reversed order, with gaps in between.
-        let stride = counts.iter().max().copied().unwrap_or(0) + 3;
-        let displs: Vec<usize> = (0..n).map(|r| (n - 1 - r) * stride + 2).collect();
-        let len = n * stride + 2;
-        let send: Vec<u32> = (0..counts[me]).map(|i| (me * 100_000 + i) as u32).collect();
-        let mut recv = vec![u32::MAX; len];
-        comm.allgatherv(&send, &mut recv, &counts, &displs)
-            .expect("allgatherv");
-        let mut expected = vec![u32::MAX; len];
-        for r in 0..n {
-            for i in 0..counts[r] {
-                expected[displs[r] + i] = (r * 100_000 + i) as u32;
-            }
-        }
-        assert_eq!(recv, expected, "rank {me} of {n}, counts {counts:?}");
-    }
+    collective_checks::gathers(comm, 40_000);
 }
 
 fn reductions(comm: &TcpBackend) {
-    let (me, n) = (comm.rank(), comm.size());
-    for len in [1, 2, n.saturating_sub(1).max(1), 17, 5000] {
-        let send: Vec<f64> = (0..len).map(|i| value(me, i)).collect();
-        let mut recv = vec![0.0; len];
-        comm.allreduce(&send, &mut recv, ReduceOp::Sum)
-            .expect("allreduce");
-        let expected: Vec<f64> = (0..len)
-            .map(|i| (1..n).fold(value(0, i), |acc, r| acc + value(r, i)))
-            .collect();
-        let same = recv
-            .iter()
-            .zip(&expected)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(
-            same,
-            "rank {me} of {n}: sum of {len} is not the rank-order fold"
-        );
-        let send: Vec<i32> = (0..len).map(|i| ((me * 7 + i) % 11) as i32).collect();
-        let mut recv = vec![0; len];
-        comm.allreduce(&send, &mut recv, ReduceOp::Max)
-            .expect("allreduce");
-        let expected: Vec<i32> = (0..len)
-            .map(|i| (0..n).map(|r| ((r * 7 + i) % 11) as i32).max().unwrap())
-            .collect();
-        assert_eq!(recv, expected, "rank {me} of {n}: max of {len}");
-    }
+    let n = comm.size();
+    collective_checks::reductions(comm, &[1, 2, n.saturating_sub(1).max(1), 17, 5000]);
 }
 
 fn broadcasts(comm: &TcpBackend) {
-    let (me, n) = (comm.rank(), comm.size());
-    for root in 0..n {
-        for len in [0, 1, 1001, 70_000] {
-            let expected: Vec<u8> = (0..len).map(|i| (i * 13 + root) as u8).collect();
-            let mut buf = if me == root {
-                expected.clone()
-            } else {
-                vec![0xEE; len]
-            };
-            comm.broadcast(&mut buf, root).expect("broadcast");
-            assert!(
-                buf == expected,
-                "rank {me} of {n}: broadcast of {len} from {root}"
-            );
-        }
-    }
-    comm.barrier().expect("barrier");
+    collective_checks::broadcasts(comm, &[0, 1, 1001, 70_000]);
 }
 
 /// The `i`-th algorithm of every collective (its last one when it has fewer).
