@@ -71,7 +71,7 @@ mod access;
 pub mod algorithm;
 #[cfg(any(feature = "shm", feature = "tcp"))]
 mod call;
-#[cfg(test)]
+#[cfg(all(test, any(feature = "shm", feature = "tcp")))]
 mod collective_checks;
 mod copy;
 pub mod datatype;
