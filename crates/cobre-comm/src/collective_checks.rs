@@ -13,9 +13,9 @@ pub(crate) fn value(r: usize, i: usize) -> f64 {
 }
 
 /// Allgathervs with uneven counts (zero for some ranks, for all, for all but the last,
-/// about `long` for every rank) into reversed, gapped places.
+/// about `long` for every rank), back to back and into reversed, gapped places.
 pub(crate) fn gathers<C: Communicator>(comm: &C, long: usize) {
-    let (me, n) = (comm.rank(), comm.size());
+    let n = comm.size();
     let patterns: Vec<Vec<usize>> = vec![
         (0..n).map(|r| 1 + 3 * r + (r % 2) * 5).collect(),
         (0..n).map(|r| if r % 2 == 0 { 0 } else { r + 1 }).collect(),
@@ -24,22 +24,37 @@ pub(crate) fn gathers<C: Communicator>(comm: &C, long: usize) {
         (0..n).map(|r| long + r).collect(),
     ];
     for counts in patterns {
-        // Reversed order, with gaps in between.
+        // Back to back in rank order after two spare elements (the usual layout, which
+        // some algorithms gather in place), and reversed with gaps in between.
+        let back_to_back: Vec<usize> = (0..n)
+            .map(|r| 2 + counts[..r].iter().sum::<usize>())
+            .collect();
         let stride = counts.iter().max().copied().unwrap_or(0) + 3;
-        let displs: Vec<usize> = (0..n).map(|r| (n - 1 - r) * stride + 2).collect();
-        let len = n * stride + 2;
-        let send: Vec<u32> = (0..counts[me]).map(|i| (me * 100_000 + i) as u32).collect();
-        let mut recv = vec![u32::MAX; len];
-        comm.allgatherv(&send, &mut recv, &counts, &displs)
-            .expect("allgatherv");
-        let mut expected = vec![u32::MAX; len];
-        for r in 0..n {
-            for i in 0..counts[r] {
-                expected[displs[r] + i] = (r * 100_000 + i) as u32;
-            }
+        let reversed: Vec<usize> = (0..n).map(|r| (n - 1 - r) * stride + 2).collect();
+        for displs in [back_to_back, reversed] {
+            gather(comm, &counts, &displs);
         }
-        assert_eq!(recv, expected, "rank {me} of {n}, counts {counts:?}");
     }
+}
+
+/// One allgatherv of `counts[r]` elements from each rank `r` to `displs[r]`, checked.
+fn gather<C: Communicator>(comm: &C, counts: &[usize], displs: &[usize]) {
+    let (me, n) = (comm.rank(), comm.size());
+    let len = (0..n).map(|r| displs[r] + counts[r]).max().unwrap_or(0) + 2;
+    let send: Vec<u32> = (0..counts[me]).map(|i| (me * 100_000 + i) as u32).collect();
+    let mut recv = vec![u32::MAX; len];
+    comm.allgatherv(&send, &mut recv, counts, displs)
+        .expect("allgatherv");
+    let mut expected = vec![u32::MAX; len];
+    for r in 0..n {
+        for i in 0..counts[r] {
+            expected[displs[r] + i] = (r * 100_000 + i) as u32;
+        }
+    }
+    assert_eq!(
+        recv, expected,
+        "rank {me} of {n}, counts {counts:?}, displs {displs:?}"
+    );
 }
 
 /// Allreduces of `lengths` elements: `Sum` of floats bit for bit the rank-order fold,

@@ -642,6 +642,33 @@ mod tests {
         assert_eq!(sixteen_per_host.connections, 255);
     }
 
+    /// With a rank per host a large allgatherv goes `bruck`: its time grows as log p
+    /// (1 MiB: 1024 ranks within 1.5x of 64 ranks; the ring took 12.8x) and it keeps to the
+    /// start-up connections, here for 16 MiB on 1000 ranks.
+    #[test]
+    fn a_large_gather_over_many_hosts_grows_as_log_p_on_the_start_up_connections() {
+        use crate::tcp::neighbours::neighbours;
+        let time = |ranks| {
+            Job::new(ranks, ranks, Network::ETHERNET_25G)
+                .time(Op::Allgatherv, 1 << 20)
+                .unwrap()
+        };
+        let (t64, t1024) = (time(64), time(1024));
+        assert!(
+            t1024 < 1.5 * t64,
+            "64 ranks {t64} us, 1024 ranks {t1024} us"
+        );
+        let job = Job::new(1000, 1000, Network::ETHERNET_25G);
+        let runs = job.run(Op::Allgatherv, 16 << 20, 0).unwrap();
+        for (rank, (_, peers)) in runs.iter().enumerate() {
+            let allowed = neighbours(rank, 1000);
+            assert!(
+                peers.iter().all(|p| allowed.contains(p)),
+                "rank {rank} used {peers:?}, connected to {allowed:?}"
+            );
+        }
+    }
+
     #[test]
     fn more_bytes_take_longer() {
         let job = Job::new(8, 8, Network::ETHERNET_25G);

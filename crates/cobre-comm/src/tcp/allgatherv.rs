@@ -3,8 +3,8 @@
 //! | algorithm | rounds | picked when |
 //! |---|---|---|
 //! | `direct` (`allgatherv_direct.rs`) | 1 | up to [`DIRECT_MAX_RANKS`] ranks, at every size |
-//! | `bruck` (`allgatherv_bruck.rs`) | `ceil(log2 p)` | more ranks, below [`RING_MIN_BYTES`] gathered |
-//! | `ring` (`allgatherv_ring.rs`) | `p - 1` | more ranks, larger gathers |
+//! | `bruck` (`allgatherv_bruck.rs`) | `ceil(log2 p)` | more ranks, below [`RING_MIN_BYTES`] gathered, or larger gathers while forwarding through the host links is cheap ([`forwarding_is_cheap`]) |
+//! | `ring` (`allgatherv_ring.rs`) | `p - 1` | more ranks, larger gathers, many ranks per host |
 //!
 //! `COBRE_TCP_ALGORITHMS=allgatherv=NAME` forces one at every size.
 
@@ -15,23 +15,52 @@ use crate::algorithm::{Algorithm, Op};
 use crate::fingerprint::Fingerprint;
 
 /// Gathers of at least this many bytes in all (on more than [`DIRECT_MAX_RANKS`] ranks)
-/// go around the ring: there the per-round latency no longer matters, and each rank
-/// talks only to its two neighbours, with no final copy.
+/// go around the ring, unless [`forwarding_is_cheap`] (never on one host): there the
+/// per-round latency no longer matters, and each rank talks only to its two neighbours.
 pub(crate) const RING_MIN_BYTES: usize = 256 << 10;
 
-/// The algorithm for a gather of `total` bytes on `ranks` ranks: the `forced` one, else
-/// `direct` on few ranks, `bruck` for small gathers and `ring` for large ones.
-pub(crate) fn pick(forced: Option<Algorithm>, ranks: usize, total: usize) -> Algorithm {
+/// Bytes a host's link moves in the time of one message round: the exchange rate between
+/// the ring's `p - 1` rounds and Bruck's extra bytes on the host links. A round costs a
+/// latency and a message overhead at each end, 18 us on the modelled 25 GbE cluster, in
+/// which a link moves 56 KB; set a little lower to favour the ring, which needs no
+/// connections beyond its two neighbours. Checked against the network model (25 GbE,
+/// `cobre-comm model --algorithms allgatherv=...`, us per call, ring against Bruck): 16
+/// ranks per host, 1 MiB on 512 ranks 5521 against 5444 (picked: Bruck), on 256 ranks
+/// 5355 against 5389 (ring), on 1024 ranks 8638 against 5481 (Bruck); 2 per host, 32 ranks,
+/// 1 MiB 917 against 731 (Bruck); 4 per host, 64 ranks, 1 MiB 1333 against 1402 (ring);
+/// 1024 ranks, 16 MiB, 2 per host 21537 against 10900 (Bruck), 4 per host 21544 against
+/// 21607 (ring).
+pub(crate) const BRUCK_BYTES_PER_ROUND: usize = 48 << 10;
+
+/// Whether Bruck's `ceil(log2 p)` rounds beat the ring's `p - 1` for a gather of `total`
+/// bytes on `ranks` ranks over `hosts` hosts. Both receive every block once, but Bruck
+/// sends most blocks off the host (its partners sit `2^k` ranks away) while the ring
+/// crosses each host boundary once: with `k` ranks per host, a host's link carries about
+/// `k` times the gather under Bruck and once under the ring. Bruck wins while those
+/// `(k - 1) total` extra bytes take less than the `p - 1 - ceil(log2 p)` extra rounds of
+/// the ring, each worth [`BRUCK_BYTES_PER_ROUND`]. With one rank per host Bruck always
+/// wins; on one host (all ranks on loopback) the ring does for every gather from
+/// [`RING_MIN_BYTES`].
+pub(crate) fn forwarding_is_cheap(ranks: usize, hosts: usize, total: usize) -> bool {
+    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    let rounds = ranks.next_power_of_two().trailing_zeros() as usize;
+    let saved_rounds = ranks.saturating_sub(1 + rounds);
+    (per_host - 1).saturating_mul(total) <= saved_rounds.saturating_mul(BRUCK_BYTES_PER_ROUND)
+}
+
+pub(crate) fn pick(
+    forced: Option<Algorithm>,
+    (ranks, hosts): (usize, usize),
+    total: usize,
+) -> Algorithm {
     match forced {
         Some(forced @ (Algorithm::Direct | Algorithm::Bruck | Algorithm::Ring)) => forced,
         _ if ranks <= DIRECT_MAX_RANKS => Algorithm::Direct,
-        _ if total >= RING_MIN_BYTES => Algorithm::Ring,
-        _ => Algorithm::Bruck,
+        _ if total < RING_MIN_BYTES || forwarding_is_cheap(ranks, hosts, total) => Algorithm::Bruck,
+        _ => Algorithm::Ring,
     }
 }
 
-/// `ranges[r] = (start, end)` in bytes of rank `r`'s block in `recv` (checked to fit and
-/// not to overlap).
 pub(crate) fn allgatherv(
     mesh: &mut impl Exchange,
     fp: &Fingerprint,
@@ -40,7 +69,11 @@ pub(crate) fn allgatherv(
     ranges: &[(usize, usize)],
 ) -> Result<(), Fail> {
     let total = ranges.iter().map(|&(start, end)| end - start).sum();
-    let algorithm = pick(mesh.forced().get(Op::Allgatherv), mesh.size(), total);
+    let algorithm = pick(
+        mesh.forced().get(Op::Allgatherv),
+        (mesh.size(), mesh.hosts()),
+        total,
+    );
     let fp = &fp.with_algorithm(algorithm);
     match algorithm {
         Algorithm::Bruck => allgatherv_bruck::run(mesh, fp, send, recv, ranges),
@@ -54,19 +87,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn few_ranks_go_direct_more_ranks_bruck_then_ring() {
-        assert_eq!(pick(None, 1, 0), Algorithm::Direct);
-        assert_eq!(pick(None, DIRECT_MAX_RANKS, 1 << 30), Algorithm::Direct);
-        assert_eq!(pick(None, DIRECT_MAX_RANKS + 1, 0), Algorithm::Bruck);
-        assert_eq!(pick(None, 1024, RING_MIN_BYTES - 1), Algorithm::Bruck);
-        assert_eq!(pick(None, 1024, RING_MIN_BYTES), Algorithm::Ring);
+    fn few_ranks_go_direct_more_ranks_bruck_then_ring_on_one_host() {
+        assert_eq!(pick(None, (1, 1), 0), Algorithm::Direct);
+        assert_eq!(
+            pick(None, (DIRECT_MAX_RANKS, 1), 1 << 30),
+            Algorithm::Direct
+        );
+        assert_eq!(pick(None, (DIRECT_MAX_RANKS + 1, 1), 0), Algorithm::Bruck);
+        assert_eq!(pick(None, (1024, 1), RING_MIN_BYTES - 1), Algorithm::Bruck);
+        assert_eq!(pick(None, (1024, 1), RING_MIN_BYTES), Algorithm::Ring);
+        assert_eq!(pick(None, (64, 1), RING_MIN_BYTES), Algorithm::Ring);
+        assert_eq!(pick(None, (5, 1), RING_MIN_BYTES), Algorithm::Ring);
+    }
+
+    #[test]
+    fn large_gathers_go_bruck_while_the_host_links_carry_it_cheaply() {
+        let (bruck, ring) = (Algorithm::Bruck, Algorithm::Ring);
+        // One rank per host: Bruck's forwarding costs the links nothing extra.
+        assert_eq!(pick(None, (64, 64), 1 << 20), bruck);
+        assert_eq!(pick(None, (4096, 4096), 256 << 20), bruck);
+        // 16 ranks per host: 1 MiB from 512 ranks on, not 16 MiB.
+        assert_eq!(pick(None, (1024, 64), 1 << 20), bruck);
+        assert_eq!(pick(None, (512, 32), 1 << 20), bruck);
+        assert_eq!(pick(None, (256, 16), 1 << 20), ring);
+        assert_eq!(pick(None, (1024, 64), 16 << 20), ring);
+        // 16 MiB on 1024 ranks: two per host Bruck, four the ring.
+        assert_eq!(pick(None, (1024, 512), 16 << 20), bruck);
+        assert_eq!(pick(None, (1024, 256), 16 << 20), ring);
+        // Few hosts: the ring.
+        assert_eq!(pick(None, (32, 2), 1 << 20), ring);
+        assert_eq!(pick(None, (6, 3), 1 << 20), ring);
     }
 
     #[test]
     fn a_forced_algorithm_runs_at_every_size() {
         for forced in [Algorithm::Direct, Algorithm::Bruck, Algorithm::Ring] {
             for (ranks, total) in [(1, 0), (3, 7), (8, 1 << 30)] {
-                assert_eq!(pick(Some(forced), ranks, total), forced);
+                assert_eq!(pick(Some(forced), (ranks, 8), total), forced);
             }
         }
     }

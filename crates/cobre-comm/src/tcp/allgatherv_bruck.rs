@@ -1,18 +1,29 @@
 //! The `bruck` allgatherv (Bruck et al., 1997): `ceil(log2 p)` rounds for any `p`.
 //!
 //! Each rank keeps the blocks it has gathered in *rotated* order, its own first: block `j`
-//! of rank `r`'s buffer is rank `(r + j) mod p`'s. After round `k` it holds blocks
-//! `0..2^(k+1)`: in round `k` it sends its first `min(2^k, p - 2^k)` blocks, one
-//! contiguous frame, to rank `r - 2^k`, and receives as many from rank `r + 2^k`, which
-//! are its blocks `2^k..`. A last local copy puts every block at its displacement.
+//! of rank `r`'s view is rank `(r + j) mod p`'s. After round `k` it holds blocks
+//! `0..2^(k+1)`: in round `k` it sends its first `min(2^k, p - 2^k)` blocks, one frame,
+//! to rank `r - 2^k`, and receives as many from rank `r + 2^k`, which are its blocks
+//! `2^k..`.
 //!
-//! Each rank receives the `(p - 1)` other blocks once, like the direct exchange, but
-//! sends and receives one frame per round instead of `p - 1` in one round: fewer, larger
-//! messages once the job is larger than a few ranks.
+//! When the blocks lie back to back in `recv` in rank order (counts and their prefix sums
+//! as displacements, the usual layout), the rotated view is `recv` itself read from this
+//! rank's block on, wrapping past the last rank to rank 0: every run of blocks a round
+//! sends or receives is one span of `recv`, or two when it wraps, and travels as one frame
+//! of two parts (a vectored write; reads straight into the two spans). Nothing is copied
+//! besides this rank's own block and no scratch is needed, so the algorithm suits large
+//! gathers too. Other layouts gather into scratch in rotated order and copy every block
+//! to its displacement at the end.
+//!
+//! Each rank receives the `(p - 1)` other blocks once, like the direct exchange and the
+//! ring, but in `ceil(log2 p)` frames instead of `p - 1`: fewer, larger messages once the
+//! job is larger than a few ranks. The price is in the links: a block travels up to
+//! `ceil(log2 p)` hops, so a host's link carries about `n` per rank on it (the ring: `n`
+//! per host). `allgatherv.rs` weighs the two.
 
 use super::allreduce::scratch_elements;
 use super::exchange::Exchange;
-use super::split::blocks_by_rank;
+use super::split::{blocks_by_rank, split_ranges};
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
@@ -47,6 +58,80 @@ pub(super) fn gather_rotated(
 
 /// `ranges[r] = (start, end)` in bytes of rank `r`'s block in `recv`.
 pub(super) fn run(
+    mesh: &mut impl Exchange,
+    fp: &Fingerprint,
+    send: &[u8],
+    recv: &mut [u8],
+    ranges: &[(usize, usize)],
+) -> Result<(), Fail> {
+    if back_to_back(ranges) {
+        in_place(mesh, fp, send, recv, ranges)
+    } else {
+        through_scratch(mesh, fp, send, recv, ranges)
+    }
+}
+
+/// Whether every rank's block starts where the previous rank's ends.
+pub(super) fn back_to_back(ranges: &[(usize, usize)]) -> bool {
+    ranges.windows(2).all(|pair| pair[0].1 == pair[1].0)
+}
+
+/// Bruck's rounds straight in `recv`, whose blocks lie back to back in rank order.
+fn in_place(
+    mesh: &mut impl Exchange,
+    fp: &Fingerprint,
+    send: &[u8],
+    recv: &mut [u8],
+    ranges: &[(usize, usize)],
+) -> Result<(), Fail> {
+    let (me, n) = (mesh.rank(), mesh.size());
+    let base = ranges.first().map_or(0, |&(start, _)| start);
+    let end = ranges.last().map_or(0, |&(_, end)| end);
+    let all = &mut recv[base..end];
+    let total = all.len();
+    // Offset in `all` of rank `r`'s block, for `r` in `0..=n` (rank `n`: the end).
+    let start = |r: usize| if r == n { total } else { ranges[r].0 - base };
+    // The spans of `all` holding the blocks of ranks `first..first + count` (modulo `n`):
+    // one, or two when the run wraps past the last rank (the second then starts at 0).
+    let spans = |first: usize, count: usize| -> [(usize, usize); 2] {
+        if first + count <= n {
+            [(start(first), start(first + count)), (0, 0)]
+        } else {
+            [(start(first), total), (0, start(first + count - n))]
+        }
+    };
+    copy(&mut all[start(me)..start(me + 1)], send);
+    let mut have = 1;
+    while have < n {
+        let count = have.min(n - have);
+        let (to, from) = ((me + n - have) % n, (me + have) % n);
+        // My blocks `0..count` (ranks `me..`) go to `to`; `from`'s first `count` blocks
+        // are my blocks `have..` (ranks `from..`). The two runs of ranks are disjoint
+        // because `count <= have` and `have + count <= n`.
+        let [out, out_tail] = spans(me, count);
+        let [into, into_tail] = spans(from, count);
+        let mut parts = split_ranges(
+            all,
+            &[
+                (0, out.0, out.1),
+                (1, out_tail.0, out_tail.1),
+                (2, into.0, into.1),
+                (3, into_tail.0, into_tail.1),
+            ],
+        );
+        parts.sort_unstable_by_key(|&(key, _)| key);
+        let [(_, out), (_, out_tail), (_, into), (_, into_tail)]: [(usize, &mut [u8]); 4] =
+            parts.try_into().expect("four spans");
+        let mut sends = [SendOp::wrapped(to, fp, out, out_tail)];
+        let mut recvs = [RecvOp::wrapped(from, into, into_tail)];
+        mesh.exchange(fp, &mut sends, &mut recvs)?;
+        have += count;
+    }
+    Ok(())
+}
+
+/// Bruck's rounds in scratch, for blocks in any layout, then one copy per block.
+fn through_scratch(
     mesh: &mut impl Exchange,
     fp: &Fingerprint,
     send: &[u8],

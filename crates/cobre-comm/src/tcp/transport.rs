@@ -110,61 +110,104 @@ impl Peer {
     }
 }
 
-/// A frame to send.
+/// A frame to send. Its payload is one slice, or two sent back to back
+/// ([`SendOp::wrapped`]: a run of blocks that wraps past the end of a buffer).
 pub(crate) struct SendOp<'a> {
     pub peer: usize,
     header: [u8; HEADER_BYTES],
     payload: &'a [u8],
+    tail: &'a [u8],
     done: usize,
 }
 
 impl<'a> SendOp<'a> {
     pub(crate) fn new(peer: usize, fp: &Fingerprint, payload: &'a [u8]) -> SendOp<'a> {
+        SendOp::wrapped(peer, fp, payload, &[])
+    }
+
+    /// One frame whose payload is `payload` followed by `tail`, written with one vectored
+    /// write (no copy to join them).
+    pub(crate) fn wrapped(
+        peer: usize,
+        fp: &Fingerprint,
+        payload: &'a [u8],
+        tail: &'a [u8],
+    ) -> SendOp<'a> {
         SendOp {
             peer,
-            header: frame::encode_data(fp, payload.len()),
+            header: frame::encode_data(fp, payload.len() + tail.len()),
             payload,
+            tail,
             done: 0,
         }
     }
 
     fn finished(&self) -> bool {
-        self.done == HEADER_BYTES + self.payload.len()
+        self.done == HEADER_BYTES + self.len()
     }
 
     /// Payload bytes.
     pub(crate) fn len(&self) -> usize {
-        self.payload.len()
+        self.payload.len() + self.tail.len()
+    }
+
+    /// What is left to send: the rest of the header, then of each payload part.
+    fn rest(&self) -> [&'a [u8]; 2] {
+        let sent = self.done.saturating_sub(HEADER_BYTES);
+        match sent.checked_sub(self.payload.len()) {
+            None => [&self.payload[sent..], self.tail],
+            Some(in_tail) => [&[], &self.tail[in_tail..]],
+        }
+    }
+
+    fn rest_of_header(&self) -> &[u8] {
+        &self.header[self.done.min(HEADER_BYTES)..]
     }
 }
 
-/// A frame to receive into `dest` (whose length is the expected payload length).
+/// A frame to receive into `dest` (whose length is the expected payload length), or into
+/// two slices filled one after the other ([`RecvOp::wrapped`]).
 pub(crate) struct RecvOp<'a> {
     pub peer: usize,
     header: [u8; HEADER_BYTES],
     hdone: usize,
     dest: &'a mut [u8],
+    tail: &'a mut [u8],
     done: usize,
 }
 
 impl<'a> RecvOp<'a> {
     pub(crate) fn new(peer: usize, dest: &'a mut [u8]) -> RecvOp<'a> {
+        RecvOp::wrapped(peer, dest, &mut [])
+    }
+
+    /// One frame whose payload fills `dest` and then `tail`, read straight into them.
+    pub(crate) fn wrapped(peer: usize, dest: &'a mut [u8], tail: &'a mut [u8]) -> RecvOp<'a> {
         RecvOp {
             peer,
             header: [0; HEADER_BYTES],
             hdone: 0,
             dest,
+            tail,
             done: 0,
         }
     }
 
     fn finished(&self) -> bool {
-        self.hdone == HEADER_BYTES && self.done == self.dest.len()
+        self.hdone == HEADER_BYTES && self.done == self.len()
     }
 
     /// Payload bytes expected.
     pub(crate) fn len(&self) -> usize {
-        self.dest.len()
+        self.dest.len() + self.tail.len()
+    }
+
+    /// Where the next payload bytes go.
+    fn unfilled(&mut self) -> &mut [u8] {
+        match self.done.checked_sub(self.dest.len()) {
+            None => &mut self.dest[self.done..],
+            Some(in_tail) => &mut self.tail[in_tail..],
+        }
     }
 
     fn started(&self) -> bool {
@@ -355,7 +398,8 @@ impl Mesh {
             let result = if r.hdone < HEADER_BYTES {
                 self.peer(p).read(&mut r.header[r.hdone..])
             } else {
-                self.peer(p).read(&mut r.dest[r.done..])
+                let into = r.unfilled();
+                self.peer(p).read(into)
             };
             match result {
                 Ok(0) => {
@@ -372,9 +416,9 @@ impl Mesh {
                         r.hdone += n;
                         if r.hdone == HEADER_BYTES {
                             let decoded = frame::decode(&r.header);
-                            let ok = matches!(&decoded, Ok(f) if frame::check_data(f, fp, r.dest.len()).is_ok());
+                            let ok = matches!(&decoded, Ok(f) if frame::check_data(f, fp, r.len()).is_ok());
                             if !ok {
-                                return Err(self.unexpected(fp, p, decoded, r.dest.len()));
+                                return Err(self.unexpected(fp, p, decoded, r.len()));
                             }
                         }
                     } else {
@@ -402,13 +446,13 @@ impl Mesh {
         }
         let mut moved = false;
         while !s.finished() {
-            let result = if s.done < HEADER_BYTES {
-                self.peer(p)
-                    .send(&[IoSlice::new(&s.header[s.done..]), IoSlice::new(s.payload)])
-            } else {
-                self.peer(p)
-                    .send(&[IoSlice::new(&s.payload[s.done - HEADER_BYTES..])])
-            };
+            let [payload, tail] = s.rest();
+            let parts = [
+                IoSlice::new(s.rest_of_header()),
+                IoSlice::new(payload),
+                IoSlice::new(tail),
+            ];
+            let result = self.peer(p).send(&parts);
             match result {
                 Ok(n) => {
                     moved = true;
@@ -658,9 +702,8 @@ impl Mesh {
             if peer.departed || peer.eof {
                 continue;
             }
-            let header = &s.header[s.done.min(HEADER_BYTES)..];
-            let payload = &s.payload[s.done.saturating_sub(HEADER_BYTES)..];
-            if send_all(peer, &[header, payload], deadline).is_ok() {
+            let [payload, tail] = s.rest();
+            if send_all(peer, &[s.rest_of_header(), payload, tail], deadline).is_ok() {
                 peer.out_partial = false;
             }
         }
