@@ -569,11 +569,11 @@ mod tests {
     }
 
     /// The algorithms picked for small calls, the ring allgatherv, `scatter-bruck`
-    /// (picked for large broadcasts on many ranks; forced here at every size) and
-    /// `reduce-scatter-bruck` (forced) talk only to the neighbours a tcp rank connects to
+    /// (picked for large broadcasts on many ranks; forced here at every size),
+    /// `reduce-scatter-bruck` and the ring allreduce (forced) talk only to the neighbours a tcp rank connects to
     /// at start-up, at every job size and root: no connection is opened during those calls.
     #[test]
-    fn small_calls_the_ring_and_the_bruck_schedules_use_only_the_start_up_connections() {
+    fn small_calls_the_rings_and_the_bruck_schedules_use_only_the_start_up_connections() {
         use crate::tcp::neighbours::neighbours;
         let scatter_bruck =
             Forced::parse("broadcast=scatter-bruck", crate::tcp_config::ALGORITHMS).unwrap();
@@ -582,12 +582,14 @@ mod tests {
             crate::tcp_config::ALGORITHMS,
         )
         .unwrap();
+        let ring = Forced::parse("allreduce=ring", crate::tcp_config::ALGORITHMS).unwrap();
         let sizes = (1..=33).chain([63, 64, 65, 100, 127, 128, 129, 256, 257, 1000]);
         for ranks in sizes {
             let cases = [
                 (Op::Allreduce, 8, Forced::NONE),
                 (Op::Allreduce, 8 << 10, Forced::NONE),
                 (Op::Allreduce, 64 << 10, reduce_scatter_bruck),
+                (Op::Allreduce, 64 << 10, ring),
                 (Op::Allgatherv, 8 << 10, Forced::NONE),
                 (Op::Allgatherv, 1 << 20, Forced::NONE),
                 (Op::Broadcast, 8 << 10, Forced::NONE),
@@ -605,7 +607,8 @@ mod tests {
                         && (ranks <= 200
                             || bytes <= 8 << 10
                             || op == Op::Broadcast
-                            || forced == reduce_scatter_bruck)
+                            || forced == reduce_scatter_bruck
+                            || (forced == ring && ranks <= 257))
                         && (op != Op::Broadcast || bytes < 1 << 20 || sparse)
                 });
             for ((op, bytes, forced), root) in runs {

@@ -198,13 +198,13 @@ fn conformance_on_8_processes_sharing_few_cores() {
     }
 }
 
-/// The algorithms whose latency grows as log p, and the ring, on more ranks than cores:
+/// The algorithms whose latency grows as log p, and the rings, on more ranks than cores:
 /// 8 ranks, where every round of Bruck's allgather and of the binomial tree is full.
 #[test]
 fn conformance_on_8_processes_with_the_log_p_algorithms_forced() {
     for spec in [
         "allreduce=bruck,allgatherv=bruck,broadcast=binomial,barrier=dissemination",
-        "allgatherv=ring",
+        "allgatherv=ring,allreduce=ring",
     ] {
         let extra = [(cobre_comm::tcp_config::ENV_ALGORITHMS, spec)];
         for rank in run_job_with("conformance", 8, &extra, Duration::from_secs(180)) {

@@ -1,4 +1,4 @@
-//! allreduce: picks a named algorithm and runs it. All four compute exactly the
+//! allreduce: picks a named algorithm and runs it. All five compute exactly the
 //! rank-order fold `((x0 op x1) op x2) op ...` of every element, on every rank.
 //!
 //! | algorithm | rounds | picked when |
@@ -7,6 +7,7 @@
 //! | `bruck` (`allreduce_bruck.rs`) | `ceil(log2 p)` | small buffers on more ranks |
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks, unless `reduce-scatter-bruck` is |
 //! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | above [`SMALL_MAX_BYTES`] from [`REDUCE_SCATTER_BRUCK_MIN_RANKS`] ranks while its forwarding through the host links is cheap (`forwarding_is_cheap`): between neighbours only, `O(log p)` connections |
+//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | forced only: every message goes to the next rank, so a job needs no connection beyond the neighbours (where descriptors are scarce); its rounds grow with `p` |
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
 //! the crossover measured on loopback with `cobre-comm bench --algorithms`
@@ -21,7 +22,7 @@ use super::exchange::Exchange;
 use super::transport::Fail;
 use super::{
     DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_reduce_scatter_allgather,
-    allreduce_reduce_scatter_bruck,
+    allreduce_reduce_scatter_bruck, allreduce_ring,
 };
 use crate::algorithm::{Algorithm, Op};
 use crate::copy::copy;
@@ -75,7 +76,8 @@ pub(crate) fn pick(
             forced @ (Algorithm::Direct
             | Algorithm::ReduceScatterAllgather
             | Algorithm::Bruck
-            | Algorithm::ReduceScatterBruck),
+            | Algorithm::ReduceScatterBruck
+            | Algorithm::Ring),
         ) => forced,
         _ if ranks > 1 && bytes > SMALL_MAX_BYTES && len >= ranks => {
             if forwarding_is_cheap(ranks, hosts, bytes) {
@@ -114,6 +116,7 @@ pub(crate) fn allreduce<T: CommData>(
             allreduce_reduce_scatter_bruck::run(mesh, fp, send, recv, op, &mut scratch)
         }
         Algorithm::Bruck => allreduce_bruck::run(mesh, fp, send, recv, op, &mut scratch),
+        Algorithm::Ring => allreduce_ring::run(mesh, fp, send, recv, op),
         _ => allreduce_direct::run(mesh, fp, send, recv, op, &mut scratch),
     };
     *mesh.scratch() = scratch;
@@ -211,6 +214,7 @@ mod tests {
             Algorithm::ReduceScatterAllgather,
             Algorithm::Bruck,
             Algorithm::ReduceScatterBruck,
+            Algorithm::Ring,
         ] {
             for (ranks, bytes, len) in [(1, 0, 0), (3, 8, 1), (8, 1 << 20, 1 << 17)] {
                 assert_eq!(pick(Some(forced), (ranks, 1), bytes, len), forced);

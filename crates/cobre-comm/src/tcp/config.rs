@@ -55,6 +55,7 @@ pub const ALGORITHMS: &Table = &[
             Algorithm::ReduceScatterAllgather,
             Algorithm::Bruck,
             Algorithm::ReduceScatterBruck,
+            Algorithm::Ring,
         ],
     ),
     (

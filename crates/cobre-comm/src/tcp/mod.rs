@@ -36,6 +36,7 @@ mod allreduce_bruck;
 mod allreduce_direct;
 mod allreduce_reduce_scatter_allgather;
 mod allreduce_reduce_scatter_bruck;
+mod allreduce_ring;
 mod barrier;
 mod barrier_dissemination;
 mod broadcast;

@@ -96,7 +96,9 @@ pub(super) fn exhausted(rank: usize, size: usize, doing: &str) -> String {
          descriptor left (RLIMIT_NOFILE: soft limit {}, hard limit {}); a rank holds a \
          connection to every other rank once a large allreduce (or, below 256 ranks, a large \
          broadcast) has run: raise the limit to about {want} (`ulimit -n {want}`, `ulimit -Hn {want}` as \
-         root, `nofile` in /etc/security/limits.conf, `LimitNOFILE=`) or run fewer ranks",
+         root, `nofile` in /etc/security/limits.conf, `LimitNOFILE=`), run fewer ranks, or \
+         keep every message between neighbours with \
+         `COBRE_TCP_ALGORITHMS=allreduce=ring,broadcast=scatter-bruck`",
         show(limit.current),
         show(limit.maximum)
     )
@@ -132,7 +134,9 @@ mod tests {
         let text = exhausted(3, 2000, "connect to rank 9");
         assert!(text.contains("rank 3 of a tcp job of 2000 ranks cannot connect to rank 9"));
         assert!(
-            text.contains("RLIMIT_NOFILE") && text.contains("ulimit -n"),
+            text.contains("RLIMIT_NOFILE")
+                && text.contains("ulimit -n")
+                && text.contains("allreduce=ring"),
             "{text}"
         );
     }
