@@ -12,20 +12,26 @@
 # 2. AddressSanitizer: the library's unit tests and the shm tests with real processes
 #    and shared regions (tests/shm_processes.rs, tests/region_access.rs: every rank an
 #    instrumented process), with the shm feature.
+# 3. ThreadSanitizer, with the standard library rebuilt instrumented (-Zbuild-std): the
+#    thread-rank tests of shm (here with single-copy, the streaming stores and the futex
+#    waits Miri cannot run, at full sizes and up to 5 ranks) and of tcp. Any data race
+#    stops the run.
 #
-# Usage: bash scripts/check-unsafe.sh [--miri-only | --asan-only]
+# Usage: bash scripts/check-unsafe.sh [--miri-only | --asan-only | --tsan-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 toolchain=${COBRE_NIGHTLY:-nightly}
 miri=true
 asan=true
+tsan=true
 case "${1:-}" in
---miri-only) asan=false ;;
---asan-only) miri=false ;;
+--miri-only) asan=false tsan=false ;;
+--asan-only) miri=false tsan=false ;;
+--tsan-only) miri=false asan=false ;;
 "") ;;
 *)
-    echo "usage: $0 [--miri-only | --asan-only]" >&2
+    echo "usage: $0 [--miri-only | --asan-only | --tsan-only]" >&2
     exit 2
     ;;
 esac
@@ -54,5 +60,14 @@ if $asan; then
         CARGO_TARGET_DIR=target/asan \
         cargo "+$toolchain" test -p cobre-comm --features shm --target "$target" \
         --lib --test shm_processes --test region_access
+fi
+if $tsan; then
+    echo "== ThreadSanitizer: the shm and tcp thread-rank tests"
+    target=$(rustc "+$toolchain" -vV | sed -n 's/^host: //p')
+    TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" \
+        RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" \
+        CARGO_TARGET_DIR=target/tsan \
+        cargo "+$toolchain" test -Zbuild-std -p cobre-comm --features shm,tcp \
+        --target "$target" --lib -- shm::algorithm_tests tcp::algorithm_tests
 fi
 echo "check-unsafe: all checks passed"

@@ -50,11 +50,7 @@ pub(crate) fn run<T: CommData>(
         let bounds = chunk_bounds(r.len(), n);
         r.start + bounds[q]..r.start + bounds[q + 1]
     };
-    let stores = if std::mem::size_of_val(send) >= SLOT_STREAMING_MIN_BYTES {
-        Stores::Streaming
-    } else {
-        Stores::Cached
-    };
+    let stores = Stores::for_size(std::mem::size_of_val(send), SLOT_STREAMING_MIN_BYTES);
     let mut scratch: Vec<T> = Vec::new();
     for k in 0..=pieces {
         let reduced: &[T] = k.checked_sub(1).map_or(&[], |j| &recv[slice(j, me)]);

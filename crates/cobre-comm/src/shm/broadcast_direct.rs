@@ -23,11 +23,7 @@ pub(crate) fn run<T: CommData>(
     let chunk = link.job.layout.payload().min(PIECE_BYTES);
     let buf = as_bytes_mut(buf);
     let streaming = buf.len() >= super::broadcast::STREAMING_MIN_BYTES;
-    let stores = if buf.len() >= super::broadcast::SLOT_STREAMING_MIN_BYTES {
-        Stores::Streaming
-    } else {
-        Stores::Cached
-    };
+    let stores = Stores::for_size(buf.len(), super::broadcast::SLOT_STREAMING_MIN_BYTES);
     let steps = buf.len().div_ceil(chunk).max(1);
     let is_root = link.job.rank == root;
     for k in 0..steps {

@@ -50,6 +50,18 @@ pub(crate) enum Stores {
     Streaming,
 }
 
+impl Stores {
+    /// Streaming stores for a collective moving `bytes` from `threshold` on (each caller's
+    /// threshold is its measured crossover), plain copies below.
+    pub(crate) fn for_size(bytes: usize, threshold: usize) -> Stores {
+        if bytes >= threshold {
+            Stores::Streaming
+        } else {
+            Stores::Cached
+        }
+    }
+}
+
 /// Per-process progress through the exchange steps.
 #[derive(Debug, Default)]
 pub(crate) struct Steps {
