@@ -23,7 +23,7 @@
 
 use super::allreduce::scratch_elements;
 use super::exchange::Exchange;
-use super::split::{blocks_by_rank, split_ranges};
+use super::split::{blocks_by_rank, spans};
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
@@ -93,7 +93,7 @@ fn in_place(
     let start = |r: usize| if r == n { total } else { ranges[r].0 - base };
     // The spans of `all` holding the blocks of ranks `first..first + count` (modulo `n`):
     // one, or two when the run wraps past the last rank (the second then starts at 0).
-    let spans = |first: usize, count: usize| -> [(usize, usize); 2] {
+    let run_of = |first: usize, count: usize| -> [(usize, usize); 2] {
         if first + count <= n {
             [(start(first), start(first + count)), (0, 0)]
         } else {
@@ -108,20 +108,9 @@ fn in_place(
         // My blocks `0..count` (ranks `me..`) go to `to`; `from`'s first `count` blocks
         // are my blocks `have..` (ranks `from..`). The two runs of ranks are disjoint
         // because `count <= have` and `have + count <= n`.
-        let [out, out_tail] = spans(me, count);
-        let [into, into_tail] = spans(from, count);
-        let mut parts = split_ranges(
-            all,
-            &[
-                (0, out.0, out.1),
-                (1, out_tail.0, out_tail.1),
-                (2, into.0, into.1),
-                (3, into_tail.0, into_tail.1),
-            ],
-        );
-        parts.sort_unstable_by_key(|&(key, _)| key);
-        let [(_, out), (_, out_tail), (_, into), (_, into_tail)]: [(usize, &mut [u8]); 4] =
-            parts.try_into().expect("four spans");
+        let [out, out_tail] = run_of(me, count);
+        let [into, into_tail] = run_of(from, count);
+        let [out, out_tail, into, into_tail] = spans(all, [out, out_tail, into, into_tail]);
         let mut sends = [SendOp::wrapped(to, fp, out, out_tail)];
         let mut recvs = [RecvOp::wrapped(from, into, into_tail)];
         mesh.exchange(fp, &mut sends, &mut recvs)?;

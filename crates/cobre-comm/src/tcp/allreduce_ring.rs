@@ -18,7 +18,7 @@
 //! length against the rounds' count ([`pieces`]).
 
 use super::exchange::Exchange;
-use super::split::split_ranges;
+use super::split::spans;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::copy::copy;
@@ -88,17 +88,15 @@ pub(super) fn run<T: CommData>(
         }
         // Rank 0's prefixes are its own contribution, sent straight from `send`.
         let from_recv = prefix_out.filter(|_| me > 0);
-        let spans = [
-            (0, bytes(from_recv)),
-            (1, bytes(result_out)),
-            (2, bytes(prefix_in)),
-            (3, bytes(result_in)),
-        ];
-        let keyed = spans.map(|(key, (lo, hi))| (key, lo, hi));
-        let mut parts = split_ranges(as_bytes_mut(recv), &keyed);
-        parts.sort_unstable_by_key(|&(key, _)| key);
-        let [(_, out), (_, out_result), (_, into), (_, into_result)]: [(usize, &mut [u8]); 4] =
-            parts.try_into().expect("four spans");
+        let [out, out_result, into, into_result] = spans(
+            as_bytes_mut(recv),
+            [
+                bytes(from_recv),
+                bytes(result_out),
+                bytes(prefix_in),
+                bytes(result_in),
+            ],
+        );
         let out: &[u8] = match prefix_out {
             Some(i) if me == 0 => as_bytes(&send[elements(i)]),
             _ => out,
@@ -112,4 +110,19 @@ pub(super) fn run<T: CommData>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn the_pieces_grow_with_the_ranks_and_the_bytes_within_the_elements() {
+        assert_eq!(pieces(1 << 17, 1 << 20, 2), 16);
+        assert_eq!(pieces(1 << 17, 1 << 20, 1024), 362);
+        assert_eq!(pieces(1 << 21, 16 << 20, 2), 64);
+        assert_eq!(pieces(3, 24, 1024), 2);
+        assert_eq!(pieces(3, 24_000, 1024), 3);
+        assert_eq!(pieces(0, 0, 8), 1);
+    }
 }

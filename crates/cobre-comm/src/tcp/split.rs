@@ -42,6 +42,23 @@ pub(crate) fn blocks_by_rank<'a, T>(
     split.into_iter().map(|(_, block)| block).collect()
 }
 
+/// The `N` spans `(start, end)` of `buf`, in the order given; they must not overlap, and
+/// an empty one may sit anywhere outside the others. For the frames that send from and
+/// receive into several places of one buffer at once.
+pub(crate) fn spans<const N: usize, T>(buf: &mut [T], spans: [(usize, usize); N]) -> [&mut [T]; N] {
+    let keyed: Vec<(usize, usize, usize)> = spans
+        .iter()
+        .enumerate()
+        .map(|(key, &(start, end))| (key, start, end))
+        .collect();
+    let mut split = split_ranges(buf, &keyed);
+    split.sort_unstable_by_key(|&(key, _)| key);
+    let views: Vec<&mut [T]> = split.into_iter().map(|(_, view)| view).collect();
+    views
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one view per span"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +82,17 @@ mod tests {
         let blocks = blocks_by_rank(&mut buf, &[(6, 9), (0, 2), (4, 4)]);
         let view: Vec<Vec<u32>> = blocks.into_iter().map(|b| b.to_vec()).collect();
         assert_eq!(view, vec![vec![6, 7, 8], vec![0, 1], vec![]]);
+    }
+
+    #[test]
+    fn spans_come_back_in_the_order_asked() {
+        let mut buf: Vec<u32> = (0..10).collect();
+        let [a, b, c, d] = spans(&mut buf, [(7, 10), (0, 0), (2, 5), (5, 5)]);
+        assert_eq!(
+            (a.to_vec(), b.len(), c.to_vec(), d.len()),
+            (vec![7, 8, 9], 0, vec![2, 3, 4], 0)
+        );
+        c[0] = 99;
+        assert_eq!(buf[2], 99);
     }
 }
