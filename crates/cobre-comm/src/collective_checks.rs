@@ -13,9 +13,10 @@ pub(crate) fn value(r: usize, i: usize) -> f64 {
 }
 
 /// Allgathervs with uneven counts (zero for some ranks, for all, for all but the last,
-/// about `long` for every rank), back to back and into reversed, gapped places.
+/// about `long` for every rank), back to back, into reversed, gapped places, and each
+/// way on every other rank.
 pub(crate) fn gathers<C: Communicator>(comm: &C, long: usize) {
-    let n = comm.size();
+    let (me, n) = (comm.rank(), comm.size());
     let patterns: Vec<Vec<usize>> = vec![
         (0..n).map(|r| 1 + 3 * r + (r % 2) * 5).collect(),
         (0..n).map(|r| if r % 2 == 0 { 0 } else { r + 1 }).collect(),
@@ -31,7 +32,13 @@ pub(crate) fn gathers<C: Communicator>(comm: &C, long: usize) {
             .collect();
         let stride = counts.iter().max().copied().unwrap_or(0) + 3;
         let reversed: Vec<usize> = (0..n).map(|r| (n - 1 - r) * stride + 2).collect();
-        for displs in [back_to_back, reversed] {
+        // Each rank lays out its own `recv`: one may gather in place while another does not.
+        let mixed = if me % 2 == 0 {
+            back_to_back.clone()
+        } else {
+            reversed.clone()
+        };
+        for displs in [back_to_back, reversed, mixed] {
             gather(comm, &counts, &displs);
         }
     }

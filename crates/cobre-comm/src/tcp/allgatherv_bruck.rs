@@ -13,7 +13,8 @@
 //! of two parts (a vectored write; reads straight into the two spans). Nothing is copied
 //! besides this rank's own block and no scratch is needed, so the algorithm suits large
 //! gathers too. Other layouts gather into scratch in rotated order and copy every block
-//! to its displacement at the end.
+//! to its displacement at the end. Both put the same frames on the wire, so ranks whose
+//! `recv` layouts differ (each rank chooses its own displacements) work together.
 //!
 //! Each rank receives the `(p - 1)` other blocks once, like the direct exchange and the
 //! ring, but in `ceil(log2 p)` frames instead of `p - 1`: fewer, larger messages once the

@@ -46,15 +46,7 @@ pub(crate) fn blocks_by_rank<'a, T>(
 /// an empty one may sit anywhere outside the others. For the frames that send from and
 /// receive into several places of one buffer at once.
 pub(crate) fn spans<const N: usize, T>(buf: &mut [T], spans: [(usize, usize); N]) -> [&mut [T]; N] {
-    let keyed: Vec<(usize, usize, usize)> = spans
-        .iter()
-        .enumerate()
-        .map(|(key, &(start, end))| (key, start, end))
-        .collect();
-    let mut split = split_ranges(buf, &keyed);
-    split.sort_unstable_by_key(|&(key, _)| key);
-    let views: Vec<&mut [T]> = split.into_iter().map(|(_, view)| view).collect();
-    views
+    blocks_by_rank(buf, &spans)
         .try_into()
         .unwrap_or_else(|_| unreachable!("one view per span"))
 }
