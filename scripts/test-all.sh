@@ -21,7 +21,9 @@ fi
 step() {
     echo
     echo "== $*"
+    local started=$SECONDS
     "$@"
+    echo "== took $((SECONDS - started)) s: $*"
 }
 
 export RUSTDOCFLAGS="-D warnings"
@@ -48,4 +50,4 @@ if [ "${COBRE_SKIP_CLIENTS:-0}" != 1 ]; then
     step bash scripts/test-clients.sh
 fi
 echo
-echo "== all checks passed"
+echo "== all checks passed in $SECONDS s"

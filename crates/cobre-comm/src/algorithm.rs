@@ -103,11 +103,16 @@ pub enum Algorithm {
     /// Bruck's allgather of the reduced chunks. Every message between ranks at distance
     /// `2^k`.
     ReduceScatterBruck = 11,
+    /// A reduce-scatter-allgather over the grid of hosts and ranks within a host: pieces
+    /// go first to the rank of their own host that deals with the owner's host, then to
+    /// the owner, which folds them in rank order; the reduced chunks come back the same
+    /// way. Each rank talks to the ranks of its host and to one rank per other host.
+    ReduceScatterGrid = 12,
 }
 
 impl Algorithm {
     /// Every algorithm.
-    pub const ALL: [Algorithm; 11] = [
+    pub const ALL: [Algorithm; 12] = [
         Algorithm::Direct,
         Algorithm::ReduceScatterAllgather,
         Algorithm::SingleCopy,
@@ -119,6 +124,7 @@ impl Algorithm {
         Algorithm::Bruck,
         Algorithm::ScatterBruck,
         Algorithm::ReduceScatterBruck,
+        Algorithm::ReduceScatterGrid,
     ];
 
     /// The algorithm's name, as in the `*_ALGORITHMS` variables and in messages.
@@ -136,6 +142,7 @@ impl Algorithm {
             Algorithm::Bruck => "bruck",
             Algorithm::ScatterBruck => "scatter-bruck",
             Algorithm::ReduceScatterBruck => "reduce-scatter-bruck",
+            Algorithm::ReduceScatterGrid => "reduce-scatter-grid",
         }
     }
 

@@ -5,14 +5,26 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use super::TcpBackend;
 use super::config::{ALGORITHMS, TcpConfig};
+use super::hosts::Hosts;
 use crate::algorithm::{Algorithm, Forced, Op};
 use crate::collective_checks;
 use crate::traits::Communicator;
 
 /// Runs `body` on every rank of a job of `size` threads with `forced` algorithms.
 fn job(size: usize, forced: Forced, body: fn(&TcpBackend)) {
+    job_on_hosts(size, forced, |size| vec![(0..size).collect()], body);
+}
+
+/// The ranks of each host of a job of the given size.
+type Layout = fn(usize) -> Vec<Vec<usize>>;
+
+/// As [`job`], but the ranks believe they run on the hosts `hosts(size)` lists (the
+/// threads share one machine; the schedules that depend on hosts run as they would).
+fn job_on_hosts(size: usize, forced: Forced, hosts: Layout, body: fn(&TcpBackend)) {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -28,6 +40,8 @@ fn job(size: usize, forced: Forced, body: fn(&TcpBackend)) {
                     ..TcpConfig::new(rank, size)
                 };
                 let comm = TcpBackend::new(&config).expect("join");
+                let layout = Arc::new(Hosts::from_members(size, hosts(size)));
+                comm.calls.with_transport(|mesh, _| mesh.hosts = layout);
                 body(&comm);
             })
         })
@@ -35,7 +49,8 @@ fn job(size: usize, forced: Forced, body: fn(&TcpBackend)) {
     for (rank, handle) in ranks.into_iter().enumerate() {
         assert!(
             handle.join().is_ok(),
-            "rank {rank} of {size} failed with {forced}"
+            "rank {rank} of {size} failed with {forced} on hosts {:?}",
+            hosts(size)
         );
     }
 }
@@ -85,4 +100,35 @@ fn the_default_picks_on_8_ranks() {
         reductions(comm);
         broadcasts(comm);
     });
+}
+
+/// Host layouts for the schedules that depend on hosts: blocks, ranks dealt round-robin,
+/// hosts of different sizes interleaved, and one rank per host.
+const LAYOUTS: [Layout; 4] = [
+    |size| {
+        let half = size.div_ceil(2);
+        vec![(0..half).collect(), (half..size).collect()]
+    },
+    |size| (0..3).map(|h| (h..size).step_by(3).collect()).collect(),
+    |size| {
+        let (few, many) = (0..size).partition(|r| r % 4 == 1);
+        vec![many, few]
+    },
+    |size| (0..size).map(|r| vec![r]).collect(),
+];
+
+#[test]
+fn the_grid_allreduce_on_hosts_of_every_shape() {
+    let forced = Forced::NONE.with(Op::Allreduce, Some(Algorithm::ReduceScatterGrid));
+    for hosts in LAYOUTS {
+        for size in [1, 2, 3, 4, 5, 7, 9] {
+            job_on_hosts(size, forced, hosts, |comm| {
+                let n = comm.size();
+                collective_checks::reductions(
+                    comm,
+                    &[1, 2, n.saturating_sub(1).max(1), n + 1, 17, 5000],
+                );
+            });
+        }
+    }
 }

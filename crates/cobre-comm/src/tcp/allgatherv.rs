@@ -71,7 +71,7 @@ pub(crate) fn allgatherv(
     let total = ranges.iter().map(|&(start, end)| end - start).sum();
     let algorithm = pick(
         mesh.forced().get(Op::Allgatherv),
-        (mesh.size(), mesh.hosts()),
+        (mesh.size(), mesh.hosts().count()),
         total,
     );
     let fp = &fp.with_algorithm(algorithm);

@@ -7,6 +7,7 @@
 //! | `bruck` (`allreduce_bruck.rs`) | `ceil(log2 p)` | small buffers on more ranks |
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks, unless `reduce-scatter-bruck` is |
 //! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | above [`SMALL_MAX_BYTES`] from [`REDUCE_SCATTER_BRUCK_MIN_RANKS`] ranks while its forwarding through the host links is cheap (`forwarding_is_cheap`): between neighbours only, `O(log p)` connections |
+//! | `reduce-scatter-grid` (`allreduce_reduce_scatter_grid.rs`) | 4 | above [`SMALL_MAX_BYTES`] on several hosts with several ranks each, where the grid is ahead ([`grid_is_ahead`]): `k - 1 + h - 1` connections for `k` ranks on each of `h` hosts |
 //! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | forced only: every message goes to the next rank, so a job needs no connection beyond the neighbours (where descriptors are scarce); its rounds grow with `p` |
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
@@ -22,7 +23,7 @@ use super::exchange::Exchange;
 use super::transport::Fail;
 use super::{
     DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_reduce_scatter_allgather,
-    allreduce_reduce_scatter_bruck, allreduce_ring,
+    allreduce_reduce_scatter_bruck, allreduce_reduce_scatter_grid, allreduce_ring,
 };
 use crate::algorithm::{Algorithm, Op};
 use crate::copy::copy;
@@ -60,11 +61,36 @@ fn forwarding_is_cheap(ranks: usize, hosts: usize, bytes: usize) -> bool {
             <= ranks.saturating_mul(REDUCE_SCATTER_BRUCK_BYTES_PER_RANK)
 }
 
+/// Large allreduces on hosts of at least this many ranks go `reduce-scatter-grid`.
+pub(crate) const GRID_MIN_RANKS_PER_HOST: usize = 8;
+
+/// Large allreduces on at least this many ranks, with more than one per host, go
+/// `reduce-scatter-grid` unless `reduce-scatter-bruck` is cheap.
+pub(crate) const GRID_MIN_RANKS: usize = 512;
+
+/// Whether `reduce-scatter-grid` is ahead for a large allreduce on `ranks` ranks over
+/// `hosts` hosts. It sends `2 (k - 1) + 2 (h - 1)` messages per rank instead of `2 (p -
+/// 1)` for the same bytes across each host's link, in four steps instead of two: in the
+/// network model (25 GbE, docs/PERFORMANCE.md) it leads from 8 ranks per host (64 ranks
+/// on 8 hosts, 1 MiB: 5508 against 6057 us; 1024 on 64 at 64 KiB: 884 against
+/// `reduce-scatter-bruck`'s 2283, at 1 MiB 11740 against 14159; 16 on 2 hosts, 1 MiB:
+/// 2472 against 3332), and from 512 ranks with 2-4 per host where `reduce-scatter-bruck`
+/// is not cheap (1024 ranks on 256 hosts, 1 MiB: 3781 against 6138). With 2-4 per host on
+/// fewer ranks it trails by up to 10% (32 ranks on 8 hosts, 1 MiB: 3174 against 3029),
+/// and with one per host it is `reduce-scatter-allgather`.
+fn grid_is_ahead(ranks: usize, hosts: usize, forwarding_is_cheap: bool) -> bool {
+    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    hosts > 1
+        && per_host > 1
+        && (per_host >= GRID_MIN_RANKS_PER_HOST
+            || (ranks >= GRID_MIN_RANKS && !forwarding_is_cheap))
+}
+
 /// The algorithm for `len` elements (`bytes` bytes) on `ranks` ranks over `hosts` hosts:
 /// the `forced` one, else for large buffers (at least one element per rank)
-/// `reduce-scatter-bruck` where its forwarding is cheap ([`forwarding_is_cheap`]) and
-/// `reduce-scatter-allgather` elsewhere, else `direct` up to [`DIRECT_MAX_RANKS`] ranks and
-/// `bruck` above.
+/// `reduce-scatter-grid` where it is ahead ([`grid_is_ahead`]), `reduce-scatter-bruck`
+/// where its forwarding is cheap ([`forwarding_is_cheap`]) and `reduce-scatter-allgather`
+/// elsewhere, else `direct` up to [`DIRECT_MAX_RANKS`] ranks and `bruck` above.
 pub(crate) fn pick(
     forced: Option<Algorithm>,
     (ranks, hosts): (usize, usize),
@@ -77,10 +103,14 @@ pub(crate) fn pick(
             | Algorithm::ReduceScatterAllgather
             | Algorithm::Bruck
             | Algorithm::ReduceScatterBruck
+            | Algorithm::ReduceScatterGrid
             | Algorithm::Ring),
         ) => forced,
         _ if ranks > 1 && bytes > SMALL_MAX_BYTES && len >= ranks => {
-            if forwarding_is_cheap(ranks, hosts, bytes) {
+            let cheap = forwarding_is_cheap(ranks, hosts, bytes);
+            if grid_is_ahead(ranks, hosts, cheap) {
+                Algorithm::ReduceScatterGrid
+            } else if cheap {
                 Algorithm::ReduceScatterBruck
             } else {
                 Algorithm::ReduceScatterAllgather
@@ -100,7 +130,7 @@ pub(crate) fn allreduce<T: CommData>(
 ) -> Result<(), Fail> {
     let algorithm = pick(
         mesh.forced().get(Op::Allreduce),
-        (mesh.size(), mesh.hosts()),
+        (mesh.size(), mesh.hosts().count()),
         std::mem::size_of_val(send),
         send.len(),
     );
@@ -114,6 +144,9 @@ pub(crate) fn allreduce<T: CommData>(
         }
         Algorithm::ReduceScatterBruck => {
             allreduce_reduce_scatter_bruck::run(mesh, fp, send, recv, op, &mut scratch)
+        }
+        Algorithm::ReduceScatterGrid => {
+            allreduce_reduce_scatter_grid::run(mesh, fp, send, recv, op, &mut scratch)
         }
         Algorithm::Bruck => allreduce_bruck::run(mesh, fp, send, recv, op, &mut scratch),
         Algorithm::Ring => allreduce_ring::run(mesh, fp, send, recv, op),
@@ -198,13 +231,33 @@ mod tests {
         assert_eq!(pick(None, (1024, 1024), 1 << 20, 128 << 10), rsb);
         assert_eq!(pick(None, (2048, 2048), 1 << 20, 128 << 10), rsb);
         assert_eq!(pick(None, (1024, 1024), 16 << 20, 2 << 20), rsa);
-        // 16 ranks per host share each link.
-        assert_eq!(pick(None, (1024, 64), 64 << 10, 8 << 10), rsb);
-        assert_eq!(pick(None, (1024, 64), 1 << 20, 128 << 10), rsa);
-        assert_eq!(pick(None, (256, 16), 64 << 10, 8 << 10), rsa);
+        // 2 and 4 ranks per host share each link.
+        assert_eq!(pick(None, (1024, 256), 64 << 10, 8 << 10), rsb);
+        assert_eq!(pick(None, (2048, 1024), 1 << 20, 128 << 10), rsb);
         // Below 256 ranks, and on one host, never.
         assert_eq!(pick(None, (128, 128), 64 << 10, 8 << 10), rsa);
+        assert_eq!(pick(None, (128, 32), 64 << 10, 8 << 10), rsa);
         assert_eq!(pick(None, (4096, 1), 64 << 10, 8 << 10), rsa);
+    }
+
+    #[test]
+    fn large_buffers_on_hosts_of_many_ranks_go_through_the_grid() {
+        let grid = Algorithm::ReduceScatterGrid;
+        let rsa = Algorithm::ReduceScatterAllgather;
+        // 8 ranks per host or more (the model's figures in the doc of `grid_is_ahead`).
+        assert_eq!(pick(None, (1024, 64), 64 << 10, 8 << 10), grid);
+        assert_eq!(pick(None, (1024, 64), 1 << 20, 128 << 10), grid);
+        assert_eq!(pick(None, (64, 8), 1 << 20, 128 << 10), grid);
+        assert_eq!(pick(None, (16, 2), 1 << 20, 128 << 10), grid);
+        // 2-4 per host: from 512 ranks, where reduce-scatter-bruck is not cheap.
+        assert_eq!(pick(None, (1024, 256), 1 << 20, 128 << 10), grid);
+        assert_eq!(pick(None, (1024, 512), 1 << 20, 128 << 10), grid);
+        assert_eq!(pick(None, (256, 64), 1 << 20, 128 << 10), rsa);
+        assert_eq!(pick(None, (32, 8), 1 << 20, 128 << 10), rsa);
+        // Never on one host, nor with one rank per host, nor for small buffers.
+        assert_eq!(pick(None, (64, 1), 1 << 20, 128 << 10), rsa);
+        assert_eq!(pick(None, (1024, 1024), 16 << 20, 2 << 20), rsa);
+        assert_eq!(pick(None, (1024, 64), 8 << 10, 1 << 10), Algorithm::Bruck);
     }
 
     #[test]
@@ -214,6 +267,7 @@ mod tests {
             Algorithm::ReduceScatterAllgather,
             Algorithm::Bruck,
             Algorithm::ReduceScatterBruck,
+            Algorithm::ReduceScatterGrid,
             Algorithm::Ring,
         ] {
             for (ranks, bytes, len) in [(1, 0, 0), (3, 8, 1), (8, 1 << 20, 1 << 17)] {

@@ -7,6 +7,7 @@
 use super::allreduce::scratch_elements;
 use super::allreduce_direct::{fold, receive_pieces};
 use super::exchange::Exchange;
+use super::split::consecutive;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::datatype::{as_bytes, as_bytes_mut};
@@ -37,13 +38,7 @@ pub(super) fn run<T: CommData>(
     }
     fold(&mut recv[lo..hi], (me, n), &send[lo..hi], others, op);
     // Phase 2: every owner sends its reduced chunk to every rank.
-    let mut chunks: Vec<&mut [T]> = Vec::with_capacity(n);
-    let mut rest = recv;
-    for c in 0..n {
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(bounds[c + 1] - bounds[c]);
-        chunks.push(head);
-        rest = tail;
-    }
+    let mut chunks = consecutive(recv, (0..n).map(|c| bounds[c + 1] - bounds[c]));
     let (before, after) = chunks.split_at_mut(me);
     let (own, after) = after.split_first_mut().expect("my chunk");
     let own: &[T] = own;

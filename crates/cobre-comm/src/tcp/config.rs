@@ -56,6 +56,7 @@ pub const ALGORITHMS: &Table = &[
             Algorithm::Bruck,
             Algorithm::ReduceScatterBruck,
             Algorithm::Ring,
+            Algorithm::ReduceScatterGrid,
         ],
     ),
     (

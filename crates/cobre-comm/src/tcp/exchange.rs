@@ -3,6 +3,9 @@
 //! very same algorithm code on simulated ranks to predict times at sizes this machine
 //! cannot host.
 
+use std::sync::Arc;
+
+use super::hosts::Hosts;
 use super::transport::{Fail, Mesh, RecvOp, SendOp};
 use crate::algorithm::Forced;
 use crate::fingerprint::Fingerprint;
@@ -15,8 +18,8 @@ pub(crate) trait Exchange {
     fn size(&self) -> usize;
     /// The algorithms the job forces.
     fn forced(&self) -> Forced;
-    /// How many hosts the job's ranks run on (the same on every rank).
-    fn hosts(&self) -> usize;
+    /// The hosts the job's ranks run on (the same on every rank).
+    fn hosts(&self) -> &Arc<Hosts>;
     /// Space kept between calls (allreduce pieces), `u64` so any element type fits aligned.
     fn scratch(&mut self) -> &mut Vec<u64>;
     /// Sends every frame of `sends` and receives every frame of `recvs`, all at once.
@@ -41,8 +44,8 @@ impl Exchange for Mesh {
         self.algorithms
     }
 
-    fn hosts(&self) -> usize {
-        self.hosts
+    fn hosts(&self) -> &Arc<Hosts> {
+        &self.hosts
     }
 
     fn scratch(&mut self) -> &mut Vec<u64> {

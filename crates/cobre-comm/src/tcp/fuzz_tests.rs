@@ -163,7 +163,7 @@ fn raw_mesh(size: usize) -> (Mesh, Vec<TcpStream>) {
         on_demand: None,
         scratch: Vec::new(),
         algorithms: crate::algorithm::Forced::NONE,
-        hosts: 1,
+        hosts: std::sync::Arc::new(super::hosts::Hosts::one(size)),
     };
     (mesh, raws)
 }

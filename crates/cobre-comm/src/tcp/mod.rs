@@ -36,6 +36,7 @@ mod allreduce_bruck;
 mod allreduce_direct;
 mod allreduce_reduce_scatter_allgather;
 mod allreduce_reduce_scatter_bruck;
+mod allreduce_reduce_scatter_grid;
 mod allreduce_ring;
 mod barrier;
 mod barrier_dissemination;
@@ -52,6 +53,7 @@ pub(crate) mod frame;
 #[cfg(test)]
 mod fuzz_tests;
 pub(crate) mod handshake;
+pub(crate) mod hosts;
 pub(crate) mod neighbours;
 mod rendezvous;
 mod split;
@@ -168,9 +170,17 @@ impl TcpBackend {
                     format!("gathering the hosts of the ranks failed: {e}"),
                 )
             })?;
-        // Every rank gathered the same hosts: the algorithm picks that depend on them
-        // (`allreduce.rs`) agree on every rank.
-        let hosts = backend.topology.num_hosts().max(1);
+        // Every rank gathered the same hosts: the algorithm picks and schedules that depend
+        // on them (`allreduce.rs`, `allreduce_reduce_scatter_grid.rs`) agree on every rank.
+        let hosts = std::sync::Arc::new(hosts::Hosts::from_members(
+            config.size,
+            backend
+                .topology
+                .hosts
+                .iter()
+                .map(|h| h.ranks.clone())
+                .collect(),
+        ));
         backend.calls.with_transport(|mesh, _| mesh.hosts = hosts);
         Ok(backend)
     }

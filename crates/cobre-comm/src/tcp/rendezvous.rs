@@ -70,7 +70,7 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         on_demand,
         scratch: Vec::new(),
         algorithms: config.algorithms,
-        hosts: 1,
+        hosts: std::sync::Arc::new(super::hosts::Hosts::one(config.size)),
     })
 }
 

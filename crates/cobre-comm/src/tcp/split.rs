@@ -42,6 +42,20 @@ pub(crate) fn blocks_by_rank<'a, T>(
     split.into_iter().map(|(_, block)| block).collect()
 }
 
+/// `buf` cut into consecutive parts of the given lengths, from its start.
+pub(crate) fn consecutive<T>(
+    mut buf: &mut [T],
+    lengths: impl IntoIterator<Item = usize>,
+) -> Vec<&mut [T]> {
+    let mut parts = Vec::new();
+    for len in lengths {
+        let (head, tail) = std::mem::take(&mut buf).split_at_mut(len);
+        parts.push(head);
+        buf = tail;
+    }
+    parts
+}
+
 /// The `N` spans `(start, end)` of `buf`, in the order given; they must not overlap, and
 /// an empty one may sit anywhere outside the others. For the frames that send from and
 /// receive into several places of one buffer at once.

@@ -241,8 +241,8 @@ pub(crate) struct Mesh {
     pub scratch: Vec<u64>,
     /// The algorithms this job forces (see [`crate::algorithm`]).
     pub algorithms: crate::algorithm::Forced,
-    /// How many hosts the job's ranks run on (1 until `TcpBackend::new` has gathered them).
-    pub hosts: usize,
+    /// The hosts the job's ranks run on (one until `TcpBackend::new` has gathered them).
+    pub hosts: std::sync::Arc<super::hosts::Hosts>,
 }
 
 impl Mesh {
