@@ -271,9 +271,7 @@ fn run_one(sim: &mut SimRank, op: Op, elements: usize, root: usize) -> Result<()
 /// The shared state of the simulated network: one inbox per rank.
 struct SimNet {
     network: Network,
-    /// The host of each rank.
-    hosts: Vec<usize>,
-    /// The same, as the algorithms see it.
+    /// The host of each rank (the algorithms see the same).
     layout: Arc<Hosts>,
     /// Each rank's share of its host's link, in bytes per microsecond.
     share: Vec<f64>,
@@ -331,25 +329,18 @@ struct Queue {
 impl SimNet {
     fn new(job: &Job) -> SimNet {
         let layout = Arc::new(Hosts::blocks(job.ranks, job.hosts));
-        let hosts: Vec<usize> = (0..job.ranks).map(|r| layout.of(r)).collect();
-        let mut per_host = vec![0_usize; job.hosts];
-        for &h in &hosts {
-            per_host[h] += 1;
-        }
+        let per_host = |r: usize| layout.members(layout.of(r)).len() as f64;
         SimNet {
             network: job.network,
-            share: hosts
-                .iter()
-                .map(|&h| job.network.bandwidth / per_host[h] as f64)
+            share: (0..job.ranks)
+                .map(|r| job.network.bandwidth / per_host(r))
                 .collect(),
-            crowding: hosts
-                .iter()
-                .map(|&h| match job.network.cores_per_host {
+            crowding: (0..job.ranks)
+                .map(|r| match job.network.cores_per_host {
                     0 => 1.0,
-                    cores => (per_host[h] as f64 / cores as f64).max(1.0),
+                    cores => (per_host(r) / cores as f64).max(1.0),
                 })
                 .collect(),
-            hosts,
             layout,
             inboxes: (0..job.ranks).map(|_| Inbox::default()).collect(),
             failed: AtomicBool::new(false),
@@ -469,7 +460,7 @@ impl Exchange for SimRank {
         for send in sends.iter() {
             self.clock += overhead;
             let wire = send.len() as f64 + FRAME_HEADER;
-            let remote = net.hosts[send.peer] != net.hosts[self.rank];
+            let remote = net.layout.of(send.peer) != net.layout.of(self.rank);
             let arrival = if remote {
                 self.out_free = self.out_free.max(self.clock) + wire / share;
                 self.out_free + costs.latency_us

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use super::allreduce::{fold_in_rank_order, scratch_elements};
 use super::exchange::Exchange;
 use super::hosts::Hosts;
-use super::split::{blocks_by_rank, consecutive};
+use super::split::consecutive;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::copy::copy;
@@ -178,8 +178,7 @@ pub(super) fn run<T: CommData>(
     // Step 3: chunk `me` to this rank's carrier on each other host; from each owner this
     // rank carries for, its reduced chunk, straight into place.
     {
-        let ranges: Vec<(usize, usize)> = (0..n).map(|c| (bounds[c], bounds[c + 1])).collect();
-        let mut chunks = blocks_by_rank(recv, &ranges);
+        let mut chunks = consecutive(recv, (0..n).map(len));
         let own: &[T] = std::mem::take::<&mut [T]>(&mut chunks[me]);
         let mut sends: Vec<SendOp<'_>> = (0..hosts.count())
             .filter(|&h| h != host)

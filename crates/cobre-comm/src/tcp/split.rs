@@ -91,6 +91,14 @@ mod tests {
     }
 
     #[test]
+    fn consecutive_parts_cover_the_buffer_from_its_start() {
+        let mut buf: Vec<u32> = (0..6).collect();
+        let parts = consecutive(&mut buf, [2, 0, 3]);
+        let view: Vec<Vec<u32>> = parts.into_iter().map(|p| p.to_vec()).collect();
+        assert_eq!(view, vec![vec![0, 1], vec![], vec![2, 3, 4]]);
+    }
+
+    #[test]
     fn spans_come_back_in_the_order_asked() {
         let mut buf: Vec<u32> = (0..10).collect();
         let [a, b, c, d] = spans(&mut buf, [(7, 10), (0, 0), (2, 5), (5, 5)]);
