@@ -108,11 +108,15 @@ pub enum Algorithm {
     /// the owner, which folds them in rank order; the reduced chunks come back the same
     /// way. Each rank talks to the ranks of its host and to one rank per other host.
     ReduceScatterGrid = 12,
+    /// Bruck's allgather among one rank per host: each host's contributions are gathered
+    /// by its first rank, those ranks gather every host's in `ceil(log2 h)` rounds, fold
+    /// them in rank order and send the result to their hosts' other ranks.
+    HostBruck = 13,
 }
 
 impl Algorithm {
     /// Every algorithm.
-    pub const ALL: [Algorithm; 12] = [
+    pub const ALL: [Algorithm; 13] = [
         Algorithm::Direct,
         Algorithm::ReduceScatterAllgather,
         Algorithm::SingleCopy,
@@ -125,6 +129,7 @@ impl Algorithm {
         Algorithm::ScatterBruck,
         Algorithm::ReduceScatterBruck,
         Algorithm::ReduceScatterGrid,
+        Algorithm::HostBruck,
     ];
 
     /// The algorithm's name, as in the `*_ALGORITHMS` variables and in messages.
@@ -143,6 +148,7 @@ impl Algorithm {
             Algorithm::ScatterBruck => "scatter-bruck",
             Algorithm::ReduceScatterBruck => "reduce-scatter-bruck",
             Algorithm::ReduceScatterGrid => "reduce-scatter-grid",
+            Algorithm::HostBruck => "host-bruck",
         }
     }
 

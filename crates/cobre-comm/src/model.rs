@@ -7,10 +7,11 @@
 //! The network is LogGP-like ([`Network`]): every message costs its sender and its receiver
 //! a fixed CPU overhead, travels with a fixed latency, and occupies the sender's and the
 //! receiver's links (or, within a host, their copies through loopback) for
-//! `bytes / bandwidth`. A host's link is shared by its ranks: each
-//! gets `1 / k` of it when `k` ranks share the host (collectives are symmetric, so all of
-//! them send at once), and each rank's messages queue on its share in the order it sends
-//! and receives them. Messages within a host use the loopback figures. Every rank's
+//! `bytes / bandwidth`. A host's link is shared by the ranks that use it: each gets `1 /
+//! k` of it when `k` ranks of the host send or receive across hosts during the call
+//! (collectives are symmetric, so they do so at once; a first pass of the same schedule
+//! finds them), and each rank's messages queue on its share in the order it sends and
+//! receives them. Messages within a host use the loopback figures. Every rank's
 //! simulated time depends only on its own program order and the times its messages
 //! arrive, so a run is deterministic whatever the threads' real order. Local copies and
 //! reductions are not timed (the model is about the network), and every rank is assumed
@@ -163,13 +164,59 @@ impl Job {
 
     /// Every simulated rank's time and the ranks it exchanged with (a broadcast from
     /// `root`).
+    ///
+    /// Two passes: the first finds which ranks of each host send or receive across
+    /// hosts (the schedule does not depend on timing), the second gives each of them an
+    /// equal share of its host's link.
     fn run(
         &self,
         op: Op,
         bytes: usize,
         root: usize,
     ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
-        let net = Arc::new(SimNet::new(self));
+        let layout = Hosts::blocks(self.ranks, self.hosts);
+        if layout.count() == 1 || layout.count() == self.ranks {
+            // One host, or one rank per host: every rank that uses a link has it alone.
+            return self.pass(op, bytes, root, layout);
+        }
+        let first = self.pass(op, bytes, root, layout.clone())?;
+        let mut crossing = vec![0_usize; layout.count()];
+        for (rank, (_, peers)) in first.iter().enumerate() {
+            let host = layout.of(rank);
+            if peers.iter().any(|&q| layout.of(q) != host) {
+                crossing[host] += 1;
+            }
+        }
+        let sharing: Vec<usize> = (0..self.ranks)
+            .map(|r| crossing[layout.of(r)].max(1))
+            .collect();
+        self.pass_sharing(op, bytes, root, layout, &sharing)
+    }
+
+    /// One simulated call, each rank's link share `1 / k` with `k` ranks on its host.
+    fn pass(
+        &self,
+        op: Op,
+        bytes: usize,
+        root: usize,
+        layout: Hosts,
+    ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
+        let sharing: Vec<usize> = (0..self.ranks)
+            .map(|r| layout.members(layout.of(r)).len())
+            .collect();
+        self.pass_sharing(op, bytes, root, layout, &sharing)
+    }
+
+    /// One simulated call, rank `r`'s link share `1 / sharing[r]`.
+    fn pass_sharing(
+        &self,
+        op: Op,
+        bytes: usize,
+        root: usize,
+        layout: Hosts,
+        sharing: &[usize],
+    ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
+        let net = Arc::new(SimNet::new(self, layout, sharing));
         let elements = bytes / 8;
         let handles: Vec<_> = (0..self.ranks)
             .map(|rank| {
@@ -327,13 +374,15 @@ struct Queue {
 }
 
 impl SimNet {
-    fn new(job: &Job) -> SimNet {
-        let layout = Arc::new(Hosts::blocks(job.ranks, job.hosts));
+    /// `sharing[r]`: how many ranks share rank `r`'s host link.
+    fn new(job: &Job, layout: Hosts, sharing: &[usize]) -> SimNet {
+        let layout = Arc::new(layout);
         let per_host = |r: usize| layout.members(layout.of(r)).len() as f64;
         SimNet {
             network: job.network,
-            share: (0..job.ranks)
-                .map(|r| job.network.bandwidth / per_host(r))
+            share: sharing
+                .iter()
+                .map(|&k| job.network.bandwidth / k.max(1) as f64)
                 .collect(),
             crowding: (0..job.ranks)
                 .map(|r| match job.network.cores_per_host {
@@ -552,7 +601,11 @@ mod tests {
 
     #[test]
     fn a_failed_rank_ends_every_wait() {
-        let net = Arc::new(SimNet::new(&Job::new(2, 1, Network::LOOPBACK)));
+        let net = Arc::new(SimNet::new(
+            &Job::new(2, 1, Network::LOOPBACK),
+            Hosts::one(2),
+            &[2, 2],
+        ));
         let waiter = {
             let net = Arc::clone(&net);
             std::thread::spawn(move || net.receive(0, 1))
@@ -631,6 +684,38 @@ mod tests {
     /// connections (at most 15 on 256 ranks); with 16 ranks per host it goes
     /// `reduce-scatter-grid`, and talks to its host and one rank per other host (1024 ranks
     /// on 64 hosts: 78 connections instead of 1023), faster than `reduce-scatter-allgather`.
+    #[test]
+    fn a_small_allreduce_on_hosts_of_many_ranks_crosses_hosts_from_one_rank_each() {
+        let mut packed = Job::new(1024, 64, Network::ETHERNET_25G);
+        let by_host = packed.predict(Op::Allreduce, 8).unwrap();
+        assert!(
+            by_host.connections <= 15 + 2 * 6,
+            "the host's ranks and Bruck's among 64 leaders: {by_host:?}"
+        );
+        packed.forced = Forced::NONE.with(Op::Allreduce, Some(Algorithm::Bruck));
+        let bruck = packed.predict(Op::Allreduce, 8).unwrap();
+        assert!(by_host.avg_us < bruck.avg_us, "{by_host:?} {bruck:?}");
+        let small = Job::new(64, 4, Network::ETHERNET_25G)
+            .time(Op::Allreduce, 8)
+            .unwrap();
+        assert!(by_host.avg_us / small <= 2.5, "{} {small}", by_host.avg_us);
+    }
+
+    #[test]
+    fn a_link_used_by_one_rank_of_its_host_is_not_shared() {
+        // The ring crosses between two hosts of 16 from one rank each: its two remote
+        // hops have whole links, and its other hops stay on loopback, so it beats the
+        // ring over 32 hosts, all of whose hops cross.
+        let ring = Forced::NONE.with(Op::Allgatherv, Some(Algorithm::Ring));
+        let time = |hosts: usize| {
+            let mut job = Job::new(32, hosts, Network::ETHERNET_25G);
+            job.forced = ring;
+            job.time(Op::Allgatherv, 1 << 20).unwrap()
+        };
+        let (packed, spread) = (time(2), time(32));
+        assert!(packed < spread, "{packed} {spread}");
+    }
+
     #[test]
     fn a_large_allreduce_on_many_hosts_keeps_to_few_connections() {
         let spread = Job::new(256, 256, Network::ETHERNET_25G);

@@ -118,17 +118,39 @@ const LAYOUTS: [Layout; 4] = [
 ];
 
 #[test]
-fn the_grid_allreduce_on_hosts_of_every_shape() {
-    let forced = Forced::NONE.with(Op::Allreduce, Some(Algorithm::ReduceScatterGrid));
+fn the_default_picks_on_hosts_of_every_shape() {
+    // On two hosts of four in blocks the large allreduce goes around the ring and the
+    // small one through the hosts' first ranks (`host-bruck`).
+    let shape = super::allreduce::Shape {
+        ranks: 8,
+        hosts: 2,
+        blocks: true,
+    };
+    let pick = |bytes: usize| super::allreduce::pick(None, shape, bytes, bytes / 8);
+    assert_eq!(pick(200_000 * 8), Algorithm::Ring);
+    assert_eq!(pick(8), Algorithm::HostBruck);
     for hosts in LAYOUTS {
-        for size in [1, 2, 3, 4, 5, 7, 9] {
-            job_on_hosts(size, forced, hosts, |comm| {
-                let n = comm.size();
-                collective_checks::reductions(
-                    comm,
-                    &[1, 2, n.saturating_sub(1).max(1), n + 1, 17, 5000],
-                );
-            });
+        job_on_hosts(8, Forced::NONE, hosts, |comm| {
+            collective_checks::reductions(comm, &[1, 7, 9, 5000, 200_000]);
+            gathers(comm);
+        });
+    }
+}
+
+#[test]
+fn the_allreduces_that_route_by_host_on_hosts_of_every_shape() {
+    for algorithm in [Algorithm::ReduceScatterGrid, Algorithm::HostBruck] {
+        let forced = Forced::NONE.with(Op::Allreduce, Some(algorithm));
+        for hosts in LAYOUTS {
+            for size in [1, 2, 3, 4, 5, 7, 9] {
+                job_on_hosts(size, forced, hosts, |comm| {
+                    let n = comm.size();
+                    collective_checks::reductions(
+                        comm,
+                        &[1, 2, n.saturating_sub(1).max(1), n + 1, 17, 5000],
+                    );
+                });
+            }
         }
     }
 }

@@ -19,33 +19,36 @@ use crate::fingerprint::Fingerprint;
 /// per-round latency no longer matters, and each rank talks only to its two neighbours.
 pub(crate) const RING_MIN_BYTES: usize = 256 << 10;
 
-/// Bytes a host's link moves in the time of one message round: the exchange rate between
-/// the ring's `p - 1` rounds and Bruck's extra bytes on the host links. A round costs a
-/// latency and a message overhead at each end, 18 us on the modelled 25 GbE cluster, in
-/// which a link moves 56 KB; set a little lower to favour the ring, which needs no
-/// connections beyond its two neighbours. Checked against the network model (25 GbE,
-/// `cobre-comm model --algorithms allgatherv=...`, us per call, ring against Bruck): 16
-/// ranks per host, 1 MiB on 512 ranks 5521 against 5444 (picked: Bruck), on 256 ranks
-/// 5355 against 5389 (ring), on 1024 ranks 8638 against 5481 (Bruck); 2 per host, 32 ranks,
-/// 1 MiB 917 against 731 (Bruck); 4 per host, 64 ranks, 1 MiB 1333 against 1402 (ring);
-/// 1024 ranks, 16 MiB, 2 per host 21537 against 10900 (Bruck), 4 per host 21544 against
-/// 21607 (ring).
-pub(crate) const BRUCK_BYTES_PER_ROUND: usize = 48 << 10;
+/// What one round of the ring costs, in bytes a host's link moves meanwhile: a hop
+/// within a host costs [`RING_LOCAL_ROUND_BYTES`], and with `k` ranks per host one hop in
+/// `k` crosses to the next host and costs [`RING_REMOTE_ROUND_BYTES`] more. The ring's
+/// ranks forward as soon as they receive, so its `p - 1` rounds cost the average hop.
+/// Fitted to the network model (25 GbE, `cobre-comm model --algorithms allgatherv=...`,
+/// us per call, ring against Bruck, the pick first): 16 ranks per host, 1 MiB, 256 ranks
+/// 2401 against 5389 (ring), 512 ranks 4376 against 5444 (ring), 1024 ranks 5481 against
+/// 8326 (Bruck); 2 per host, 32 ranks, 1 MiB 731 against 917 (Bruck); 4 per host, 64
+/// ranks, 1 MiB 1091 against 1402 (ring); 1024 ranks, 16 MiB, 2 per host 10900 against
+/// 21537 (Bruck), 4 per host 17714 against 21607 (ring).
+pub(crate) const RING_LOCAL_ROUND_BYTES: usize = 12 << 10;
+
+/// See [`RING_LOCAL_ROUND_BYTES`].
+pub(crate) const RING_REMOTE_ROUND_BYTES: usize = 96 << 10;
 
 /// Whether Bruck's `ceil(log2 p)` rounds beat the ring's `p - 1` for a gather of `total`
 /// bytes on `ranks` ranks over `hosts` hosts. Both receive every block once, but Bruck
 /// sends most blocks off the host (its partners sit `2^k` ranks away) while the ring
-/// crosses each host boundary once: with `k` ranks per host, a host's link carries about
-/// `k` times the gather under Bruck and once under the ring. Bruck wins while those
-/// `(k - 1) total` extra bytes take less than the `p - 1 - ceil(log2 p)` extra rounds of
-/// the ring, each worth [`BRUCK_BYTES_PER_ROUND`]. With one rank per host Bruck always
-/// wins; on one host (all ranks on loopback) the ring does for every gather from
-/// [`RING_MIN_BYTES`].
+/// crosses each host boundary once, from one rank per host: with `k` ranks per host, a
+/// host's link carries about `k` times the gather under Bruck and once under the ring.
+/// Bruck wins while those `(k - 1) total` extra bytes take less than the ring's `p - 1 -
+/// ceil(log2 p)` extra rounds (each worth [`RING_LOCAL_ROUND_BYTES`] plus a `k`-th of
+/// [`RING_REMOTE_ROUND_BYTES`]). With one rank per host Bruck always wins; on one host
+/// (all ranks on loopback) the ring does for every gather from [`RING_MIN_BYTES`].
 pub(crate) fn forwarding_is_cheap(ranks: usize, hosts: usize, total: usize) -> bool {
     let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
     let rounds = ranks.next_power_of_two().trailing_zeros() as usize;
     let saved_rounds = ranks.saturating_sub(1 + rounds);
-    (per_host - 1).saturating_mul(total) <= saved_rounds.saturating_mul(BRUCK_BYTES_PER_ROUND)
+    let round_bytes = RING_LOCAL_ROUND_BYTES + RING_REMOTE_ROUND_BYTES / per_host;
+    (per_host - 1).saturating_mul(total) <= saved_rounds.saturating_mul(round_bytes)
 }
 
 pub(crate) fn pick(
@@ -106,14 +109,17 @@ mod tests {
         // One rank per host: Bruck's forwarding costs the links nothing extra.
         assert_eq!(pick(None, (64, 64), 1 << 20), bruck);
         assert_eq!(pick(None, (4096, 4096), 256 << 20), bruck);
-        // 16 ranks per host: 1 MiB from 512 ranks on, not 16 MiB.
+        // 16 ranks per host: 1 MiB from 1024 ranks on, not 16 MiB.
         assert_eq!(pick(None, (1024, 64), 1 << 20), bruck);
-        assert_eq!(pick(None, (512, 32), 1 << 20), bruck);
+        assert_eq!(pick(None, (512, 32), 1 << 20), ring);
         assert_eq!(pick(None, (256, 16), 1 << 20), ring);
         assert_eq!(pick(None, (1024, 64), 16 << 20), ring);
         // 16 MiB on 1024 ranks: two per host Bruck, four the ring.
         assert_eq!(pick(None, (1024, 512), 16 << 20), bruck);
         assert_eq!(pick(None, (1024, 256), 16 << 20), ring);
+        // 2 per host: 1 MiB Bruck, 4 per host the ring.
+        assert_eq!(pick(None, (32, 16), 1 << 20), bruck);
+        assert_eq!(pick(None, (64, 16), 1 << 20), ring);
         // Few hosts: the ring.
         assert_eq!(pick(None, (32, 2), 1 << 20), ring);
         assert_eq!(pick(None, (6, 3), 1 << 20), ring);

@@ -1,14 +1,15 @@
-//! allreduce: picks a named algorithm and runs it. All five compute exactly the
+//! allreduce: picks a named algorithm and runs it. All seven compute exactly the
 //! rank-order fold `((x0 op x1) op x2) op ...` of every element, on every rank.
 //!
 //! | algorithm | rounds | picked when |
 //! |---|---|---|
 //! | `direct` (`allreduce_direct.rs`) | 1 | small buffers on up to [`DIRECT_MAX_RANKS`] ranks |
-//! | `bruck` (`allreduce_bruck.rs`) | `ceil(log2 p)` | small buffers on more ranks |
+//! | `bruck` (`allreduce_bruck.rs`) | `ceil(log2 p)` | small buffers on more ranks, unless `host-bruck` is |
+//! | `host-bruck` (`allreduce_host_bruck.rs`) | `ceil(log2 h) + 2` | small buffers on more ranks over several hosts of several ranks each, where it is ahead ([`host_bruck_is_ahead`]): one rank per host sends across the hosts' links |
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks, unless `reduce-scatter-bruck` is |
 //! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | above [`SMALL_MAX_BYTES`] from [`REDUCE_SCATTER_BRUCK_MIN_RANKS`] ranks while its forwarding through the host links is cheap (`forwarding_is_cheap`): between neighbours only, `O(log p)` connections |
 //! | `reduce-scatter-grid` (`allreduce_reduce_scatter_grid.rs`) | 4 | above [`SMALL_MAX_BYTES`] on several hosts with several ranks each, where the grid is ahead ([`grid_is_ahead`]): `k - 1 + h - 1` connections for `k` ranks on each of `h` hosts |
-//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | forced only: every message goes to the next rank, so a job needs no connection beyond the neighbours (where descriptors are scarce); its rounds grow with `p` |
+//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | above [`SMALL_MAX_BYTES`] on several hosts whose ranks are consecutive, while its rounds cost less than the bytes it keeps off the hosts' links ([`ring_is_ahead`]): it crosses each host's link from one rank; every message goes to the next rank, so it needs no connection beyond the neighbours (force it where descriptors are scarce)
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
 //! the crossover measured on loopback with `cobre-comm bench --algorithms`
@@ -22,8 +23,9 @@
 use super::exchange::Exchange;
 use super::transport::Fail;
 use super::{
-    DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_reduce_scatter_allgather,
-    allreduce_reduce_scatter_bruck, allreduce_reduce_scatter_grid, allreduce_ring,
+    DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_host_bruck,
+    allreduce_reduce_scatter_allgather, allreduce_reduce_scatter_bruck,
+    allreduce_reduce_scatter_grid, allreduce_ring,
 };
 use crate::algorithm::{Algorithm, Op};
 use crate::copy::copy;
@@ -86,17 +88,99 @@ fn grid_is_ahead(ranks: usize, hosts: usize, forwarding_is_cheap: bool) -> bool 
             || (ranks >= GRID_MIN_RANKS && !forwarding_is_cheap))
 }
 
+/// Small allreduces go `host-bruck` on hosts of at most this many ranks.
+pub(crate) const HOST_BRUCK_ANY_HOSTS_MAX_RANKS_PER_HOST: usize = 8;
+
+/// Small allreduces go `host-bruck` from this many hosts, however many ranks each runs.
+pub(crate) const HOST_BRUCK_MIN_HOSTS: usize = 16;
+
+/// Whether `host-bruck` is ahead of `bruck` for a small allreduce on `ranks` ranks over
+/// `hosts` hosts. `bruck` sends every contribution across the hosts' links from every
+/// rank, up to `p / 2` of them per frame in its last rounds; `host-bruck` sends them from
+/// one rank per host, a `k`-th of the bytes with `k` ranks per host, but its leaders
+/// receive and send `k - 1` frames within the host. In the network model (25 GbE,
+/// docs/PERFORMANCE.md) it leads with 2-8 ranks per host from 8 ranks (8 per host, 1024
+/// ranks: 156 against 179 us; 4096: 200 against 278), and on more ranks per host from 16
+/// hosts (16 per host, 256 ranks: 119 against 122; 1024: 157 against 190; 4096: 200
+/// against 353); on fewer hosts it trails (16 per host, 64 ranks: 82 against 78; 32 per
+/// host, 64 ranks: 100 against 69).
+fn host_bruck_is_ahead(ranks: usize, hosts: usize) -> bool {
+    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    hosts > 1
+        && per_host > 1
+        && (per_host <= HOST_BRUCK_ANY_HOSTS_MAX_RANKS_PER_HOST || hosts >= HOST_BRUCK_MIN_HOSTS)
+}
+
+/// What one round of the `ring` allreduce costs, in bytes a host's link moves meanwhile:
+/// a hop within a host (loopback latency and two message overheads, about 7 us on the
+/// modelled 25 GbE cluster).
+pub(crate) const RING_ROUND_BYTES: usize = 22 << 10;
+
+/// Whether the `ring` is ahead for a large allreduce of `bytes` (`len` elements) on
+/// `ranks` ranks over `hosts` hosts whose ranks are consecutive (Slurm's block
+/// placement). The ring then crosses each host's link from one rank, which carries about
+/// `2 n` each way, where the others' links carry about `2 n k (h - 1) / h` with `k` ranks
+/// on each of `h` hosts; it pays `m + 2 p - 3` rounds for it (`m` pieces,
+/// `allreduce_ring::pieces`), each worth [`RING_ROUND_BYTES`], and about `2.5 n` of
+/// copies through loopback. In the network model (25 GbE, docs/PERFORMANCE.md) this
+/// matches every cell measured: 16 ranks per host, 1 MiB, 64 ranks 2654 against
+/// `reduce-scatter-grid`'s 7930 us, 256 ranks 4542 against 10951, 1024 ranks 14766
+/// against 11740 (grid); 16 MiB on 64 ranks 23076 against 126145; 4 per host, 1 MiB, 64
+/// ranks 3098 against 3229, 256 ranks 5433 against 3407 (`reduce-scatter-allgather`);
+/// 2 per host, 16 MiB, 64 ranks 25087 against 26123, 256 ranks 34377 against 26719.
+fn ring_is_ahead(shape: Shape, bytes: usize, len: usize) -> bool {
+    let Shape {
+        ranks,
+        hosts,
+        blocks,
+    } = shape;
+    let hosts = hosts.clamp(1, ranks.max(1));
+    let per_host = ranks.div_ceil(hosts);
+    if !blocks || hosts == 1 || per_host < 2 {
+        return false;
+    }
+    let pieces = allreduce_ring::pieces(len, bytes, ranks);
+    let ring = (pieces + 2 * ranks)
+        .saturating_mul(RING_ROUND_BYTES)
+        .saturating_add(bytes / 2 * 5);
+    let others = bytes.saturating_mul(2 * per_host).saturating_mul(hosts - 1) / hosts;
+    ring <= others
+}
+
+/// The shape of a job as the picks see it: its ranks, its hosts, and whether each host's
+/// ranks are consecutive (as the model and Slurm's block placement put them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub ranks: usize,
+    pub hosts: usize,
+    pub blocks: bool,
+}
+
+impl From<(usize, usize)> for Shape {
+    /// `ranks` over `hosts` hosts, in blocks.
+    fn from((ranks, hosts): (usize, usize)) -> Shape {
+        Shape {
+            ranks,
+            hosts,
+            blocks: true,
+        }
+    }
+}
+
 /// The algorithm for `len` elements (`bytes` bytes) on `ranks` ranks over `hosts` hosts:
 /// the `forced` one, else for large buffers (at least one element per rank)
 /// `reduce-scatter-grid` where it is ahead ([`grid_is_ahead`]), `reduce-scatter-bruck`
 /// where its forwarding is cheap ([`forwarding_is_cheap`]) and `reduce-scatter-allgather`
-/// elsewhere, else `direct` up to [`DIRECT_MAX_RANKS`] ranks and `bruck` above.
+/// elsewhere (the `ring` before all three where it is ahead, [`ring_is_ahead`]), else `direct` up to [`DIRECT_MAX_RANKS`] ranks and above it `host-bruck`
+/// where it is ahead ([`host_bruck_is_ahead`]) and `bruck` elsewhere.
 pub(crate) fn pick(
     forced: Option<Algorithm>,
-    (ranks, hosts): (usize, usize),
+    shape: impl Into<Shape>,
     bytes: usize,
     len: usize,
 ) -> Algorithm {
+    let shape = shape.into();
+    let (ranks, hosts) = (shape.ranks, shape.hosts);
     match forced {
         Some(
             forced @ (Algorithm::Direct
@@ -104,11 +188,14 @@ pub(crate) fn pick(
             | Algorithm::Bruck
             | Algorithm::ReduceScatterBruck
             | Algorithm::ReduceScatterGrid
+            | Algorithm::HostBruck
             | Algorithm::Ring),
         ) => forced,
         _ if ranks > 1 && bytes > SMALL_MAX_BYTES && len >= ranks => {
             let cheap = forwarding_is_cheap(ranks, hosts, bytes);
-            if grid_is_ahead(ranks, hosts, cheap) {
+            if ring_is_ahead(shape, bytes, len) {
+                Algorithm::Ring
+            } else if grid_is_ahead(ranks, hosts, cheap) {
                 Algorithm::ReduceScatterGrid
             } else if cheap {
                 Algorithm::ReduceScatterBruck
@@ -116,6 +203,7 @@ pub(crate) fn pick(
                 Algorithm::ReduceScatterAllgather
             }
         }
+        _ if ranks > DIRECT_MAX_RANKS && host_bruck_is_ahead(ranks, hosts) => Algorithm::HostBruck,
         _ if ranks > DIRECT_MAX_RANKS => Algorithm::Bruck,
         _ => Algorithm::Direct,
     }
@@ -128,9 +216,14 @@ pub(crate) fn allreduce<T: CommData>(
     recv: &mut [T],
     op: ReduceOp,
 ) -> Result<(), Fail> {
+    let shape = Shape {
+        ranks: mesh.size(),
+        hosts: mesh.hosts().count(),
+        blocks: mesh.hosts().in_blocks(),
+    };
     let algorithm = pick(
         mesh.forced().get(Op::Allreduce),
-        (mesh.size(), mesh.hosts().count()),
+        shape,
         std::mem::size_of_val(send),
         send.len(),
     );
@@ -149,6 +242,7 @@ pub(crate) fn allreduce<T: CommData>(
             allreduce_reduce_scatter_grid::run(mesh, fp, send, recv, op, &mut scratch)
         }
         Algorithm::Bruck => allreduce_bruck::run(mesh, fp, send, recv, op, &mut scratch),
+        Algorithm::HostBruck => allreduce_host_bruck::run(mesh, fp, send, recv, op, &mut scratch),
         Algorithm::Ring => allreduce_ring::run(mesh, fp, send, recv, op),
         _ => allreduce_direct::run(mesh, fp, send, recv, op, &mut scratch),
     };
@@ -206,6 +300,25 @@ mod tests {
     }
 
     #[test]
+    fn small_buffers_on_hosts_of_several_ranks_gather_by_host() {
+        let host_bruck = Algorithm::HostBruck;
+        // 2-8 ranks per host: from a few hosts.
+        assert_eq!(pick(None, (8, 2), 8, 1), host_bruck);
+        assert_eq!(pick(None, (4096, 512), 8, 1), host_bruck);
+        // More per host: from 16 hosts.
+        assert_eq!(pick(None, (64, 4), 8, 1), Algorithm::Bruck);
+        assert_eq!(pick(None, (256, 16), 8, 1), host_bruck);
+        assert_eq!(pick(None, (4096, 256), SMALL_MAX_BYTES, 1), host_bruck);
+        assert_eq!(pick(None, (512, 16), 8, 1), host_bruck);
+        // One rank per host, one host, or few ranks: as before.
+        assert_eq!(pick(None, (1024, 1024), 8, 1), Algorithm::Bruck);
+        assert_eq!(pick(None, (64, 1), 8, 1), Algorithm::Bruck);
+        assert_eq!(pick(None, (4, 2), 8, 1), Algorithm::Direct);
+        // Large buffers keep their algorithms.
+        assert_ne!(pick(None, (256, 16), 1 << 20, 1 << 17), host_bruck);
+    }
+
+    #[test]
     fn large_buffers_reduce_scatter_unless_shorter_than_the_job() {
         let large = SMALL_MAX_BYTES + 8;
         assert_eq!(
@@ -241,23 +354,55 @@ mod tests {
     }
 
     #[test]
+    fn large_buffers_on_hosts_in_blocks_go_around_the_ring_while_its_rounds_are_few() {
+        let ring = Algorithm::Ring;
+        // The model's figures in the doc of `ring_is_ahead`.
+        assert_eq!(pick(None, (64, 4), 1 << 20, 128 << 10), ring);
+        assert_eq!(pick(None, (256, 16), 1 << 20, 128 << 10), ring);
+        assert_eq!(pick(None, (64, 4), 16 << 20, 2 << 20), ring);
+        assert_eq!(pick(None, (64, 16), 1 << 20, 128 << 10), ring);
+        assert_eq!(pick(None, (64, 8), 1 << 20, 128 << 10), ring);
+        assert_eq!(pick(None, (16, 2), 1 << 20, 128 << 10), ring);
+        assert_eq!(pick(None, (64, 32), 16 << 20, 2 << 20), ring);
+        // Too many rounds for the bytes.
+        assert_ne!(pick(None, (1024, 64), 1 << 20, 128 << 10), ring);
+        assert_ne!(pick(None, (256, 64), 1 << 20, 128 << 10), ring);
+        assert_ne!(pick(None, (256, 128), 16 << 20, 2 << 20), ring);
+        assert_ne!(pick(None, (64, 4), 64 << 10, 8 << 10), ring);
+        // Never on one host, one rank per host, or hosts whose ranks are not consecutive
+        // (every hop of the ring would cross).
+        assert_ne!(pick(None, (64, 1), 16 << 20, 2 << 20), ring);
+        assert_ne!(pick(None, (64, 64), 16 << 20, 2 << 20), ring);
+        let dealt = Shape {
+            ranks: 64,
+            hosts: 4,
+            blocks: false,
+        };
+        assert_eq!(
+            pick(None, dealt, 1 << 20, 128 << 10),
+            Algorithm::ReduceScatterGrid
+        );
+    }
+
+    #[test]
     fn large_buffers_on_hosts_of_many_ranks_go_through_the_grid() {
         let grid = Algorithm::ReduceScatterGrid;
         let rsa = Algorithm::ReduceScatterAllgather;
         // 8 ranks per host or more (the model's figures in the doc of `grid_is_ahead`).
         assert_eq!(pick(None, (1024, 64), 64 << 10, 8 << 10), grid);
         assert_eq!(pick(None, (1024, 64), 1 << 20, 128 << 10), grid);
-        assert_eq!(pick(None, (64, 8), 1 << 20, 128 << 10), grid);
-        assert_eq!(pick(None, (16, 2), 1 << 20, 128 << 10), grid);
+        assert_eq!(pick(None, (4096, 256), 1 << 20, 128 << 10), grid);
         // 2-4 per host: from 512 ranks, where reduce-scatter-bruck is not cheap.
         assert_eq!(pick(None, (1024, 256), 1 << 20, 128 << 10), grid);
         assert_eq!(pick(None, (1024, 512), 1 << 20, 128 << 10), grid);
         assert_eq!(pick(None, (256, 64), 1 << 20, 128 << 10), rsa);
-        assert_eq!(pick(None, (32, 8), 1 << 20, 128 << 10), rsa);
         // Never on one host, nor with one rank per host, nor for small buffers.
         assert_eq!(pick(None, (64, 1), 1 << 20, 128 << 10), rsa);
         assert_eq!(pick(None, (1024, 1024), 16 << 20, 2 << 20), rsa);
-        assert_eq!(pick(None, (1024, 64), 8 << 10, 1 << 10), Algorithm::Bruck);
+        assert_eq!(
+            pick(None, (1024, 64), 8 << 10, 1 << 10),
+            Algorithm::HostBruck
+        );
     }
 
     #[test]
@@ -268,6 +413,7 @@ mod tests {
             Algorithm::Bruck,
             Algorithm::ReduceScatterBruck,
             Algorithm::ReduceScatterGrid,
+            Algorithm::HostBruck,
             Algorithm::Ring,
         ] {
             for (ranks, bytes, len) in [(1, 0, 0), (3, 8, 1), (8, 1 << 20, 1 << 17)] {

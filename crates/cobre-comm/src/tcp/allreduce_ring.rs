@@ -29,8 +29,8 @@ use crate::traits::CommData;
 use crate::types::ReduceOp;
 
 /// Bytes a link moves in the time of one round's fixed costs (latency and per-message
-/// overheads), as in `allgatherv::BRUCK_BYTES_PER_ROUND` but rounded for loopback, where
-/// the ring also runs.
+/// overheads), as `allgatherv::RING_LOCAL_ROUND_BYTES` estimates a round within a host,
+/// rounded for loopback, where the ring also runs.
 const BYTES_PER_ROUND: usize = 16 << 10;
 
 /// The number of pieces for `len` elements of `bytes` bytes in all on `ranks` ranks.

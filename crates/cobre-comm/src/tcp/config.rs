@@ -57,6 +57,7 @@ pub const ALGORITHMS: &Table = &[
             Algorithm::ReduceScatterBruck,
             Algorithm::Ring,
             Algorithm::ReduceScatterGrid,
+            Algorithm::HostBruck,
         ],
     ),
     (

@@ -2,9 +2,11 @@
 //! differently within a host and across hosts (`allreduce_reduce_scatter_grid.rs`) and
 //! the picks that weigh a host's shared link (`allreduce.rs`, `allgatherv.rs`) read it.
 
+use std::sync::{Arc, OnceLock};
+
 /// The hosts of a job and their ranks. Every rank builds the same one (from the
 /// hostnames gathered at start-up), so the schedules derived from it agree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Hosts {
     /// Host index of each rank.
     host: Vec<usize>,
@@ -12,7 +14,17 @@ pub(crate) struct Hosts {
     local: Vec<usize>,
     /// The ranks of each host, ascending; hosts ordered by their first rank.
     members: Vec<Vec<usize>>,
+    /// The job of the hosts' first ranks (one rank per host), made once when first asked.
+    one_per_host: OnceLock<Arc<Hosts>>,
 }
+
+impl PartialEq for Hosts {
+    fn eq(&self, other: &Hosts) -> bool {
+        self.members == other.members
+    }
+}
+
+impl Eq for Hosts {}
 
 impl Hosts {
     /// `size` ranks on one host.
@@ -63,6 +75,7 @@ impl Hosts {
             host,
             local,
             members,
+            one_per_host: OnceLock::new(),
         }
     }
 
@@ -86,6 +99,23 @@ impl Hosts {
         self.local[rank]
     }
 
+    /// Whether each host's ranks are consecutive (as Slurm's block placement puts them),
+    /// so that a ring of ranks crosses each host's link once each way.
+    pub(crate) fn in_blocks(&self) -> bool {
+        self.members
+            .iter()
+            .all(|m| m[m.len() - 1] - m[0] + 1 == m.len())
+    }
+
+    /// The hosts of a job made of one rank per host of this one (`leaders.rs`).
+    pub(crate) fn one_per_host(&self) -> Arc<Hosts> {
+        let hosts = self.count();
+        Arc::clone(
+            self.one_per_host
+                .get_or_init(|| Arc::new(Hosts::blocks(hosts, hosts))),
+        )
+    }
+
     /// The rank of host `h` through which what belongs to rank `owner` leaves or enters
     /// host `h`: `owner` itself when it runs on `h`, else the rank of `h` at `owner`'s
     /// local index (modulo `h`'s size). With the same number of ranks on every host, each
@@ -103,6 +133,13 @@ impl Hosts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_are_told_from_dealt_ranks() {
+        assert!(Hosts::blocks(10, 3).in_blocks());
+        assert!(Hosts::one(4).in_blocks());
+        assert!(!Hosts::from_members(4, vec![vec![0, 2], vec![1, 3]]).in_blocks());
+    }
 
     #[test]
     fn blocks_spread_ranks_as_slurm_does() {
