@@ -9,6 +9,7 @@
 //! `COBRE_TCP_ALGORITHMS=allgatherv=NAME` forces one at every size.
 
 use super::exchange::Exchange;
+use super::hosts::ranks_per_host;
 use super::transport::Fail;
 use super::{DIRECT_MAX_RANKS, allgatherv_bruck, allgatherv_direct, allgatherv_ring};
 use crate::algorithm::{Algorithm, Op};
@@ -44,7 +45,7 @@ pub(crate) const RING_REMOTE_ROUND_BYTES: usize = 96 << 10;
 /// [`RING_REMOTE_ROUND_BYTES`]). With one rank per host Bruck always wins; on one host
 /// (all ranks on loopback) the ring does for every gather from [`RING_MIN_BYTES`].
 pub(crate) fn forwarding_is_cheap(ranks: usize, hosts: usize, total: usize) -> bool {
-    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    let per_host = ranks_per_host(ranks, hosts);
     let rounds = ranks.next_power_of_two().trailing_zeros() as usize;
     let saved_rounds = ranks.saturating_sub(1 + rounds);
     let round_bytes = RING_LOCAL_ROUND_BYTES + RING_REMOTE_ROUND_BYTES / per_host;

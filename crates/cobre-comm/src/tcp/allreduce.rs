@@ -21,6 +21,7 @@
 //! combine partial results in tree order, which would change the rounding of `Sum`.
 
 use super::exchange::Exchange;
+use super::hosts::ranks_per_host;
 use super::transport::Fail;
 use super::{
     DIRECT_MAX_RANKS, allreduce_bruck, allreduce_direct, allreduce_host_bruck,
@@ -56,7 +57,7 @@ pub(crate) const REDUCE_SCATTER_BRUCK_BYTES_PER_RANK: usize = 16 << 10;
 /// (2283 against 6138). Below 256 ranks, or past that budget, it trails (256 ranks, 16 per
 /// host, 64 KiB: 1866 against 1538; one per host, 256 ranks, 1 MiB: 1965 against 1530).
 fn forwarding_is_cheap(ranks: usize, hosts: usize, bytes: usize) -> bool {
-    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    let per_host = ranks_per_host(ranks, hosts);
     let rounds = ranks.next_power_of_two().trailing_zeros() as usize;
     ranks >= REDUCE_SCATTER_BRUCK_MIN_RANKS
         && bytes.saturating_mul(per_host).saturating_mul(rounds)
@@ -81,7 +82,7 @@ pub(crate) const GRID_MIN_RANKS: usize = 512;
 /// fewer ranks it trails by up to 10% (32 ranks on 8 hosts, 1 MiB: 3174 against 3029),
 /// and with one per host it is `reduce-scatter-allgather`.
 fn grid_is_ahead(ranks: usize, hosts: usize, forwarding_is_cheap: bool) -> bool {
-    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    let per_host = ranks_per_host(ranks, hosts);
     hosts > 1
         && per_host > 1
         && (per_host >= GRID_MIN_RANKS_PER_HOST
@@ -105,7 +106,7 @@ pub(crate) const HOST_BRUCK_MIN_HOSTS: usize = 16;
 /// against 353); on fewer hosts it trails (16 per host, 64 ranks: 82 against 78; 32 per
 /// host, 64 ranks: 100 against 69).
 fn host_bruck_is_ahead(ranks: usize, hosts: usize) -> bool {
-    let per_host = ranks.div_ceil(hosts.clamp(1, ranks.max(1)));
+    let per_host = ranks_per_host(ranks, hosts);
     hosts > 1
         && per_host > 1
         && (per_host <= HOST_BRUCK_ANY_HOSTS_MAX_RANKS_PER_HOST || hosts >= HOST_BRUCK_MIN_HOSTS)
@@ -135,7 +136,7 @@ fn ring_is_ahead(shape: Shape, bytes: usize, len: usize) -> bool {
         blocks,
     } = shape;
     let hosts = hosts.clamp(1, ranks.max(1));
-    let per_host = ranks.div_ceil(hosts);
+    let per_host = ranks_per_host(ranks, hosts);
     if !blocks || hosts == 1 || per_host < 2 {
         return false;
     }

@@ -4,6 +4,12 @@
 
 use std::sync::{Arc, OnceLock};
 
+/// Ranks on the fullest host when `ranks` ranks spread evenly over `hosts` hosts (at
+/// least one host, at most one per rank): what the picks weigh a host's link by.
+pub(crate) fn ranks_per_host(ranks: usize, hosts: usize) -> usize {
+    ranks.div_ceil(hosts.clamp(1, ranks.max(1)))
+}
+
 /// The hosts of a job and their ranks. Every rank builds the same one (from the
 /// hostnames gathered at start-up), so the schedules derived from it agree.
 #[derive(Debug, Clone)]
