@@ -123,6 +123,17 @@ fn tcp_abort_ends_every_rank_with_its_code() {
     check("tcp", env);
 }
 
+/// A tcp rank connects only to its neighbours (distance 1, 2, 4, ... round the ring): in
+/// a job of 8, rank 1 has no connection to ranks 4 and 6, which compute. The abort must
+/// still reach them, passed on by the ranks it reached, and no rank may take a rank that
+/// exits with the code for a dead one.
+#[cfg(feature = "tcp")]
+#[test]
+fn tcp_abort_reaches_the_ranks_the_aborting_rank_is_not_connected_to() {
+    let env = cobre_comm_launcher::tcp_env(8, Some(Duration::from_secs(20))).unwrap();
+    check("tcp", env);
+}
+
 /// Under the launcher (what `cobre-comm launch` runs), the job's exit code is the abort's.
 #[cfg(feature = "shm")]
 #[test]

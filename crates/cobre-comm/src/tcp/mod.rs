@@ -24,8 +24,10 @@
 //!   are checked against the local call before any payload is read.
 //! * **Failures** (`transport.rs`): a closed connection is reported at once naming the
 //!   rank, and the rank that sees a failure tells every rank it is connected to (an abort
-//!   frame), which pass it on, so all survivors fail fast; a silent peer is reported after `COBRE_TCP_TIMEOUT_SECS`. After
-//!   such an error the communicator is poisoned. Dropping it says goodbye to every peer.
+//!   frame), which pass it on, so all survivors fail fast; a silent peer is reported after
+//!   `COBRE_TCP_TIMEOUT_SECS`. After such an error the communicator is poisoned. A report
+//!   of `abort` is passed on too, before the rank exits with its code. Dropping the
+//!   communicator says goodbye to every peer.
 
 mod allgatherv;
 mod allgatherv_bruck;
@@ -347,11 +349,11 @@ fn spawn_abort_watcher(calls: Weak<Calls<Mesh>>) {
         .spawn(move || {
             loop {
                 let Some(calls) = calls.upgrade() else { return };
-                if let Some(Some((peer, report))) =
-                    calls.try_with_transport(|mesh| mesh.pending_exit())
-                {
-                    transport::exit_on_abort(peer, &report);
-                }
+                calls.try_with_transport(|mesh| {
+                    if let Some(report) = mesh.pending_exit() {
+                        mesh.pass_on_exit(&report);
+                    }
+                });
                 drop(calls);
                 std::thread::sleep(EVERY);
             }

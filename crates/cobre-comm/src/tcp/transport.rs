@@ -297,12 +297,10 @@ impl Mesh {
         }
     }
 
-    /// The error for an abort report received from `p`; a report of `abort` (code
-    /// [`ABORT_EXIT`]) ends this process with the sender's exit code instead.
+    /// The failure for an abort report received from `p`. A report of `abort` (code
+    /// [`ABORT_EXIT`]) keeps its code: [`Transport::broken`] passes it on to every peer
+    /// and ends this process with the sender's exit code.
     fn from_report(op: &'static str, p: usize, report: AbortReport) -> Fail {
-        if report.code == ABORT_EXIT {
-            exit_on_abort(p, &report);
-        }
         let text = format!("reported by rank {p}: {}", report.message);
         let err = match report.code {
             ABORT_MISMATCH => CommError::CollectiveMismatch {
@@ -876,13 +874,12 @@ impl Mesh {
     }
 
     /// Whether a peer called `abort`: looks, without consuming anything, at the next frame
-    /// each peer sent; returns the first abort report of code [`ABORT_EXIT`] and its sender.
+    /// each peer sent; returns the first abort report of code [`ABORT_EXIT`].
     /// Used between collectives; an abort queued behind data this rank has not read yet
     /// is seen by its next collective.
-    pub(crate) fn pending_exit(&self) -> Option<(usize, AbortReport)> {
+    pub(crate) fn pending_exit(&self) -> Option<AbortReport> {
         let mut buf = vec![0_u8; HEADER_BYTES + MAX_ABORT_PAYLOAD];
-        for (p, peer) in self.peers.iter().enumerate() {
-            let Some(peer) = peer else { continue };
+        for peer in self.peers.iter().flatten() {
             let n = if peer.stash_pos < peer.stash.len() {
                 let rest = &peer.stash[peer.stash_pos..];
                 let n = rest.len().min(buf.len());
@@ -908,7 +905,7 @@ impl Mesh {
                 && let Ok(report) = AbortReport::decode(&buf[HEADER_BYTES..HEADER_BYTES + len])
                 && report.code == ABORT_EXIT
             {
-                return Some((p, report));
+                return Some(report);
             }
         }
         None
@@ -1016,15 +1013,29 @@ impl Transport for Mesh {
     }
 
     fn broken(&mut self, failure: &Fail, call: &Fingerprint) {
+        if failure.report.code == ABORT_EXIT {
+            self.pass_on_exit(&failure.report);
+        }
         self.abort(&failure.report, call.seq);
     }
 }
 
-/// Ends this process with the exit code of an abort report from rank `p`.
-pub(crate) fn exit_on_abort(p: usize, report: &AbortReport) -> ! {
-    let code = report.message.trim().parse::<i32>().unwrap_or(1);
-    eprintln!("cobre-comm: rank {p} aborted the tcp job with code {code}; exiting with it");
-    std::process::exit(code)
+impl Mesh {
+    /// Passes a report of `abort` on to every peer, then ends this process with the exit
+    /// code it carries. A rank connects only to its neighbours, so the aborting rank tells
+    /// only those; and a rank that left without a word would look dead to its other peers,
+    /// which would fail with a lost peer instead of exiting with the code. Passed on, the
+    /// report reaches every rank within `log2 p` hops (it carries sequence number 0, so it
+    /// is never taken for a later call's).
+    pub(crate) fn pass_on_exit(&mut self, report: &AbortReport) -> ! {
+        self.abort(report, 0);
+        let code = report.message.trim().parse::<i32>().unwrap_or(1);
+        eprintln!(
+            "cobre-comm: rank {} aborted the tcp job with code {code}; exiting with it",
+            report.rank
+        );
+        std::process::exit(code)
+    }
 }
 
 /// Sends `parts` completely, waiting for buffer space until `deadline`.
