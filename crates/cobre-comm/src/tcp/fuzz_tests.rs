@@ -234,6 +234,70 @@ fn an_abort_for_a_later_call_fails_the_next_call_not_this_one() {
     }
 }
 
+/// A rank that fails may not be able to tell every peer (a frame it cut in the middle, a
+/// send buffer its peer does not empty): that peer sees only the connection close. When
+/// another peer's report already waits at the head of its connection, the call fails with
+/// that report, which says why, instead of blaming the rank that left because of it; a
+/// report queued behind data is not looked for, and the closed rank is named.
+#[test]
+fn a_rank_that_leaves_after_a_failure_is_not_blamed_when_a_report_waits() {
+    for behind_data in [false, true] {
+        let (mut mesh, mut raws) = raw_mesh(3);
+        mesh.timeout = Duration::from_millis(300);
+        if behind_data {
+            let later = Fingerprint::barrier(1);
+            raws[1].write_all(&frame::encode_data(&later, 0)).unwrap();
+        }
+        send_abort(&mut raws[1], 0, "rank 2 saw the failure first");
+        // Rank 1 leaves without a word; the barrier reads only from it.
+        drop(raws.remove(0));
+        let err = barrier_error(&mut mesh, 0, &[1]);
+        if behind_data {
+            match err {
+                CommError::PeerLost { rank: 1, .. } => {}
+                other => panic!("the report behind data is not looked for: {other}"),
+            }
+        } else {
+            match err {
+                CommError::CollectiveMismatch { message, .. } => assert!(
+                    message.contains("reported by rank 2: rank 2 saw the failure first"),
+                    "{message}"
+                ),
+                other => panic!("rank 2's report, not rank 1's close: {other}"),
+            }
+        }
+    }
+}
+
+/// A receive reads a frame's header and payload with one read, so the bytes after a header
+/// that is not the expected data frame land in the payload buffer: they must be taken
+/// back, and the abort report they hold read from there, whatever the payload's size
+/// against the report's and whatever follows the report.
+#[test]
+fn a_report_read_with_its_header_into_a_payload_is_taken_back() {
+    for expected in [0, 1, 5, 20, 4096] {
+        for then_bye in [false, true] {
+            let (mut mesh, mut raw) = raw_pair();
+            mesh.timeout = Duration::from_millis(300);
+            send_abort(&mut raw, 0, "rank 1 failed in call 0");
+            if then_bye {
+                raw.write_all(&frame::encode_bye()).unwrap();
+            }
+            let fp = Fingerprint::allgatherv::<u8>(0, &[expected, expected]);
+            let mut dest = vec![0_u8; expected];
+            let mut recvs = [RecvOp::new(1, &mut dest)];
+            let err = mesh.exchange(&fp, &mut [], &mut recvs).unwrap_err().err;
+            match err {
+                CommError::CollectiveMismatch { message, .. } => assert!(
+                    message.contains("reported by rank 1: rank 1 failed in call 0"),
+                    "payload of {expected}, bye after: {message}"
+                ),
+                other => panic!("payload of {expected}, bye after: {other}"),
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 

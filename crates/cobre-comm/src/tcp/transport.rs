@@ -9,7 +9,7 @@
 //! needs them, and opens those it needs to higher ranks (`rendezvous/on_demand.rs`).
 //! A wait that makes no progress for the configured timeout fails naming the silent ranks.
 
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice, IoSliceMut, Read};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -56,8 +56,17 @@ pub(crate) struct Peer {
     eof: bool,
     /// The peer said bye (dropped its communicator).
     departed: bool,
-    /// A frame was cut in the middle on our sending side (no abort can follow it).
-    out_partial: bool,
+    /// Where a frame is cut in the middle on this connection.
+    partial: Partial,
+}
+
+/// The frames of a connection that are partly through: nothing can be sent before the
+/// rest of a frame partly sent (no abort report can follow it), and what follows a frame
+/// partly received is not a frame's start.
+#[derive(Debug, Default, Clone, Copy)]
+struct Partial {
+    sending: bool,
+    receiving: bool,
 }
 
 impl Peer {
@@ -75,7 +84,7 @@ impl Peer {
             stash_pos: 0,
             eof: false,
             departed: false,
-            out_partial: false,
+            partial: Partial::default(),
         })
     }
 
@@ -98,6 +107,69 @@ impl Peer {
             return Ok(0);
         }
         (&self.stream).read(buf)
+    }
+
+    /// Reads into `bufs` in order, from the stash first, then from the socket with one
+    /// `readv` (non-blocking).
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        if self.stash_pos < self.stash.len() || self.eof {
+            let mut total = 0;
+            for buf in bufs.iter_mut() {
+                let n = match self.read(buf) {
+                    Ok(n) => n,
+                    // The stash ran out and the socket has nothing yet: report what moved.
+                    Err(_) if total > 0 => break,
+                    Err(e) => return Err(e),
+                };
+                total += n;
+                if n < buf.len() {
+                    break;
+                }
+            }
+            return Ok(total);
+        }
+        (&self.stream).read_vectored(bufs)
+    }
+
+    /// Puts `bytes` back in front of what is still to be read: they were read past a
+    /// header, into the payload of a frame the header turned out not to start.
+    fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut stash = Vec::with_capacity(bytes.len() + self.stash.len() - self.stash_pos);
+        stash.extend_from_slice(bytes);
+        stash.extend_from_slice(&self.stash[self.stash_pos..]);
+        self.stash = stash;
+        self.stash_pos = 0;
+    }
+
+    /// The abort report at the head of what is still to be read from this peer, without
+    /// consuming anything (`buf` holds the bytes looked at).
+    fn report_at_head(
+        &self,
+        buf: &mut [u8; HEADER_BYTES + MAX_ABORT_PAYLOAD],
+    ) -> Option<AbortReport> {
+        if self.partial.receiving {
+            return None;
+        }
+        let n = if self.stash_pos < self.stash.len() {
+            let rest = &self.stash[self.stash_pos..];
+            let n = rest.len().min(buf.len());
+            copy(&mut buf[..n], &rest[..n]);
+            n
+        } else if self.eof {
+            return None;
+        } else {
+            self.stream.peek(buf).ok()?
+        };
+        let header: &[u8; HEADER_BYTES] = buf.first_chunk()?;
+        match frame::decode(header) {
+            Ok(Frame::Abort { len, .. }) if n >= HEADER_BYTES + len => {
+                AbortReport::decode(&buf[HEADER_BYTES..HEADER_BYTES + len]).ok()
+            }
+            _ => None,
+        }
     }
 
     fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -213,6 +285,29 @@ impl<'a> RecvOp<'a> {
     fn started(&self) -> bool {
         self.hdone > 0
     }
+
+    /// Reads the rest of the header and as much of the payload as `peer` has, with one
+    /// read: a small frame arrives whole, and this saves the payload's own read call.
+    /// Returns the header and payload bytes read.
+    fn read_header_and_payload(&mut self, peer: &mut Peer) -> io::Result<(usize, usize)> {
+        debug_assert!(self.hdone < HEADER_BYTES && self.done == 0);
+        let mut bufs = [
+            IoSliceMut::new(&mut self.header[self.hdone..]),
+            IoSliceMut::new(self.dest),
+            IoSliceMut::new(self.tail),
+        ];
+        let n = peer.read_vectored(&mut bufs)?;
+        let header = n.min(HEADER_BYTES - self.hdone);
+        Ok((header, n - header))
+    }
+
+    /// The first `n` payload bytes (read with the header).
+    fn payload_prefix(&self, n: usize) -> Vec<u8> {
+        let in_dest = n.min(self.dest.len());
+        let mut out = self.dest[..in_dest].to_vec();
+        out.extend_from_slice(&self.tail[..n - in_dest]);
+        out
+    }
 }
 
 /// What woke [`Mesh::wait`]: the peers with events, and the events of what
@@ -264,6 +359,24 @@ impl Mesh {
                 message,
             },
         }
+    }
+
+    /// The failure for `p` closing its connection without a report (or in the middle of a
+    /// frame). A rank that fails tells its peers, but a report cannot follow a frame cut in
+    /// the middle or join a send buffer its peer does not empty: such a peer only sees the
+    /// connection close. When another peer's report waits at the head of its connection,
+    /// that report says why, and names the rank that failed first; otherwise `p` is lost.
+    fn closed(&self, op: &'static str, p: usize, how: &str) -> Fail {
+        let mut buf = [0_u8; HEADER_BYTES + MAX_ABORT_PAYLOAD];
+        self.peers
+            .iter()
+            .enumerate()
+            .filter(|&(q, _)| q != p)
+            .find_map(|(q, peer)| Some((q, peer.as_ref()?.report_at_head(&mut buf)?)))
+            .map_or_else(
+                || self.lost(op, p, how),
+                |(q, report)| Self::from_report(op, q, report),
+            )
     }
 
     fn protocol(&self, op: &'static str, p: usize, what: &str) -> Fail {
@@ -327,7 +440,7 @@ impl Mesh {
         while done < buf.len() {
             match self.peer(p).read(&mut buf[done..]) {
                 Ok(0) => {
-                    return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+                    return Err(self.closed(op, p, "connection closed in the middle of a frame"));
                 }
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -394,38 +507,41 @@ impl Mesh {
         let mut moved = false;
         while !r.finished() {
             let result = if r.hdone < HEADER_BYTES {
-                self.peer(p).read(&mut r.header[r.hdone..])
+                r.read_header_and_payload(self.peer(p))
             } else {
                 let into = r.unfilled();
-                self.peer(p).read(into)
+                self.peer(p).read(into).map(|n| (0, n))
             };
             match result {
-                Ok(0) => {
-                    let how = if self.peer(p).departed {
-                        format!("rank {p} has shut down (dropped its communicator)")
-                    } else {
-                        "connection closed (the process exited or was killed)".to_string()
-                    };
+                Ok((0, 0)) if self.peer(p).departed => {
+                    let how = format!("rank {p} has shut down (dropped its communicator)");
                     return Err(self.lost(op, p, &how));
                 }
-                Ok(n) => {
+                Ok((0, 0)) => {
+                    let how = "connection closed (the process exited or was killed)";
+                    return Err(self.closed(op, p, how));
+                }
+                Ok((header, payload)) => {
                     moved = true;
-                    if r.hdone < HEADER_BYTES {
-                        r.hdone += n;
+                    if header > 0 {
+                        r.hdone += header;
                         if r.hdone == HEADER_BYTES {
                             let decoded = frame::decode(&r.header);
                             let ok = matches!(&decoded, Ok(f) if frame::check_data(f, fp, r.len()).is_ok());
                             if !ok {
+                                // What was read past the header is not this frame's payload.
+                                let past = r.payload_prefix(payload);
+                                self.peer(p).unread(&past);
                                 return Err(self.unexpected(fp, p, decoded, r.len()));
                             }
                         }
-                    } else {
-                        r.done += n;
                     }
+                    r.done += payload;
+                    self.peer(p).partial.receiving = !r.finished();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.lost(op, p, &format!("connection failed: {e}"))),
+                Err(e) => return Err(self.closed(op, p, &format!("connection failed: {e}"))),
             }
         }
         Ok(moved)
@@ -455,7 +571,7 @@ impl Mesh {
                 Ok(n) => {
                     moved = true;
                     s.done += n;
-                    self.peer(p).out_partial = !s.finished();
+                    self.peer(p).partial.sending = !s.finished();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -463,7 +579,7 @@ impl Mesh {
                     return Err(self
                         .diagnose(fp, p, None)
                         .err()
-                        .unwrap_or_else(|| self.lost(op, p, &format!("sending failed: {e}"))));
+                        .unwrap_or_else(|| self.closed(op, p, &format!("sending failed: {e}"))));
                 }
             }
         }
@@ -502,7 +618,7 @@ impl Mesh {
                         return Ok(());
                     }
                     Err(e) => {
-                        return Err(self.lost(op, p, &format!("connection failed: {e}")));
+                        return Err(self.closed(op, p, &format!("connection failed: {e}")));
                     }
                 }
             }
@@ -510,7 +626,7 @@ impl Mesh {
         if let Some(r) = active {
             self.progress_recv(fp, r)?;
             if !r.finished() {
-                return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+                return Err(self.closed(op, p, "connection closed in the middle of a frame"));
             }
         }
         // Walk the remaining frames: data for later steps stays stashed.
@@ -522,14 +638,14 @@ impl Mesh {
                 if peer.departed {
                     return Ok(());
                 }
-                return Err(self.lost(
+                return Err(self.closed(
                     op,
                     p,
                     "connection closed (the process exited or was killed)",
                 ));
             }
             let Some(header) = stash.get(at..at + HEADER_BYTES) else {
-                return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+                return Err(self.closed(op, p, "connection closed in the middle of a frame"));
             };
             let header: &[u8; HEADER_BYTES] = header.try_into().expect("64 bytes");
             match frame::decode(header) {
@@ -539,7 +655,11 @@ impl Mesh {
                         .saturating_add(HEADER_BYTES)
                         .saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
                     if at > stash.len() {
-                        return Err(self.lost(op, p, "connection closed in the middle of a frame"));
+                        return Err(self.closed(
+                            op,
+                            p,
+                            "connection closed in the middle of a frame",
+                        ));
                     }
                 }
                 Ok(Frame::Bye) => {
@@ -654,7 +774,8 @@ impl Mesh {
             };
             // A rank out of descriptors drops out of the job itself: it names itself.
             let stream = on_demand.dial(p, self.timeout).map_err(|e| match e {
-                DialError::Peer(why) => self.lost(fp.op.name(), p, &why),
+                // The rank may have left because of a failure already reported here.
+                DialError::Peer(why) => self.closed(fp.op.name(), p, &why),
                 DialError::Exhausted(why) => self.lost(fp.op.name(), self.rank, &why),
             })?;
             let peer = Peer::new(stream).map_err(|e| {
@@ -702,7 +823,7 @@ impl Mesh {
             }
             let [payload, tail] = s.rest();
             if send_all(peer, &[s.rest_of_header(), payload, tail], deadline).is_ok() {
-                peer.out_partial = false;
+                peer.partial.sending = false;
             }
         }
     }
@@ -878,37 +999,12 @@ impl Mesh {
     /// Used between collectives; an abort queued behind data this rank has not read yet
     /// is seen by its next collective.
     pub(crate) fn pending_exit(&self) -> Option<AbortReport> {
-        let mut buf = vec![0_u8; HEADER_BYTES + MAX_ABORT_PAYLOAD];
-        for peer in self.peers.iter().flatten() {
-            let n = if peer.stash_pos < peer.stash.len() {
-                let rest = &peer.stash[peer.stash_pos..];
-                let n = rest.len().min(buf.len());
-                copy(&mut buf[..n], &rest[..n]);
-                n
-            } else if peer.eof {
-                continue;
-            } else {
-                match peer.stream.peek(&mut buf) {
-                    Ok(n) => n,
-                    Err(_) => continue,
-                }
-            };
-            let Some(header) = buf.get(..HEADER_BYTES) else {
-                continue;
-            };
-            if n < HEADER_BYTES {
-                continue;
-            }
-            let header: &[u8; HEADER_BYTES] = header.try_into().expect("64 bytes");
-            if let Ok(Frame::Abort { len, .. }) = frame::decode(header)
-                && n >= HEADER_BYTES + len
-                && let Ok(report) = AbortReport::decode(&buf[HEADER_BYTES..HEADER_BYTES + len])
-                && report.code == ABORT_EXIT
-            {
-                return Some(report);
-            }
-        }
-        None
+        let mut buf = [0_u8; HEADER_BYTES + MAX_ABORT_PAYLOAD];
+        self.peers
+            .iter()
+            .flatten()
+            .filter_map(|peer| peer.report_at_head(&mut buf))
+            .find(|report| report.code == ABORT_EXIT)
     }
 
     /// Tells every peer that this rank failed in call `seq` (0 for a failure not tied to a
@@ -919,7 +1015,7 @@ impl Mesh {
         let header = frame::encode_abort(body.len(), seq);
         let deadline = Instant::now() + Duration::from_millis(200);
         for peer in self.peers.iter_mut().flatten() {
-            if !peer.out_partial && !peer.departed {
+            if !peer.partial.sending && !peer.departed {
                 let _ = send_all(peer, &[&header, &body], deadline);
             }
             let _ = peer.stream.shutdown(Shutdown::Write);
@@ -981,7 +1077,7 @@ impl Mesh {
         let header = frame::encode_bye();
         let deadline = Instant::now() + self.timeout.min(Duration::from_secs(2));
         for peer in self.peers.iter_mut().flatten() {
-            if !peer.out_partial {
+            if !peer.partial.sending {
                 let _ = send_all(peer, &[&header], deadline);
             }
             let _ = peer.stream.shutdown(Shutdown::Write);
@@ -1058,7 +1154,7 @@ fn send_all(peer: &mut Peer, parts: &[&[u8]], deadline: Instant) -> io::Result<(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    peer.out_partial = done > 0;
+                    peer.partial.sending = done > 0;
                     return Err(e);
                 }
                 let mut fds = [PollFd::new(&peer.stream, PollFlags::OUT)];
