@@ -27,7 +27,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,11 @@ pub struct Job {
     pub network: Network,
     /// Algorithms forced, as `COBRE_TCP_ALGORITHMS` would.
     pub forced: Forced,
+    /// The most resident memory, in bytes, the process may reach while the simulated
+    /// ranks run before the run is stopped with an error (each holds real buffers of the
+    /// call's size). `None`: three quarters of what the machine has available when the run
+    /// starts (`MemAvailable`; no limit where that cannot be read).
+    pub memory_limit: Option<u64>,
 }
 
 impl Job {
@@ -114,6 +119,7 @@ impl Job {
             hosts: hosts.clamp(1, ranks.max(1)),
             network,
             forced: Forced::NONE,
+            memory_limit: None,
         }
     }
 
@@ -217,6 +223,7 @@ impl Job {
         sharing: &[usize],
     ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
         let net = Arc::new(SimNet::new(self, layout, sharing));
+        let guard = MemoryGuard::start(Arc::clone(&net), op, bytes, self.memory_limit);
         let elements = bytes / 8;
         let handles: Vec<_> = (0..self.ranks)
             .map(|rank| {
@@ -264,6 +271,9 @@ impl Job {
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(_) => failure = failure.or(Some("a simulated rank panicked".to_string())),
             }
+        }
+        if let Some(why) = guard.and_then(MemoryGuard::stop) {
+            return Err(why);
         }
         match failure {
             Some(e) => Err(e),
@@ -327,6 +337,9 @@ struct SimNet {
     inboxes: Vec<Inbox>,
     /// Set when a rank failed: every rank still waiting gives up.
     failed: AtomicBool,
+    /// How many messages were posted so far: a rank that waits long looks at it to tell a
+    /// slow run (thousands of rank threads on a few cores) from one that is stuck.
+    posted: AtomicU64,
 }
 
 /// Ends a simulated rank: unless it succeeded, tells every other rank to stop waiting.
@@ -343,8 +356,95 @@ impl Drop for Ending {
     }
 }
 
-/// The longest a simulated rank waits, in real time, for a message: only an algorithm
-/// that never sends what its peer receives would wait that long.
+/// Every simulated rank holds real buffers of the call's size (the algorithms copy and
+/// fold into them), so a large call on thousands of ranks can need more memory than the
+/// machine has: 4096 ranks of a 1 MiB allreduce hold about 18 GB. Rather than let the
+/// kernel's out-of-memory killer end the process (or another one), a thread watches this
+/// process's resident memory and stops the run, with an error that says so, when it
+/// passes the job's `memory_limit` (by default three quarters of what the machine had
+/// available at the start: ranks busy when it trips go on allocating until they next
+/// wait).
+struct MemoryGuard {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Option<String>>,
+}
+
+impl MemoryGuard {
+    const EVERY: Duration = Duration::from_millis(20);
+
+    /// Starts watching, unless the memory figures cannot be read (not Linux).
+    fn start(net: Arc<SimNet>, op: Op, bytes: usize, limit: Option<u64>) -> Option<MemoryGuard> {
+        resident_bytes()?;
+        let limit = match limit {
+            Some(limit) => limit,
+            None => memory_available()? / 4 * 3,
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        let watching = Arc::clone(&done);
+        let ranks = net.inboxes.len();
+        let thread = std::thread::Builder::new()
+            .name("cobre-comm-model-memory".into())
+            .spawn(move || {
+                while !watching.load(Ordering::SeqCst) {
+                    let used = resident_bytes().unwrap_or(0);
+                    if used > limit {
+                        net.fail();
+                        return Some(format!(
+                            "the model of {} of {bytes} bytes on {ranks} ranks stopped: its \
+                             simulated ranks' buffers took {:.2} GiB, more than the limit of \
+                             {:.2} GiB (three quarters of the memory available when it \
+                             started, unless set); model fewer ranks or smaller messages",
+                            op.name(),
+                            gib(used),
+                            gib(limit)
+                        ));
+                    }
+                    std::thread::sleep(Self::EVERY);
+                }
+                None
+            })
+            .ok()?;
+        Some(MemoryGuard { done, thread })
+    }
+
+    /// Stops watching; why the run was stopped, if it was.
+    fn stop(self) -> Option<String> {
+        self.done.store(true, Ordering::SeqCst);
+        self.thread.join().ok().flatten()
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // a figure for a message
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1_u32 << 30)
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+fn memory_available() -> Option<u64> {
+    kib_field(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
+}
+
+/// This process's resident memory (`VmRSS` of `/proc/self/status`), in bytes.
+fn resident_bytes() -> Option<u64> {
+    kib_field(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmRSS:",
+    )
+}
+
+/// The value of a `name   123 kB` line, in bytes.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The longest a simulated rank waits, in real time, for a message while no rank of the
+/// job posts any: only an algorithm that never sends what its peer receives would wait
+/// that long.
 const STUCK: Duration = Duration::from_secs(60);
 
 /// A message in flight: when its last byte reaches the receiver's host, its payload
@@ -393,6 +493,7 @@ impl SimNet {
             layout,
             inboxes: (0..job.ranks).map(|_| Inbox::default()).collect(),
             failed: AtomicBool::new(false),
+            posted: AtomicU64::new(0),
         }
     }
 
@@ -410,6 +511,7 @@ impl SimNet {
         let inbox = &self.inboxes[to];
         let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.from.entry(from).or_default().push_back(message);
+        self.posted.fetch_add(1, Ordering::Relaxed);
         if queue.awaited == Some(from) {
             drop(queue);
             inbox.arrived.notify_all();
@@ -417,10 +519,11 @@ impl SimNet {
     }
 
     /// Waits for the next message from `from` to `to`; why not, when another rank failed
-    /// or the message did not come within [`STUCK`].
+    /// or no rank posted a message for [`STUCK`] while this one waited.
     fn receive(&self, to: usize, from: usize) -> Result<Message, String> {
         let inbox = &self.inboxes[to];
-        let deadline = Instant::now() + STUCK;
+        let mut deadline = Instant::now() + STUCK;
+        let mut posted = self.posted.load(Ordering::Relaxed);
         let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(message) = queue.from.get_mut(&from).and_then(VecDeque::pop_front) {
@@ -432,11 +535,18 @@ impl SimNet {
                     "rank {to} stopped waiting for rank {from}: another simulated rank failed"
                 ));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!(
-                    "rank {to} waited {STUCK:?} for a message from rank {from} that never came"
-                ));
+                // Other ranks still make progress: the message may yet come.
+                let now = self.posted.load(Ordering::Relaxed);
+                if now == posted {
+                    return Err(format!(
+                        "rank {to} waited {STUCK:?} for a message from rank {from} that never came, while no rank sent any"
+                    ));
+                }
+                posted = now;
+                deadline = Instant::now() + STUCK;
+                left = STUCK;
             }
             queue.awaited = Some(from);
             queue = inbox
@@ -583,6 +693,32 @@ mod tests {
             .time(Op::Allreduce, 8)
             .unwrap();
         assert!((5.0..10.0).contains(&t), "{t}");
+    }
+
+    /// A run whose simulated ranks' buffers outgrow the memory limit stops with an error
+    /// that says so, instead of growing until the kernel kills the process.
+    #[test]
+    fn a_run_that_outgrows_the_memory_limit_stops_with_an_error() {
+        let Some(now) = resident_bytes() else {
+            return; // no /proc: no guard
+        };
+        // 64 ranks of an 8 MiB allreduce hold about 500 MiB for about half a second.
+        let job = Job {
+            memory_limit: Some(now + (64 << 20)),
+            ..Job::new(64, 1, Network::LOOPBACK)
+        };
+        let err = job.time(Op::Allreduce, 8 << 20).unwrap_err();
+        assert!(
+            err.contains("allreduce of 8388608 bytes on 64 ranks stopped")
+                && err.contains("fewer ranks or smaller messages"),
+            "{err}"
+        );
+        // The same run with room to spare completes.
+        let job = Job {
+            memory_limit: Some(now + (4 << 30)),
+            ..Job::new(64, 1, Network::LOOPBACK)
+        };
+        assert!(job.time(Op::Allreduce, 8 << 20).is_ok());
     }
 
     #[test]
