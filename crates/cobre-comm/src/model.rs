@@ -358,7 +358,7 @@ impl Drop for Ending {
 
 /// Every simulated rank holds real buffers of the call's size (the algorithms copy and
 /// fold into them), so a large call on thousands of ranks can need more memory than the
-/// machine has: 4096 ranks of a 1 MiB allreduce hold about 18 GB. Rather than let the
+/// machine has: 4096 ranks of a 1 MiB allreduce hold about 11 GB. Rather than let the
 /// kernel's out-of-memory killer end the process (or another one), a thread watches this
 /// process's resident memory and stops the run, with an error that says so, when it
 /// passes the job's `memory_limit` (by default three quarters of what the machine had

@@ -257,7 +257,10 @@ pub(super) fn scratch_elements<T: CommData>(scratch: &mut Vec<u64>, count: usize
     let bytes = count * std::mem::size_of::<T>();
     let words = bytes.div_ceil(8);
     if scratch.len() < words {
-        scratch.resize(words, 0);
+        // A fresh zeroed allocation, not `resize`: the old contents are not needed, and
+        // the allocator hands large zeroed blocks over as untouched pages instead of
+        // writing every byte (the network model runs thousands of ranks' scratch at once).
+        *scratch = vec![0; words];
     }
     let all: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch[..]);
     bytemuck::cast_slice_mut(&mut all[..bytes])
