@@ -117,7 +117,8 @@ impl Peer {
             for buf in bufs.iter_mut() {
                 let n = match self.read(buf) {
                     Ok(n) => n,
-                    // The stash ran out and the socket has nothing yet: report what moved.
+                    // The stash ran out and the socket has nothing yet (or failed): report
+                    // what moved; the next read meets the socket's state again.
                     Err(_) if total > 0 => break,
                     Err(e) => return Err(e),
                 };
