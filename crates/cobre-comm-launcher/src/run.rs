@@ -889,8 +889,9 @@ impl RunningJob {
         self.slots.get(rank)?.as_ref()?.exit.map(|(_, at)| at)
     }
 
-    /// Waits for every started rank to end, at most `limit` from now, then stops those
-    /// still running (SIGTERM, and SIGKILL 2 s later) and reports on every rank. When
+    /// Closes the ranks' input pipes ([`Launcher::piped_stdin`]), waits for every started
+    /// rank to end, at most `limit` from now, then stops those still running (SIGTERM,
+    /// and SIGKILL 2 s later) and reports on every rank. When
     /// [`Launcher::stop_on_failure`] is on (the default), the first rank that fails ends
     /// the wait too.
     ///
@@ -1029,6 +1030,11 @@ impl RunningJob {
     }
 
     fn finish_by(mut self, limit: Option<Duration>) -> LaunchReport {
+        // Finishing ends the input: a rank that reads its standard input to the end (`cat`)
+        // ends only once its pipe is closed.
+        for started in self.slots.iter_mut().flatten() {
+            started.stdin = None;
+        }
         let failure = self.watch(limit);
         if !self.running().is_empty() {
             self.stop_rest();
@@ -1051,7 +1057,6 @@ impl RunningJob {
                     ended_at: None,
                 },
                 Some(started) => {
-                    drop(started.stdin);
                     let (outcome, ended_at) = match started.exit {
                         Some((outcome, at)) => (outcome, Some(at)),
                         None => (Outcome::Stopped, None),

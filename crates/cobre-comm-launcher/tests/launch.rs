@@ -171,3 +171,22 @@ fn a_running_job_is_driven_rank_by_rank() {
     assert_eq!(report.ranks[1].outcome, Outcome::Signaled(9));
     assert!(report.ranks[1].ended_at.unwrap() >= killed);
 }
+
+#[test]
+fn finishing_closes_the_input_so_a_rank_reading_it_to_the_end_exits() {
+    // `cat` copies its input until the pipe closes: it ends only if `finish` closes it.
+    let mut job = Launcher::new("cat")
+        .ranks(2)
+        .piped_stdin(true)
+        .capture_stdout(true)
+        .spawn()
+        .unwrap();
+    job.send_line(0, "to rank 0").unwrap();
+    job.send_line(1, "to rank 1").unwrap();
+    let report = job.finish(Duration::from_secs(30));
+    assert_eq!(report.failure, None);
+    for (rank, r) in report.ranks.iter().enumerate() {
+        assert_eq!(r.outcome, Outcome::Exited(0));
+        assert_eq!(r.stdout, format!("to rank {rank}\n"));
+    }
+}
