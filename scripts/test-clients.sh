@@ -18,7 +18,7 @@
 # Usage: scripts/test-clients.sh [all|sddp|run]   (default: all)
 # Environment: COBRE_CLIENTS_DIR (work directory, default ~/.cache/cobre-comm/clients, kept
 # between checkouts so the clients' dependencies (HiGHS, Arrow, ...) are built once per
-# machine: about 40 minutes the first time on two cores, 10 the next), COBRE_CLIENTS_JOBS (cargo -j), MPIEXEC (default mpiexec), COBRE_CLIENTS_REPEAT
+# machine: about 15 minutes the first time on two cores, a few the next), COBRE_CLIENTS_JOBS (cargo -j), MPIEXEC (default mpiexec), COBRE_CLIENTS_REPEAT
 # (runs of each `cobre run` case; the median wall time is reported; default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -225,7 +225,8 @@ run_phase() {
     local t0
     t0=$(now)
     # cobre-sddp and cobre-cli at opt-level 0, as for the test suite (their dependencies,
-    # HiGHS among them, keep the release profile): about 20 s instead of 9 minutes.
+    # HiGHS among them, keep the release profile): rebuilding the two against a changed
+    # cobre-comm takes about 20 s, and the 1dtoy runs stay bit-identical.
     (cd "$cli" && CARGO_TARGET_DIR="$WORK/target" cargo build "${JOBS[@]}" -q --release --features mpi --bin cobre \
         --config 'profile.release.package.cobre-sddp.opt-level=0' \
         --config 'profile.release.package.cobre-cli.opt-level=0')
