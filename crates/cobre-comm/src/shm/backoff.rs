@@ -2,6 +2,8 @@
 //! yielding its core. Kept apart from the futex and the liveness checks (`exchange.rs`),
 //! which take over when this gives up.
 
+use std::time::{Duration, Instant};
+
 /// Polls before yielding, when every rank has a core: the rank waited for is running, and
 /// its signal arrives within a cache-line transfer (2 ranks on 2 cores: 0.18 us barrier).
 const SPINS: u32 = 100;
@@ -9,6 +11,15 @@ const SPINS: u32 = 100;
 /// rank being waited for gets the core (measured: 8 B allreduce at 4 ranks on 2 cores,
 /// 72 us with 2000 spins and 50 yields, 4.4 us with 100 and 5000).
 const YIELDS: u32 = 5000;
+/// The longest the yields may take, however few of them were made. On an idle node 5000
+/// yields take a few milliseconds; on one loaded with other work each can give the core
+/// away for a whole time slice, and 5000 of them took 2.4 s in a test run beside a
+/// compiler: seconds in which the waiter neither sleeps nor checks its peers' processes,
+/// so a dead peer went unreported for that long. Past this the waiter sleeps on the
+/// futex, where it checks them.
+const YIELD_FOR: Duration = Duration::from_millis(10);
+/// Yields between looks at the clock (a look costs about a tenth of a yield).
+const YIELDS_PER_LOOK: u32 = 16;
 
 /// A waiter's spin-then-yield policy, fixed for the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +41,8 @@ impl Backoff {
     }
 
     /// Polls `done` (spinning, then yielding) until it holds, or until this policy gives
-    /// up; returns whether it holds.
+    /// up (its count of yields made, or [`YIELD_FOR`] spent yielding); returns whether it
+    /// holds.
     pub(crate) fn poll(self, done: impl Fn() -> bool) -> bool {
         for _ in 0..self.spins {
             if done() {
@@ -38,11 +50,18 @@ impl Backoff {
             }
             std::hint::spin_loop();
         }
-        for _ in 0..self.yields {
+        let mut until = None;
+        for i in 0..self.yields {
             if done() {
                 return true;
             }
             std::thread::yield_now();
+            if i % YIELDS_PER_LOOK == YIELDS_PER_LOOK - 1 {
+                let now = Instant::now();
+                if now >= *until.get_or_insert(now + YIELD_FOR) {
+                    break;
+                }
+            }
         }
         done()
     }
@@ -79,5 +98,30 @@ mod tests {
             polls.get() == 4
         }));
         assert_eq!(polls.get(), 4);
+    }
+
+    /// On a loaded node each yield can take a time slice: the yields stop at their time
+    /// limit, not at their count, so the waiter goes on to sleep and check its peers.
+    #[test]
+    fn slow_yields_stop_at_the_time_limit() {
+        let polls = Cell::new(0_u32);
+        let slow = || {
+            polls.set(polls.get() + 1);
+            // What a yield to a busy core costs (a time slice), in the poll instead.
+            std::thread::sleep(Duration::from_millis(1));
+            false
+        };
+        let policy = Backoff {
+            spins: 0,
+            yields: YIELDS,
+        };
+        assert!(!policy.poll(slow));
+        // 1 ms a poll: about 10 within the limit, and at most one round of looks more
+        // (the first look starts the clock). The count would have been 5001.
+        assert!(
+            polls.get() <= 2 * YIELDS_PER_LOOK + 1 + YIELD_FOR.as_millis() as u32,
+            "{} polls",
+            polls.get()
+        );
     }
 }
