@@ -26,10 +26,12 @@
 //! assert!(t > 0.0);
 //! ```
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::algorithm::{Forced, Op};
 use crate::fingerprint::Fingerprint;
@@ -181,11 +183,19 @@ impl Job {
         root: usize,
     ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
         let layout = Hosts::blocks(self.ranks, self.hosts);
+        let fresh = (0..self.ranks).map(|_| Buffers::default()).collect();
+        // First every rank of a host shares its link.
+        let every_rank: Vec<usize> = (0..self.ranks)
+            .map(|r| layout.members(layout.of(r)).len())
+            .collect();
         if layout.count() == 1 || layout.count() == self.ranks {
             // One host, or one rank per host: every rank that uses a link has it alone.
-            return self.pass(op, bytes, root, layout);
+            return Ok(self
+                .pass(op, bytes, root, layout, &every_rank, fresh, false)?
+                .0);
         }
-        let first = self.pass(op, bytes, root, layout.clone())?;
+        let (first, buffers) =
+            self.pass(op, bytes, root, layout.clone(), &every_rank, fresh, true)?;
         let mut crossing = vec![0_usize; layout.count()];
         for (rank, (_, peers)) in first.iter().enumerate() {
             let host = layout.of(rank);
@@ -196,37 +206,33 @@ impl Job {
         let sharing: Vec<usize> = (0..self.ranks)
             .map(|r| crossing[layout.of(r)].max(1))
             .collect();
-        self.pass_sharing(op, bytes, root, layout, &sharing)
+        Ok(self
+            .pass(op, bytes, root, layout, &sharing, buffers, false)?
+            .0)
     }
 
-    /// One simulated call, each rank's link share `1 / k` with `k` ranks on its host.
+    /// One simulated call, rank `r`'s link share `1 / sharing[r]`, its buffers
+    /// `buffers[r]`; every rank's time and peers, and the buffers for another pass if
+    /// `keep` (if not, each rank frees its own as it ends, so the ranks that end early
+    /// make room for those still running).
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)] // private
     fn pass(
         &self,
         op: Op,
         bytes: usize,
         root: usize,
         layout: Hosts,
-    ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
-        let sharing: Vec<usize> = (0..self.ranks)
-            .map(|r| layout.members(layout.of(r)).len())
-            .collect();
-        self.pass_sharing(op, bytes, root, layout, &sharing)
-    }
-
-    /// One simulated call, rank `r`'s link share `1 / sharing[r]`.
-    fn pass_sharing(
-        &self,
-        op: Op,
-        bytes: usize,
-        root: usize,
-        layout: Hosts,
         sharing: &[usize],
-    ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
+        buffers: Vec<Buffers>,
+        keep: bool,
+    ) -> Result<(Vec<(f64, BTreeSet<usize>)>, Vec<Buffers>), String> {
         let net = Arc::new(SimNet::new(self, layout, sharing));
         let guard = MemoryGuard::start(Arc::clone(&net), op, bytes, self.memory_limit);
         let elements = bytes / 8;
-        let handles: Vec<_> = (0..self.ranks)
-            .map(|rank| {
+        let handles: Vec<_> = buffers
+            .into_iter()
+            .enumerate()
+            .map(|(rank, mut buffers)| {
                 let net = Arc::clone(&net);
                 let forced = self.forced;
                 let size = self.ranks;
@@ -245,7 +251,7 @@ impl Job {
                             in_free: 0.0,
                             local_out_free: 0.0,
                             local_in_free: 0.0,
-                            scratch: Vec::new(),
+                            scratch: std::mem::take(&mut buffers.scratch),
                             peers: BTreeSet::new(),
                         };
                         // A rank that fails or panics ends the run for every rank, so none
@@ -254,20 +260,29 @@ impl Job {
                             net: Arc::clone(&sim.net),
                             ok: false,
                         };
-                        let result = run_one(&mut sim, op, elements, root)
+                        let result = run_one(&mut sim, &mut buffers, op, elements, root)
                             .map(|()| (sim.clock, std::mem::take(&mut sim.peers)))
                             .map_err(|f| format!("simulated rank {rank}: {}", f.err));
                         ending.ok = result.is_ok();
-                        result
+                        if keep {
+                            buffers.scratch = std::mem::take(&mut sim.scratch);
+                        } else {
+                            buffers = Buffers::default();
+                        }
+                        result.map(|rank| (rank, buffers))
                     })
             })
             .collect::<Result<_, _>>()
             .map_err(|e| format!("cannot start a simulated rank: {e}"))?;
         let mut ranks = Vec::with_capacity(self.ranks);
+        let mut kept = Vec::with_capacity(self.ranks);
         let mut failure = None;
         for handle in handles {
             match handle.join() {
-                Ok(Ok(rank)) => ranks.push(rank),
+                Ok(Ok((rank, buffers))) => {
+                    ranks.push(rank);
+                    kept.push(buffers);
+                }
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(_) => failure = failure.or(Some("a simulated rank panicked".to_string())),
             }
@@ -277,8 +292,33 @@ impl Job {
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(ranks),
+            None => Ok((ranks, kept)),
         }
+    }
+}
+
+/// A simulated rank's buffers, kept from the first pass of a call for the second: the
+/// same schedule touches the same pages, so the second pass finds them mapped instead of
+/// faulting in (and copying out of the kernel's zero page) every page again, which took
+/// most of the time of a large call on thousands of ranks.
+#[derive(Default)]
+struct Buffers {
+    send: Vec<f64>,
+    recv: Vec<f64>,
+    scratch: Vec<u64>,
+}
+
+impl Buffers {
+    /// `send` of `send_len` and `recv` of `recv_len` elements, zeroed when new (their
+    /// contents do not matter to the model: it moves no bytes, and pages it only reads
+    /// stay the kernel's zero page instead of taking memory).
+    fn sized(&mut self, send_len: usize, recv_len: usize) -> (&mut [f64], &mut [f64]) {
+        for (buffer, len) in [(&mut self.send, send_len), (&mut self.recv, recv_len)] {
+            if buffer.len() != len {
+                *buffer = vec![0.0; len];
+            }
+        }
+        (&mut self.send, &mut self.recv)
     }
 }
 
@@ -299,27 +339,31 @@ pub struct Prediction {
 }
 
 /// One call of `op` by one simulated rank, through the backend's own entry functions.
-fn run_one(sim: &mut SimRank, op: Op, elements: usize, root: usize) -> Result<(), Fail> {
+fn run_one(
+    sim: &mut SimRank,
+    buffers: &mut Buffers,
+    op: Op,
+    elements: usize,
+    root: usize,
+) -> Result<(), Fail> {
     let (rank, size) = (sim.rank, sim.size);
     match op {
         Op::Allreduce => {
-            let send = vec![0.0_f64; elements];
-            let mut recv = vec![0.0_f64; elements];
+            let (send, recv) = buffers.sized(elements, elements);
             let fp = Fingerprint::allreduce::<f64>(0, elements, ReduceOp::Sum);
-            crate::tcp::run_allreduce(sim, &fp, &send, &mut recv, ReduceOp::Sum)
+            crate::tcp::run_allreduce(sim, &fp, send, recv, ReduceOp::Sum)
         }
         Op::Broadcast => {
-            let mut buf = vec![0.0_f64; elements];
+            let (_, buf) = buffers.sized(0, elements);
             let fp = Fingerprint::broadcast::<f64>(0, elements, root);
-            crate::tcp::run_broadcast(sim, &fp, &mut buf, root)
+            crate::tcp::run_broadcast(sim, &fp, buf, root)
         }
         Op::Allgatherv => {
             let counts = crate::per_rank_counts(elements, size);
             let displs = crate::prefix_displs(&counts);
-            let send = vec![0.0_f64; counts[rank]];
-            let mut recv = vec![0.0_f64; elements];
+            let (send, recv) = buffers.sized(counts[rank], elements);
             let fp = Fingerprint::allgatherv::<f64>(0, &counts);
-            crate::tcp::run_allgatherv(sim, &fp, &send, &mut recv, &counts, &displs)
+            crate::tcp::run_allgatherv(sim, &fp, send, recv, &counts, &displs)
         }
         Op::Barrier => crate::tcp::run_barrier(sim, &Fingerprint::barrier(0)),
     }
@@ -358,7 +402,7 @@ impl Drop for Ending {
 
 /// Every simulated rank holds real buffers of the call's size (the algorithms copy and
 /// fold into them), so a large call on thousands of ranks can need more memory than the
-/// machine has: 4096 ranks of a 1 MiB allreduce hold about 11 GB. Rather than let the
+/// machine has: 4096 ranks of a 1 MiB allreduce hold about 10 GB. Rather than let the
 /// kernel's out-of-memory killer end the process (or another one), a thread watches this
 /// process's resident memory and stops the run, with an error that says so, when it
 /// passes the job's `memory_limit` (by default three quarters of what the machine had
@@ -471,12 +515,15 @@ struct Inbox {
 struct Queue {
     /// The messages not yet received, per sender.
     from: HashMap<usize, VecDeque<Message>>,
-    /// The sender its rank waits for, if it waits: only that sender's post wakes it (a
-    /// rank of a large job receives from thousands of ranks; waking it at each would cost
-    /// `p` wake-ups per message it waits for).
-    awaited: Option<usize>,
+    /// While its rank waits: how many more messages it needs from each sender before it
+    /// can go on. Only those senders' posts count towards waking it, and only the post
+    /// that completes the set wakes it: a rank of a large job receives from thousands of
+    /// ranks in one exchange, and a wake-up (two switches between threads) per message
+    /// cost more than everything else the model does.
+    wanted: HashMap<usize, usize>,
+    /// The messages its rank still waits for, over all senders in `wanted`.
+    missing: usize,
 }
-
 impl SimNet {
     /// `sharing[r]`: how many ranks share rank `r`'s host link.
     fn new(job: &Job, layout: Hosts, sharing: &[usize]) -> SimNet {
@@ -516,49 +563,95 @@ impl SimNet {
         let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.from.entry(from).or_default().push_back(message);
         self.posted.fetch_add(1, Ordering::Relaxed);
-        if queue.awaited == Some(from) {
-            drop(queue);
-            inbox.arrived.notify_all();
+        if let Some(left) = queue.wanted.get_mut(&from)
+            && *left > 0
+        {
+            *left -= 1;
+            queue.missing -= 1;
+            if queue.missing == 0 {
+                drop(queue);
+                inbox.arrived.notify_all();
+            }
         }
     }
 
-    /// Waits for the next message from `from` to `to`; why not, when another rank failed
-    /// or no rank posted a message for [`STUCK`] while this one waited.
-    fn receive(&self, to: usize, from: usize) -> Result<Message, String> {
+    /// Waits until the next message from each of `from` to `to` has come (a sender named
+    /// twice: its next two), and takes them, in the order of `from`. Which rank was
+    /// waited for and why not, when another rank failed or no rank posted a message for
+    /// [`STUCK`] while this one waited.
+    ///
+    /// Waiting for the whole set at once gives the same messages as waiting for each in
+    /// turn: a sender posts whether or not its receiver is looking, so the set is complete
+    /// exactly when the last of them would have come.
+    fn receive_all(&self, to: usize, from: &[usize]) -> Result<Vec<Message>, (usize, String)> {
         let inbox = &self.inboxes[to];
-        let mut deadline = Instant::now() + STUCK;
-        let mut posted = self.posted.load(Ordering::Relaxed);
         let mut queue = inbox.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(message) = queue.from.get_mut(&from).and_then(VecDeque::pop_front) {
-                queue.awaited = None;
-                return Ok(message);
-            }
-            if self.failed.load(Ordering::SeqCst) {
-                return Err(format!(
-                    "rank {to} stopped waiting for rank {from}: another simulated rank failed"
-                ));
-            }
-            let mut left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                // Other ranks still make progress: the message may yet come.
-                let now = self.posted.load(Ordering::Relaxed);
-                if now == posted {
-                    return Err(format!(
-                        "rank {to} waited {STUCK:?} for a message from rank {from} that never came, while no rank sent any"
-                    ));
-                }
-                posted = now;
-                deadline = Instant::now() + STUCK;
-                left = STUCK;
-            }
-            queue.awaited = Some(from);
-            queue = inbox
-                .arrived
-                .wait_timeout(queue, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        let mut needed: HashMap<usize, usize> = HashMap::default();
+        for &sender in from {
+            *needed.entry(sender).or_default() += 1;
         }
+        let mut wanted = HashMap::default();
+        for (sender, count) in needed {
+            let have = queue.from.get(&sender).map_or(0, VecDeque::len);
+            if count > have {
+                wanted.insert(sender, count - have);
+            }
+        }
+        if !wanted.is_empty() {
+            queue.missing = wanted.values().sum();
+            queue.wanted = wanted;
+            let mut deadline = Instant::now() + STUCK;
+            let mut posted = self.posted.load(Ordering::Relaxed);
+            while queue.missing > 0 {
+                let failed = self.failed.load(Ordering::SeqCst);
+                let mut left = deadline.saturating_duration_since(Instant::now());
+                // Other ranks still make progress when the count of posts moved: the
+                // messages may yet come.
+                let stuck = left.is_zero() && self.posted.load(Ordering::Relaxed) == posted;
+                if failed || stuck {
+                    let sender = queue
+                        .wanted
+                        .iter()
+                        .filter(|&(_, &left)| left > 0)
+                        .map(|(&sender, _)| sender)
+                        .min()
+                        .unwrap_or(to);
+                    queue.wanted.clear();
+                    queue.missing = 0;
+                    let why = if failed {
+                        format!(
+                            "rank {to} stopped waiting for rank {sender}: another simulated rank failed"
+                        )
+                    } else {
+                        format!(
+                            "rank {to} waited {STUCK:?} for a message from rank {sender} that never came, while no rank sent any"
+                        )
+                    };
+                    return Err((sender, why));
+                }
+                if left.is_zero() {
+                    posted = self.posted.load(Ordering::Relaxed);
+                    deadline = Instant::now() + STUCK;
+                    left = STUCK;
+                }
+                queue = inbox
+                    .arrived
+                    .wait_timeout(queue, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            queue.wanted.clear();
+        }
+        Ok(from
+            .iter()
+            .map(|sender| {
+                queue
+                    .from
+                    .get_mut(sender)
+                    .and_then(VecDeque::pop_front)
+                    .expect("every message waited for has come")
+            })
+            .collect())
     }
 }
 
@@ -638,10 +731,11 @@ impl Exchange for SimRank {
             };
             net.post(self.rank, send.peer, message);
         }
-        for recv in recvs.iter() {
-            let message = net
-                .receive(self.rank, recv.peer)
-                .map_err(|why| failure(recv.peer, why))?;
+        let senders: Vec<usize> = recvs.iter().map(|r| r.peer).collect();
+        let messages = net
+            .receive_all(self.rank, &senders)
+            .map_err(|(peer, why)| failure(peer, why))?;
+        for (recv, message) in recvs.iter().zip(messages) {
             if message.bytes != recv.len() {
                 let why = format!(
                     "rank {} sent {} bytes to rank {}, which expected {}",
@@ -753,11 +847,45 @@ mod tests {
         ));
         let waiter = {
             let net = Arc::clone(&net);
-            std::thread::spawn(move || net.receive(0, 1))
+            std::thread::spawn(move || net.receive_all(0, &[1]))
         };
         net.fail();
-        let why = waiter.join().unwrap().err().unwrap();
+        let (sender, why) = waiter.join().unwrap().err().unwrap();
+        assert_eq!(sender, 1);
         assert!(why.contains("another simulated rank failed"), "{why}");
+    }
+
+    /// A rank waiting for several messages at once gets each sender's in the order it
+    /// sent them, in the order it asked for them, whichever came first.
+    #[test]
+    fn a_rank_receives_a_set_of_messages_in_the_order_it_names() {
+        let net = Arc::new(SimNet::new(
+            &Job::new(3, 1, Network::LOOPBACK),
+            Hosts::one(3),
+            &[3, 3, 3],
+        ));
+        let message = |bytes| Message {
+            arrival: 0.0,
+            bytes,
+            remote: false,
+        };
+        // One from rank 1 is already there; the rest come while rank 0 waits.
+        net.post(1, 0, message(10));
+        let waiter = {
+            let net = Arc::clone(&net);
+            std::thread::spawn(move || net.receive_all(0, &[2, 1, 1]))
+        };
+        net.post(1, 0, message(11));
+        net.post(2, 0, message(20));
+        let got: Vec<usize> = waiter
+            .join()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|m| m.bytes)
+            .collect();
+        assert_eq!(got, [20, 10, 11]);
+        assert_eq!(net.receive_all(0, &[]).unwrap().len(), 0);
     }
 
     /// The algorithms picked for small calls, the ring allgatherv, `scatter-bruck`
