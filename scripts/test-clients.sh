@@ -18,7 +18,7 @@
 # Usage: scripts/test-clients.sh [all|sddp|run]   (default: all)
 # Environment: COBRE_CLIENTS_DIR (work directory, default ~/.cache/cobre-comm/clients, kept
 # between checkouts so the clients' dependencies (HiGHS, Arrow, ...) are built once per
-# machine: about 15 minutes the first time on two cores, a few the next), COBRE_CLIENTS_JOBS (cargo -j), MPIEXEC (default mpiexec), COBRE_CLIENTS_REPEAT
+# machine: 15-20 minutes the first time on two cores, a few the next), COBRE_CLIENTS_JOBS (cargo -j), MPIEXEC (default mpiexec), COBRE_CLIENTS_REPEAT
 # (runs of each `cobre run` case; the median wall time is reported; default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
