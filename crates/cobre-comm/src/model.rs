@@ -176,12 +176,7 @@ impl Job {
     /// Two passes: the first finds which ranks of each host send or receive across
     /// hosts (the schedule does not depend on timing), the second gives each of them an
     /// equal share of its host's link.
-    fn run(
-        &self,
-        op: Op,
-        bytes: usize,
-        root: usize,
-    ) -> Result<Vec<(f64, BTreeSet<usize>)>, String> {
+    fn run(&self, op: Op, bytes: usize, root: usize) -> Result<RankOutcomes, String> {
         let layout = Hosts::blocks(self.ranks, self.hosts);
         let fresh = (0..self.ranks).map(|_| Buffers::default()).collect();
         // First every rank of a host shares its link.
@@ -215,7 +210,7 @@ impl Job {
     /// `buffers[r]`; every rank's time and peers, and the buffers for another pass if
     /// `keep` (if not, each rank frees its own as it ends, so the ranks that end early
     /// make room for those still running).
-    #[allow(clippy::type_complexity, clippy::too_many_arguments)] // private
+    #[allow(clippy::too_many_arguments)] // private: the call, its network, its buffers
     fn pass(
         &self,
         op: Op,
@@ -225,7 +220,7 @@ impl Job {
         sharing: &[usize],
         buffers: Vec<Buffers>,
         keep: bool,
-    ) -> Result<(Vec<(f64, BTreeSet<usize>)>, Vec<Buffers>), String> {
+    ) -> Result<(RankOutcomes, Vec<Buffers>), String> {
         let net = Arc::new(SimNet::new(self, layout, sharing));
         let guard = MemoryGuard::start(Arc::clone(&net), op, bytes, self.memory_limit);
         let elements = bytes / 8;
@@ -296,6 +291,9 @@ impl Job {
         }
     }
 }
+
+/// Every simulated rank's time and the ranks it exchanged with, by rank.
+type RankOutcomes = Vec<(f64, BTreeSet<usize>)>;
 
 /// A simulated rank's buffers, kept from the first pass of a call for the second: the
 /// same schedule touches the same pages, so the second pass finds them mapped instead of
@@ -524,6 +522,7 @@ struct Queue {
     /// The messages its rank still waits for, over all senders in `wanted`.
     missing: usize,
 }
+
 impl SimNet {
     /// `sharing[r]`: how many ranks share rank `r`'s host link.
     fn new(job: &Job, layout: Hosts, sharing: &[usize]) -> SimNet {

@@ -11,7 +11,9 @@ const SPINS: u32 = 100;
 /// rank being waited for gets the core (measured: 8 B allreduce at 4 ranks on 2 cores,
 /// 72 us with 2000 spins and 50 yields, 4.4 us with 100 and 5000).
 const YIELDS: u32 = 5000;
-/// The longest the yields may take, however few of them were made. On an idle node 5000
+/// The longest the yields may go on, however few of them were made (counted from the
+/// first look at the clock, [`YIELDS_PER_LOOK`] yields in: a wait that ends within them,
+/// as most do, never reads it). On an idle node 5000
 /// yields take a few milliseconds; on one loaded with other work each can give the core
 /// away for a whole time slice, and 5000 of them took 2.4 s in a test run beside a
 /// compiler: seconds in which the waiter neither sleeps nor checks its peers' processes,
