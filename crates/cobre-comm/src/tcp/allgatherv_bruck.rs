@@ -22,7 +22,6 @@
 //! `ceil(log2 p)` hops, so a host's link carries about `n` per rank on it (the ring: `n`
 //! per host). `allgatherv.rs` weighs the two.
 
-use super::allreduce::scratch_elements;
 use super::exchange::Exchange;
 use super::split::{blocks_by_rank, spans};
 use super::transport::{Fail, RecvOp, SendOp};
@@ -101,7 +100,7 @@ fn in_place(
             [(start(first), total), (0, start(first + count - n))]
         }
     };
-    copy(&mut all[start(me)..start(me + 1)], send);
+    mesh.local(|| copy(&mut all[start(me)..start(me + 1)], send));
     let mut have = 1;
     while have < n {
         let count = have.min(n - have);
@@ -136,14 +135,16 @@ fn through_scratch(
         bounds.push(bounds[j] + (end - start));
     }
     let mut scratch = std::mem::take(mesh.scratch());
-    let rotated = scratch_elements::<u8>(&mut scratch, bounds[n]);
-    copy(&mut rotated[..send.len()], send);
+    let rotated = scratch.elements::<u8>(bounds[n]);
+    mesh.local(|| copy(&mut rotated[..send.len()], send));
     let result = gather_rotated(mesh, fp, rotated, &bounds);
     if result.is_ok() {
-        for (r, slot) in blocks_by_rank(recv, ranges).into_iter().enumerate() {
-            let j = (r + n - me) % n;
-            copy(slot, &rotated[bounds[j]..bounds[j + 1]]);
-        }
+        mesh.local(|| {
+            for (r, slot) in blocks_by_rank(recv, ranges).into_iter().enumerate() {
+                let j = (r + n - me) % n;
+                copy(slot, &rotated[bounds[j]..bounds[j + 1]]);
+            }
+        });
     }
     *mesh.scratch() = scratch;
     result

@@ -26,7 +26,7 @@ pub(super) fn run(
     let mut recvs = Vec::with_capacity(mesh.size());
     for (r, slice) in blocks_by_rank(recv, ranges).into_iter().enumerate() {
         if r == me {
-            copy(slice, send);
+            mesh.local(|| copy(slice, send));
         } else {
             recvs.push(RecvOp::new(r, slice));
         }

@@ -23,7 +23,7 @@ pub(super) fn run(
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
     let mut blocks = blocks_by_rank(recv, ranges);
-    copy(blocks[me], send);
+    mesh.local(|| copy(blocks[me], send));
     let (right, left) = ((me + 1) % n, (me + n - 1) % n);
     for round in 0..n.saturating_sub(1) {
         let outgoing = (me + n - round) % n;

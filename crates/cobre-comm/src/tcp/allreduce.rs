@@ -251,21 +251,6 @@ pub(crate) fn allreduce<T: CommData>(
     result
 }
 
-/// The first `count` elements of `scratch`, as `T`, growing it when needed. `u64`
-/// storage is aligned for every reducible element type.
-pub(super) fn scratch_elements<T: CommData>(scratch: &mut Vec<u64>, count: usize) -> &mut [T] {
-    let bytes = count * std::mem::size_of::<T>();
-    let words = bytes.div_ceil(8);
-    if scratch.len() < words {
-        // A fresh zeroed allocation, not `resize`: the old contents are not needed, and
-        // the allocator hands large zeroed blocks over as untouched pages instead of
-        // writing every byte (the network model runs thousands of ranks' scratch at once).
-        *scratch = vec![0; words];
-    }
-    let all: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch[..]);
-    bytemuck::cast_slice_mut(&mut all[..bytes])
-}
-
 /// Folds the contributions of ranks `0..n` into `out` in rank order; `piece(r)` is rank
 /// `r`'s (as long as `out`).
 pub(super) fn fold_in_rank_order<'a, T: CommData>(

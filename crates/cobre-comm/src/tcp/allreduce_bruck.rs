@@ -8,8 +8,9 @@
 //! `(p - 1)` buffers, as in the direct algorithm, so it is only picked for small ones.
 
 use super::allgatherv_bruck::gather_rotated;
-use super::allreduce::{fold_in_rank_order, scratch_elements};
+use super::allreduce::fold_in_rank_order;
 use super::exchange::Exchange;
+use super::scratch::Scratch;
 use super::transport::Fail;
 use crate::copy::copy;
 use crate::datatype::as_bytes_mut;
@@ -23,12 +24,12 @@ pub(super) fn run<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
-    scratch: &mut Vec<u64>,
+    scratch: &mut Scratch,
 ) -> Result<(), Fail> {
     let (me, n, len) = (mesh.rank(), mesh.size(), send.len());
     // Block `j` of `rotated` is the contribution of rank `(me + j) mod n`.
-    let rotated = scratch_elements::<T>(scratch, n * len);
-    copy(&mut rotated[..len], send);
+    let rotated = scratch.elements::<T>(n * len);
+    mesh.local(|| copy(&mut rotated[..len], send));
     let bytes = std::mem::size_of_val(send);
     let bounds: Vec<usize> = (0..=n).map(|j| j * bytes).collect();
     gather_rotated(mesh, fp, as_bytes_mut(rotated), &bounds)?;
@@ -37,6 +38,6 @@ pub(super) fn run<T: CommData>(
         let j = (r + n - me) % n;
         &rotated[j * len..(j + 1) * len]
     };
-    fold_in_rank_order(recv, n, piece, op);
+    mesh.local(|| fold_in_rank_order(recv, n, piece, op));
     Ok(())
 }

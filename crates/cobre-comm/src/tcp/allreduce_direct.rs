@@ -3,8 +3,9 @@
 //! single message, but each rank receives `(p - 1)` buffers: for small buffers on few
 //! ranks.
 
-use super::allreduce::{fold_in_rank_order, scratch_elements};
+use super::allreduce::fold_in_rank_order;
 use super::exchange::Exchange;
+use super::scratch::Scratch;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::datatype::{as_bytes, as_bytes_mut};
 use crate::fingerprint::Fingerprint;
@@ -17,10 +18,10 @@ pub(super) fn run<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
-    scratch: &mut Vec<u64>,
+    scratch: &mut Scratch,
 ) -> Result<(), Fail> {
     let (me, n, len) = (mesh.rank(), mesh.size(), send.len());
-    let others = scratch_elements::<T>(scratch, (n - 1) * len);
+    let others = scratch.elements::<T>((n - 1) * len);
     {
         let mut sends: Vec<SendOp<'_>> = (0..n)
             .filter(|&p| p != me)
@@ -29,7 +30,7 @@ pub(super) fn run<T: CommData>(
         let mut recvs = receive_pieces(as_bytes_mut(others), me, n);
         mesh.exchange(fp, &mut sends, &mut recvs)?;
     }
-    fold(recv, (me, n), send, others, op);
+    mesh.local(|| fold(recv, (me, n), send, others, op));
     Ok(())
 }
 

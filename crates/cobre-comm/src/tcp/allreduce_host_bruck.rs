@@ -19,9 +19,10 @@
 use std::sync::Arc;
 
 use super::allgatherv_bruck::gather_rotated;
-use super::allreduce::{fold_in_rank_order, scratch_elements};
+use super::allreduce::fold_in_rank_order;
 use super::exchange::Exchange;
 use super::leaders::Leaders;
+use super::scratch::Scratch;
 use super::split::consecutive;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::copy::copy;
@@ -36,7 +37,7 @@ pub(super) fn run<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
-    scratch: &mut Vec<u64>,
+    scratch: &mut Scratch,
 ) -> Result<(), Fail> {
     let (me, n, len) = (mesh.rank(), mesh.size(), send.len());
     let hosts = Arc::clone(mesh.hosts());
@@ -58,8 +59,8 @@ pub(super) fn run<T: CommData>(
     for j in 0..h {
         bounds.push(bounds[j] + hosts.members((host + j) % h).len() * bytes);
     }
-    let rotated = scratch_elements::<T>(scratch, n * len);
-    copy(&mut rotated[..len], send);
+    let rotated = scratch.elements::<T>(n * len);
+    mesh.local(|| copy(&mut rotated[..len], send));
     if k > 1 {
         // Step 1: the host's other contributions, after this rank's.
         let mut recvs: Vec<RecvOp<'_>> =
@@ -81,7 +82,7 @@ pub(super) fn run<T: CommData>(
         let start = bounds[j] / elem + hosts.local_index(r) * len;
         &rotated[start..start + len]
     };
-    fold_in_rank_order(recv, n, piece, op);
+    mesh.local(|| fold_in_rank_order(recv, n, piece, op));
     if k > 1 {
         // Step 3: the result to the host's other ranks.
         let recv: &[T] = recv;

@@ -4,9 +4,9 @@
 //! every rank. Two rounds; each rank moves `2 (p - 1) / p` buffers whatever `p`, and no
 //! rank is a hot spot.
 
-use super::allreduce::scratch_elements;
 use super::allreduce_direct::{fold, receive_pieces};
 use super::exchange::Exchange;
+use super::scratch::Scratch;
 use super::split::consecutive;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
@@ -21,13 +21,13 @@ pub(super) fn run<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
-    scratch: &mut Vec<u64>,
+    scratch: &mut Scratch,
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
     let bounds = chunk_bounds(send.len(), n);
     let (lo, hi) = (bounds[me], bounds[me + 1]);
     // Phase 1: gather the pieces of my chunk, fold them in rank order.
-    let others = scratch_elements::<T>(scratch, (n - 1) * (hi - lo));
+    let others = scratch.elements::<T>((n - 1) * (hi - lo));
     {
         let mut sends: Vec<SendOp<'_>> = (0..n)
             .filter(|&p| p != me)
@@ -36,7 +36,7 @@ pub(super) fn run<T: CommData>(
         let mut recvs = receive_pieces(as_bytes_mut(others), me, n);
         mesh.exchange(fp, &mut sends, &mut recvs)?;
     }
-    fold(&mut recv[lo..hi], (me, n), &send[lo..hi], others, op);
+    mesh.local(|| fold(&mut recv[lo..hi], (me, n), &send[lo..hi], others, op));
     // Phase 2: every owner sends its reduced chunk to every rank.
     let mut chunks = consecutive(recv, (0..n).map(|c| bounds[c + 1] - bounds[c]));
     let (before, after) = chunks.split_at_mut(me);

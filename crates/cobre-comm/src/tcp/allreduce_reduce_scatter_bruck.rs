@@ -18,8 +18,9 @@
 //! frames, about twice the buffer, in the mesh's scratch.
 
 use super::allgatherv_bruck::gather_rotated;
-use super::allreduce::{fold_in_rank_order, scratch_elements};
+use super::allreduce::fold_in_rank_order;
 use super::exchange::Exchange;
+use super::scratch::Scratch;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::copy::copy;
@@ -34,7 +35,7 @@ pub(super) fn run<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
-    scratch: &mut Vec<u64>,
+    scratch: &mut Scratch,
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
     let bounds = chunk_bounds(send.len(), n);
@@ -43,15 +44,19 @@ pub(super) fn run<T: CommData>(
     // slots, rounded up.
     let cap = (0..n).map(chunk_len).max().unwrap_or(0);
     let packed = n.div_ceil(2) * cap;
-    let (slots, rest) = scratch_elements::<T>(scratch, n * cap + 2 * packed).split_at_mut(n * cap);
+    let (slots, rest) = scratch
+        .elements::<T>(n * cap + 2 * packed)
+        .split_at_mut(n * cap);
     let (outgoing, incoming) = rest.split_at_mut(packed);
-    for j in 0..n {
-        let c = (me + j) % n;
-        copy(
-            &mut slots[j * cap..j * cap + chunk_len(c)],
-            &send[bounds[c]..bounds[c + 1]],
-        );
-    }
+    mesh.local(|| {
+        for j in 0..n {
+            let c = (me + j) % n;
+            copy(
+                &mut slots[j * cap..j * cap + chunk_len(c)],
+                &send[bounds[c]..bounds[c + 1]],
+            );
+        }
+    });
     // Before round `k`, slot `j` of rank `x` holds a piece of chunk `x + j - (j mod 2^k)`:
     // the low bits of `j` are the distance it has travelled.
     let mut bit = 1;
@@ -59,41 +64,45 @@ pub(super) fn run<T: CommData>(
         let moving: Vec<usize> = (0..n).filter(|j| j & bit != 0).collect();
         let held = |x: usize, j: usize| chunk_len(x + j - (j & (bit - 1)));
         let (to, from) = ((me + bit) % n, (me + n - bit) % n);
-        let mut sent = 0;
-        for &j in &moving {
-            let len = held(me, j);
-            copy(
-                &mut outgoing[sent..sent + len],
-                &slots[j * cap..j * cap + len],
-            );
-            sent += len;
-        }
+        let sent: usize = moving.iter().map(|&j| held(me, j)).sum();
+        mesh.local(|| {
+            let mut at = 0;
+            for &j in &moving {
+                let len = held(me, j);
+                copy(&mut outgoing[at..at + len], &slots[j * cap..j * cap + len]);
+                at += len;
+            }
+        });
         let arriving: usize = moving.iter().map(|&j| held(from, j)).sum();
         {
             let mut sends = [SendOp::new(to, fp, as_bytes(&outgoing[..sent]))];
             let mut recvs = [RecvOp::new(from, as_bytes_mut(&mut incoming[..arriving]))];
             mesh.exchange(fp, &mut sends, &mut recvs)?;
         }
-        let mut at = 0;
-        for &j in &moving {
-            let len = held(from, j);
-            copy(&mut slots[j * cap..j * cap + len], &incoming[at..at + len]);
-            at += len;
-        }
+        mesh.local(|| {
+            let mut at = 0;
+            for &j in &moving {
+                let len = held(from, j);
+                copy(&mut slots[j * cap..j * cap + len], &incoming[at..at + len]);
+                at += len;
+            }
+        });
         bit <<= 1;
     }
     // Slot `j` now holds rank `me - j`'s piece of my chunk.
     let (lo, hi) = (bounds[me], bounds[me + 1]);
     let mine = hi - lo;
-    fold_in_rank_order(
-        &mut recv[lo..hi],
-        n,
-        |r| {
-            let j = (me + n - r) % n;
-            &slots[j * cap..j * cap + mine]
-        },
-        op,
-    );
+    mesh.local(|| {
+        fold_in_rank_order(
+            &mut recv[lo..hi],
+            n,
+            |r| {
+                let j = (me + n - r) % n;
+                &slots[j * cap..j * cap + mine]
+            },
+            op,
+        );
+    });
     // Bruck's allgather of the reduced chunks, in the slots' room: block `j` is rank
     // `me + j`'s chunk.
     let elem = std::mem::size_of::<T>();
@@ -103,14 +112,16 @@ pub(super) fn run<T: CommData>(
         rotated_bounds.push(rotated_bounds[j] + chunk_len(me + j) * elem);
     }
     let rotated = &mut as_bytes_mut(slots)[..rotated_bounds[n]];
-    copy(&mut rotated[..mine * elem], as_bytes(&recv[lo..hi]));
+    mesh.local(|| copy(&mut rotated[..mine * elem], as_bytes(&recv[lo..hi])));
     gather_rotated(mesh, fp, rotated, &rotated_bounds)?;
-    for j in 1..n {
-        let c = (me + j) % n;
-        copy(
-            as_bytes_mut(&mut recv[bounds[c]..bounds[c + 1]]),
-            &rotated[rotated_bounds[j]..rotated_bounds[j + 1]],
-        );
-    }
+    mesh.local(|| {
+        for j in 1..n {
+            let c = (me + j) % n;
+            copy(
+                as_bytes_mut(&mut recv[bounds[c]..bounds[c + 1]]),
+                &rotated[rotated_bounds[j]..rotated_bounds[j + 1]],
+            );
+        }
+    });
     Ok(())
 }

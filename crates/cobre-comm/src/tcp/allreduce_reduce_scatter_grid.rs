@@ -22,9 +22,10 @@
 
 use std::sync::Arc;
 
-use super::allreduce::{fold_in_rank_order, scratch_elements};
+use super::allreduce::fold_in_rank_order;
 use super::exchange::Exchange;
 use super::hosts::Hosts;
+use super::scratch::Scratch;
 use super::split::consecutive;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
@@ -50,7 +51,7 @@ pub(super) fn run<T: CommData>(
     send: &[T],
     recv: &mut [T],
     op: ReduceOp,
-    scratch: &mut Vec<u64>,
+    scratch: &mut Scratch,
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
     let hosts = Arc::clone(mesh.hosts());
@@ -92,9 +93,9 @@ pub(super) fn run<T: CommData>(
         .max(carried_len);
     let incoming_len =
         (k * carried_len).max((0..k).filter(|&i| i != mine).map(routed_len).sum::<usize>());
-    let (outgoing, rest) =
-        scratch_elements::<T>(scratch, outgoing_len + incoming_len + slots * len(me))
-            .split_at_mut(outgoing_len);
+    let (outgoing, rest) = scratch
+        .elements::<T>(outgoing_len + incoming_len + slots * len(me))
+        .split_at_mut(outgoing_len);
     let (incoming, theirs) = rest.split_at_mut(incoming_len);
 
     // Step 1: to each rank of this host, the pieces it carries or owns; from each, the
@@ -104,13 +105,15 @@ pub(super) fn run<T: CommData>(
             &mut outgoing[..],
             (0..k).map(|i| if i == mine { 0 } else { routed_len(i) }),
         );
-        for (i, frame) in packed.iter_mut().enumerate().filter(|&(i, _)| i != mine) {
-            let mut filled = 0;
-            for &c in &routes[i] {
-                copy(&mut frame[filled..filled + len(c)], &send[chunk(c)]);
-                filled += len(c);
+        mesh.local(|| {
+            for (i, frame) in packed.iter_mut().enumerate().filter(|&(i, _)| i != mine) {
+                let mut filled = 0;
+                for &c in &routes[i] {
+                    copy(&mut frame[filled..filled + len(c)], &send[chunk(c)]);
+                    filled += len(c);
+                }
             }
-        }
+        });
         let mut sends: Vec<SendOp<'_>> = packed
             .iter()
             .enumerate()
@@ -136,16 +139,18 @@ pub(super) fn run<T: CommData>(
     // this rank's carrier on each other host, that host's pieces of chunk `me`.
     {
         let mut packed = consecutive(&mut outgoing[..], remote.iter().map(|&c| k * len(c)));
-        for (frame, &c) in packed.iter_mut().zip(&remote) {
-            for i in 0..k {
-                let piece = if i == mine {
-                    &send[chunk(c)]
-                } else {
-                    &incoming[from_host(i, c)]
-                };
-                copy(&mut frame[i * len(c)..(i + 1) * len(c)], piece);
+        mesh.local(|| {
+            for (frame, &c) in packed.iter_mut().zip(&remote) {
+                for i in 0..k {
+                    let piece = if i == mine {
+                        &send[chunk(c)]
+                    } else {
+                        &incoming[from_host(i, c)]
+                    };
+                    copy(&mut frame[i * len(c)..(i + 1) * len(c)], piece);
+                }
             }
-        }
+        });
         let mut sends: Vec<SendOp<'_>> = packed
             .iter()
             .zip(&remote)
@@ -173,7 +178,7 @@ pub(super) fn run<T: CommData>(
             &theirs[slot[r] * len(me)..(slot[r] + 1) * len(me)]
         }
     };
-    fold_in_rank_order(&mut recv[chunk(me)], n, piece, op);
+    mesh.local(|| fold_in_rank_order(&mut recv[chunk(me)], n, piece, op));
 
     // Step 3: chunk `me` to this rank's carrier on each other host; from each owner this
     // rank carries for, its reduced chunk, straight into place.
@@ -199,9 +204,11 @@ pub(super) fn run<T: CommData>(
     // the chunks it owns or carried.
     if k > 1 {
         let frame = &mut outgoing[..carried_len];
-        for &c in carried {
-            copy(&mut frame[at[c]..at[c] + len(c)], &recv[chunk(c)]);
-        }
+        mesh.local(|| {
+            for &c in carried {
+                copy(&mut frame[at[c]..at[c] + len(c)], &recv[chunk(c)]);
+            }
+        });
         let frame: &[T] = frame;
         let mut sends: Vec<SendOp<'_>> = (0..k)
             .filter(|&i| i != mine)
@@ -220,13 +227,15 @@ pub(super) fn run<T: CommData>(
                 .collect();
             mesh.exchange(fp, &mut sends, &mut recvs)?;
         }
-        for (i, frame) in received.iter().enumerate().filter(|&(i, _)| i != mine) {
-            let mut read = 0;
-            for &c in &routes[i] {
-                copy(&mut recv[chunk(c)], &frame[read..read + len(c)]);
-                read += len(c);
+        mesh.local(|| {
+            for (i, frame) in received.iter().enumerate().filter(|&(i, _)| i != mine) {
+                let mut read = 0;
+                for &c in &routes[i] {
+                    copy(&mut recv[chunk(c)], &frame[read..read + len(c)]);
+                    read += len(c);
+                }
             }
-        }
+        });
     }
     Ok(())
 }

@@ -51,7 +51,7 @@ pub(super) fn run<T: CommData>(
 ) -> Result<(), Fail> {
     let (me, n) = (mesh.rank(), mesh.size());
     if n == 1 {
-        copy(recv, send);
+        mesh.local(|| copy(recv, send));
         return Ok(());
     }
     let count = pieces(send.len(), std::mem::size_of_val(send), n);
@@ -105,8 +105,10 @@ pub(super) fn run<T: CommData>(
         let mut recvs = [RecvOp::wrapped(prev, into, into_result)];
         mesh.exchange(fp, &mut sends[..sending], &mut recvs[..receiving])?;
         if let Some(i) = prefix_in {
-            reduce_into(&mut recv[elements(i)], &send[elements(i)], op)
-                .expect("checked reducible, equal lengths");
+            mesh.local(|| {
+                reduce_into(&mut recv[elements(i)], &send[elements(i)], op)
+                    .expect("checked reducible, equal lengths");
+            });
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::hosts::Hosts;
+use super::scratch::Scratch;
 use super::transport::{Fail, Mesh, RecvOp, SendOp};
 use crate::algorithm::Forced;
 use crate::fingerprint::Fingerprint;
@@ -20,8 +21,8 @@ pub(crate) trait Exchange {
     fn forced(&self) -> Forced;
     /// The hosts the job's ranks run on (the same on every rank).
     fn hosts(&self) -> &Arc<Hosts>;
-    /// Space kept between calls (allreduce pieces), `u64` so any element type fits aligned.
-    fn scratch(&mut self) -> &mut Vec<u64>;
+    /// Space kept between calls (allreduce pieces, rotated Bruck blocks).
+    fn scratch(&mut self) -> &mut Scratch;
     /// Sends every frame of `sends` and receives every frame of `recvs`, all at once.
     fn exchange(
         &mut self,
@@ -29,6 +30,12 @@ pub(crate) trait Exchange {
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
     ) -> Result<(), Fail>;
+    /// Does `work`: this rank's copying and reducing between exchanges. Every such step of
+    /// an algorithm goes through here, so that a network that moves no bytes (the model's)
+    /// can skip what would only shuffle meaningless data.
+    fn local(&self, work: impl FnOnce()) {
+        work();
+    }
 }
 
 impl Exchange for Mesh {
@@ -48,7 +55,7 @@ impl Exchange for Mesh {
         &self.hosts
     }
 
-    fn scratch(&mut self) -> &mut Vec<u64> {
+    fn scratch(&mut self) -> &mut Scratch {
         &mut self.scratch
     }
 

@@ -14,6 +14,7 @@ use super::handshake::{
     MESH_HELLO_BYTES, MeshHello, Notice, PREFIX_BYTES, WELCOME_FIXED, Welcome, check_hello,
     check_mesh_hello, decode_prefix,
 };
+use super::scratch::Scratch;
 use super::transport::{Mesh, Peer, RecvOp, SendOp};
 use crate::fingerprint::Fingerprint;
 use crate::types::{CommError, ReduceOp};
@@ -161,7 +162,7 @@ fn raw_mesh(size: usize) -> (Mesh, Vec<TcpStream>) {
         peers,
         neighbours: (1..size).collect(),
         on_demand: None,
-        scratch: Vec::new(),
+        scratch: Scratch::default(),
         algorithms: crate::algorithm::Forced::NONE,
         hosts: std::sync::Arc::new(super::hosts::Hosts::one(size)),
     };

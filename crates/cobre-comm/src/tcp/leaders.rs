@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::exchange::Exchange;
 use super::hosts::Hosts;
+use super::scratch::Scratch;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::Forced;
 use crate::fingerprint::Fingerprint;
@@ -60,7 +61,7 @@ impl<E: Exchange> Exchange for Leaders<'_, E> {
         &self.hosts
     }
 
-    fn scratch(&mut self) -> &mut Vec<u64> {
+    fn scratch(&mut self) -> &mut Scratch {
         self.mesh.scratch()
     }
 

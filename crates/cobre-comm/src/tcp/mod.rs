@@ -60,6 +60,7 @@ pub(crate) mod hosts;
 mod leaders;
 pub(crate) mod neighbours;
 mod rendezvous;
+pub(crate) mod scratch;
 mod split;
 pub(crate) mod transport;
 

@@ -41,6 +41,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::config::TcpConfig;
 use super::handshake::{KIND_ABORT, MAX_REASON, Notice, PREFIX_BYTES, decode_prefix};
 use super::neighbours::neighbours;
+use super::scratch::Scratch;
 use super::transport::{Mesh, Peer};
 use crate::types::BackendError;
 
@@ -68,7 +69,7 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         peers: into_peers(streams)?,
         neighbours: neighbours(config.rank, config.size),
         on_demand,
-        scratch: Vec::new(),
+        scratch: Scratch::default(),
         algorithms: config.algorithms,
         hosts: std::sync::Arc::new(super::hosts::Hosts::one(config.size)),
     })

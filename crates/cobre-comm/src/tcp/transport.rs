@@ -22,6 +22,7 @@ use super::frame::{
     HEADER_BYTES, MAX_ABORT_PAYLOAD,
 };
 use super::rendezvous::on_demand::{DialError, OnDemand};
+use super::scratch::Scratch;
 use crate::call::Transport;
 use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
@@ -334,7 +335,7 @@ pub(crate) struct Mesh {
     pub on_demand: Option<OnDemand>,
     /// Reusable space for the pieces an allreduce receives (kept between calls; as large
     /// as the largest allreduce so far, times `(n - 1) / n` or `(n - 1)`).
-    pub scratch: Vec<u64>,
+    pub scratch: Scratch,
     /// The algorithms this job forces (see [`crate::algorithm`]).
     pub algorithms: crate::algorithm::Forced,
     /// The hosts the job's ranks run on (one until `TcpBackend::new` has gathered them).
