@@ -9,7 +9,7 @@
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks, unless `reduce-scatter-bruck` is |
 //! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | above [`SMALL_MAX_BYTES`] from [`REDUCE_SCATTER_BRUCK_MIN_RANKS`] ranks while its forwarding through the host links is cheap (`forwarding_is_cheap`): between neighbours only, `O(log p)` connections |
 //! | `reduce-scatter-grid` (`allreduce_reduce_scatter_grid.rs`) | 4 | above [`SMALL_MAX_BYTES`] on several hosts with several ranks each, where the grid is ahead ([`grid_is_ahead`]): `k - 1 + h - 1` connections for `k` ranks on each of `h` hosts |
-//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | above [`SMALL_MAX_BYTES`] on several hosts whose ranks are consecutive, while its rounds cost less than the bytes it keeps off the hosts' links ([`ring_is_ahead`]): it crosses each host's link from one rank; every message goes to the next rank, so it needs no connection beyond the neighbours (force it where descriptors are scarce)
+//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | above [`SMALL_MAX_BYTES`] on several hosts whose ranks are consecutive, while its rounds cost less than the bytes it keeps off the hosts' links ([`ring_is_ahead`]): it crosses each host's link from one rank; every message goes to the next rank, so it needs no connection beyond the neighbours (force it where descriptors are scarce). On one host of 2 to [`RING_ONE_HOST_MAX_RANKS`] ranks from 1 MiB (2 ranks) or 4 MiB: it folds each piece while the next is on its way
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
 //! the crossover measured on loopback with `cobre-comm bench --algorithms`
@@ -112,6 +112,23 @@ fn host_bruck_is_ahead(ranks: usize, hosts: usize) -> bool {
         && (per_host <= HOST_BRUCK_ANY_HOSTS_MAX_RANKS_PER_HOST || hosts >= HOST_BRUCK_MIN_HOSTS)
 }
 
+/// The most ranks on one host for which the `ring` may be picked (from
+/// [`ring_one_host_min_bytes`]): the most measured here. Beyond, its `m + 2 p - 3` rounds
+/// grow and `reduce-scatter-allgather` stays the pick until a larger node measures them.
+pub(crate) const RING_ONE_HOST_MAX_RANKS: usize = 4;
+
+/// From how many bytes the `ring` is ahead of `reduce-scatter-allgather` on `ranks`
+/// ranks of one host (at most [`RING_ONE_HOST_MAX_RANKS`]). Measured on loopback, both
+/// forced, rounds interleaved (docs/PERFORMANCE.md, "tcp crossovers"): 2 ranks, 512 KiB
+/// 93-104 us against the ring's 138-140, 1 MiB 409-440 against 302-341, 16 MiB 8.6-10.6
+/// ms against 4.9-7.5; 3 ranks, 2 MiB 1244-2120 against 1634-2096, 4 MiB 4196-4735
+/// against 3149-4306, 16 MiB 17.6-22.2 ms against 10.6-12.4; 4 ranks, 2 MiB 1530-1866
+/// against 2667-3425, 4 MiB 6035-6151 against 3927-5897, 16 MiB 27.7-28.4 ms against
+/// 17.8-21.1.
+pub(crate) fn ring_one_host_min_bytes(ranks: usize) -> usize {
+    if ranks <= 2 { 1 << 20 } else { 4 << 20 }
+}
+
 /// What one round of the `ring` allreduce costs, in bytes a host's link moves meanwhile:
 /// a hop within a host (loopback latency and two message overheads, about 7 us on the
 /// modelled 25 GbE cluster).
@@ -129,6 +146,11 @@ pub(crate) const RING_ROUND_BYTES: usize = 22 << 10;
 /// against 11740 (grid); 16 MiB on 64 ranks 23076 against 126145; 4 per host, 1 MiB, 64
 /// ranks 3098 against 3229, 256 ranks 5433 against 3407 (`reduce-scatter-allgather`);
 /// 2 per host, 16 MiB, 64 ranks 25087 against 26123, 256 ranks 34377 against 26719.
+///
+/// On one host, up to [`RING_ONE_HOST_MAX_RANKS`] ranks, the ring is ahead from
+/// [`ring_one_host_min_bytes`]: there it keeps nothing off a link, but each rank folds a
+/// piece while the next one is on its way, in cache, where `reduce-scatter-allgather`
+/// receives a whole chunk before it folds it.
 fn ring_is_ahead(shape: Shape, bytes: usize, len: usize) -> bool {
     let Shape {
         ranks,
@@ -136,8 +158,11 @@ fn ring_is_ahead(shape: Shape, bytes: usize, len: usize) -> bool {
         blocks,
     } = shape;
     let hosts = hosts.clamp(1, ranks.max(1));
+    if hosts == 1 {
+        return ranks <= RING_ONE_HOST_MAX_RANKS && bytes >= ring_one_host_min_bytes(ranks);
+    }
     let per_host = ranks_per_host(ranks, hosts);
-    if !blocks || hosts == 1 || per_host < 2 {
+    if !blocks || per_host < 2 {
         return false;
     }
     let pieces = allreduce_ring::pieces(len, bytes, ranks);
@@ -358,9 +383,10 @@ mod tests {
         assert_ne!(pick(None, (256, 64), 1 << 20, 128 << 10), ring);
         assert_ne!(pick(None, (256, 128), 16 << 20, 2 << 20), ring);
         assert_ne!(pick(None, (64, 4), 64 << 10, 8 << 10), ring);
-        // Never on one host, one rank per host, or hosts whose ranks are not consecutive
-        // (every hop of the ring would cross).
+        // Never on one host of more ranks than measured, one rank per host, or hosts whose
+        // ranks are not consecutive (every hop of the ring would cross).
         assert_ne!(pick(None, (64, 1), 16 << 20, 2 << 20), ring);
+        assert_ne!(pick(None, (5, 1), 16 << 20, 2 << 20), ring);
         assert_ne!(pick(None, (64, 64), 16 << 20, 2 << 20), ring);
         let dealt = Shape {
             ranks: 64,
@@ -371,6 +397,22 @@ mod tests {
             pick(None, dealt, 1 << 20, 128 << 10),
             Algorithm::ReduceScatterGrid
         );
+    }
+
+    #[test]
+    fn large_buffers_on_a_few_ranks_of_one_host_go_around_the_ring_from_the_measured_sizes() {
+        let (ring, rsa) = (Algorithm::Ring, Algorithm::ReduceScatterAllgather);
+        // The measured crossovers in the doc of `ring_one_host_min_bytes`.
+        assert_eq!(pick(None, (2, 1), 512 << 10, 64 << 10), rsa);
+        assert_eq!(pick(None, (2, 1), 1 << 20, 128 << 10), ring);
+        assert_eq!(pick(None, (2, 1), 16 << 20, 2 << 20), ring);
+        for ranks in [3, 4] {
+            assert_eq!(pick(None, (ranks, 1), 2 << 20, 256 << 10), rsa);
+            assert_eq!(pick(None, (ranks, 1), 4 << 20, 512 << 10), ring);
+            assert_eq!(pick(None, (ranks, 1), 16 << 20, 2 << 20), ring);
+        }
+        // Two ranks on two hosts: not measured across hosts, the pick stays.
+        assert_eq!(pick(None, (2, 2), 16 << 20, 2 << 20), rsa);
     }
 
     #[test]
