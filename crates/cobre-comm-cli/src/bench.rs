@@ -10,6 +10,7 @@ use cobre_comm_bench::{
     BenchConfig, BenchOp, BenchReport, RankResult, SddpConfig, SddpResult, aggregate,
     render_sddp_table, render_table, write_plot,
 };
+use cobre_comm_launcher::Binding;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::CliError;
@@ -22,6 +23,11 @@ pub enum Workload {
     /// 4-value convergence allreduce.
     Sddp,
 }
+
+/// How `bench` places shm and tcp ranks: one per core when they fit, as the MPI launchers
+/// the benchmarks compare with do by default (Open MPI binds to cores for small jobs,
+/// Intel MPI pins), so that two ranks do not share a core until the scheduler moves one.
+const BENCH_BINDING: Binding = Binding::Cores;
 
 /// Arguments of `cobre-comm bench`.
 #[derive(Debug, clap::Args)]
@@ -177,7 +183,7 @@ fn sweep(args: &Args, backends: &[JobBackend], timeout: Duration) -> Result<Exit
                 args.ranks
             };
             let extra = algorithm_env(backend, args.algorithms.as_deref())?;
-            let lines = run_self(backend, ranks, &task, &extra, timeout)?;
+            let lines = run_self(backend, ranks, &task, &extra, timeout, BENCH_BINDING)?;
             let results = parse::<RankResult>(&lines)?;
             report.results.extend(aggregate(backend.name(), &results));
             bar.inc(1);
@@ -212,7 +218,7 @@ fn sddp(args: &Args, backends: &[JobBackend], timeout: Duration) -> Result<ExitC
         bar.set_message(format!("{} sddp", backend.name()));
         let task = ["sddp", "--backend", backend.name(), "--config", &json].map(str::to_string);
         let extra = algorithm_env(backend, args.algorithms.as_deref())?;
-        let lines = run_self(backend, args.ranks, &task, &extra, timeout)?;
+        let lines = run_self(backend, args.ranks, &task, &extra, timeout, BENCH_BINDING)?;
         runs.push((backend.name().to_string(), parse::<SddpResult>(&lines)?));
         bar.inc(1);
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cobre_comm_conformance::Report;
+use cobre_comm_launcher::Binding;
 
 use crate::CliError;
 use crate::ranks::{JobBackend, algorithm_env, run_self};
@@ -61,6 +62,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         &task,
         &extra,
         Duration::from_secs_f64(args.timeout),
+        Binding::None,
     )?;
     let mut reports = lines
         .iter()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use cobre_comm::Backend;
-use cobre_comm_launcher::{Launcher, shm_env, tcp_env};
+use cobre_comm_launcher::{Binding, Launcher, shm_env, tcp_env};
 
 use crate::CliError;
 
@@ -17,6 +17,17 @@ pub enum LaunchBackend {
     Shm,
     /// TCP on this machine (a free port and a random token per job).
     Tcp,
+}
+
+/// Where `launch` places the ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Bind {
+    /// Leave them to the scheduler.
+    None,
+    /// Each on a CPU of its own (one per physical core first) when they fit, as
+    /// `mpiexec --bind-to core`; unbound when they outnumber the CPUs. Every thread of a
+    /// rank then shares its one CPU: not for ranks that compute with several threads.
+    Core,
 }
 
 /// Arguments of `cobre-comm launch`.
@@ -31,6 +42,9 @@ pub struct Args {
     /// Stop every rank after this many seconds; also the ranks' timeout for a silent peer.
     #[arg(long, value_name = "S")]
     timeout: Option<f64>,
+    /// Where the ranks run.
+    #[arg(long, value_enum, default_value = "none")]
+    bind: Bind,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROG [ARGS]")]
     command: Vec<OsString>,
@@ -71,6 +85,10 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         .args(rest)
         .ranks(args.ranks)
         .rank_env(env)
+        .bind(match args.bind {
+            Bind::None => Binding::None,
+            Bind::Core => Binding::Cores,
+        })
         .forward_signals(true);
     if let Some(t) = timeout {
         launcher = launcher.timeout(t);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use cobre_comm::{Backend, Communicator, create_communicator_with};
-use cobre_comm_launcher::{Launcher, shm_env, tcp_env};
+use cobre_comm_launcher::{Binding, Launcher, shm_env, tcp_env};
 
 use crate::CliError;
 
@@ -96,27 +96,6 @@ enum RankTask {
     },
 }
 
-/// Binds this benchmark rank to one core of those it may use, rank `r` to the `r`-th, when
-/// the ranks fit one per core: what the MPI launchers the benchmarks compare with do by
-/// default (Open MPI binds to cores for small jobs, Intel MPI pins), so that two ranks do
-/// not start on one core and wait for the scheduler to move one. Best effort: a rank that
-/// cannot be bound runs unbound.
-fn pin_to_core(rank: usize, size: usize) {
-    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
-    let Ok(allowed) = sched_getaffinity(None) else {
-        return;
-    };
-    let cores: Vec<usize> = (0..CpuSet::MAX_CPU)
-        .filter(|&c| allowed.is_set(c))
-        .collect();
-    if size > cores.len() {
-        return;
-    }
-    let mut one = CpuSet::new();
-    one.set(cores[rank]);
-    let _ = sched_setaffinity(None, &one);
-}
-
 /// Entry point of a rank.
 pub fn rank_main(args: &RankArgs) -> Result<ExitCode, CliError> {
     let backend = match &args.task {
@@ -126,10 +105,6 @@ pub fn rank_main(args: &RankArgs) -> Result<ExitCode, CliError> {
     };
     let comm =
         create_communicator_with(backend.kind()).map_err(|e| CliError::new(e.to_string()))?;
-    let measuring = matches!(args.task, RankTask::Bench { .. } | RankTask::Sddp { .. });
-    if measuring && matches!(backend, JobBackend::Shm | JobBackend::Tcp) {
-        pin_to_core(comm.rank(), comm.size());
-    }
     let line = match &args.task {
         RankTask::Check { .. } => {
             let report = cobre_comm_conformance::run_suite(
@@ -259,13 +234,14 @@ pub fn algorithm_env(
 
 /// Starts `ranks` ranks of this executable running `cobre-comm __rank <task...>` on
 /// `backend` with the `extra` variables, and returns each rank's result line (JSON), in
-/// rank order.
+/// rank order. shm and tcp ranks are placed by `binding` (`mpiexec` places its own).
 pub fn run_self(
     backend: JobBackend,
     ranks: usize,
     task: &[String],
     extra: &[(&'static str, String)],
     timeout: Duration,
+    binding: Binding,
 ) -> Result<Vec<String>, CliError> {
     if ranks == 0 {
         return Err(CliError::usage("-n must be at least 1"));
@@ -290,11 +266,16 @@ pub fn run_self(
         JobBackend::Shm => Launcher::new(&exe)
             .args(&args)
             .ranks(ranks)
-            .rank_env(shm_env(ranks, None)),
+            .rank_env(shm_env(ranks, None))
+            .bind(binding),
         JobBackend::Tcp => {
             let env = tcp_env(ranks, None)
                 .map_err(|e| CliError::new(format!("cannot find a free local port: {e}")))?;
-            Launcher::new(&exe).args(&args).ranks(ranks).rank_env(env)
+            Launcher::new(&exe)
+                .args(&args)
+                .ranks(ranks)
+                .rank_env(env)
+                .bind(binding)
         }
         JobBackend::Mpi | JobBackend::MpiTcp => {
             let mut mpi_args = vec![

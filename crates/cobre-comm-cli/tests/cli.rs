@@ -123,6 +123,45 @@ fn launch_sets_the_backend_environment() {
     );
 }
 
+/// The CPUs each rank of `launch -n 2 [--bind ...]` may run on, as the kernel lists them.
+fn launched_cpus(bind: &[&str]) -> Vec<String> {
+    let mut args = vec!["launch", "-n", "2"];
+    args.extend_from_slice(bind);
+    args.extend_from_slice(&["--", "sh", "-c", "grep Cpus_allowed_list /proc/self/status"]);
+    let out = cobre_comm(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    (0..2)
+        .map(|r| {
+            let prefix = format!("[{r}] Cpus_allowed_list:");
+            let line = stdout.lines().find(|l| l.starts_with(&prefix));
+            let list = line.unwrap_or_else(|| panic!("no line of rank {r}: {stdout}"));
+            list[prefix.len()..].trim().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn launch_binds_each_rank_to_a_cpu_of_its_own_when_asked() {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let bound = launched_cpus(&["--bind", "core"]);
+    if cpus >= 2 {
+        assert!(
+            bound.iter().all(|l| l.parse::<usize>().is_ok()) && bound[0] != bound[1],
+            "{bound:?}"
+        );
+    } else {
+        // Two ranks on one CPU: nothing to bind them apart, so nothing is bound.
+        assert_eq!(bound[0], bound[1]);
+    }
+    // By default the scheduler places them: each may run wherever the launcher may.
+    let free = launched_cpus(&[]);
+    assert_eq!(free[0], free[1]);
+    if cpus >= 2 {
+        assert!(free[0].parse::<usize>().is_err(), "{free:?}");
+    }
+}
+
 #[test]
 fn check_on_local_passes_and_prints_the_table() {
     let out = cobre_comm(&["check", "-n", "1", "--backend", "local"]);

@@ -24,8 +24,10 @@
 //! assert_eq!(report.ranks[1].stdout, "rank 1\n");
 //! ```
 
+mod bind;
 mod env;
 mod run;
 
+pub use bind::Binding;
 pub use env::{free_port, shm_env, tcp_env, unique_token};
 pub use run::{Failure, LaunchReport, Launcher, Outcome, RankReport, RunningJob, Signal};

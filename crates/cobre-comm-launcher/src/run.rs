@@ -14,6 +14,8 @@ use rustix::process::{Pid, kill_process_group};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::bind::{self, Binding};
+
 /// How long stopped ranks get between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -224,6 +226,7 @@ pub struct Launcher {
     prefix: bool,
     forward_signals: bool,
     stop_on_failure: bool,
+    binding: Binding,
 }
 
 impl Launcher {
@@ -243,7 +246,30 @@ impl Launcher {
             prefix: true,
             forward_signals: false,
             stop_on_failure: true,
+            binding: Binding::None,
         }
+    }
+
+    /// Where the ranks run: [`Binding::None`] (the default) leaves them to the scheduler,
+    /// [`Binding::Cores`] puts each on a CPU of its own when they fit.
+    ///
+    /// ```
+    /// use cobre_comm_launcher::{Binding, Launcher};
+    ///
+    /// let report = Launcher::new("sh")
+    ///     .args(["-c", "grep Cpus_allowed_list /proc/self/status"])
+    ///     .bind(Binding::Cores)
+    ///     .capture_stdout(true)
+    ///     .run()
+    ///     .unwrap();
+    /// // One rank: the first CPU this process may use, alone.
+    /// let cpu = report.ranks[0].stdout.split_whitespace().nth(1).unwrap().to_string();
+    /// assert!(cpu.parse::<usize>().is_ok(), "{cpu}");
+    /// ```
+    #[must_use]
+    pub fn bind(mut self, binding: Binding) -> Launcher {
+        self.binding = binding;
+        self
     }
 
     /// Appends arguments.
@@ -472,8 +498,13 @@ impl Launcher {
         } else {
             None
         };
+        let cpus = match self.binding {
+            Binding::Cores => bind::cpu_order().filter(|cpus| self.ranks <= cpus.len()),
+            Binding::None => None,
+        };
         Ok(RunningJob {
             launcher: self.clone(),
+            cpus,
             start: Instant::now(),
             slots: (0..self.ranks).map(|_| None).collect(),
             events,
@@ -484,8 +515,14 @@ impl Launcher {
         })
     }
 
-    /// Starts rank `rank` with its output readers and its waiter thread.
-    fn spawn_rank(&self, rank: usize, events: &mpsc::Sender<Event>) -> io::Result<Started> {
+    /// Starts rank `rank` (bound to `cpu`, if any) with its output readers and its waiter
+    /// thread.
+    fn spawn_rank(
+        &self,
+        rank: usize,
+        cpu: Option<usize>,
+        events: &mpsc::Sender<Event>,
+    ) -> io::Result<Started> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -509,7 +546,19 @@ impl Launcher {
         {
             command.env(k, v);
         }
-        let mut child = command.spawn().map_err(|e| {
+        let spawned = match cpu {
+            Some(cpu) => {
+                let (spawned, refused) = bind::spawn_bound(cpu, || command.spawn());
+                if let Some(e) = refused {
+                    eprintln!(
+                        "cobre-comm-launcher: rank {rank} runs unbound: cannot bind it to CPU {cpu}: {e}"
+                    );
+                }
+                spawned
+            }
+            None => command.spawn(),
+        };
+        let mut child = spawned.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -637,6 +686,8 @@ struct Started {
 /// ```
 pub struct RunningJob {
     launcher: Launcher,
+    /// The CPU of each rank, when they are bound.
+    cpus: Option<Vec<usize>>,
     start: Instant,
     slots: Vec<Option<Started>>,
     events: mpsc::Sender<Event>,
@@ -699,7 +750,8 @@ impl RunningJob {
             }
             Some(None) => {}
         }
-        let started = self.launcher.spawn_rank(rank, &self.events)?;
+        let cpu = self.cpus.as_ref().map(|cpus| cpus[rank]);
+        let started = self.launcher.spawn_rank(rank, cpu, &self.events)?;
         lock(&self.pids).push(started.pid);
         self.slots[rank] = Some(started);
         Ok(())
