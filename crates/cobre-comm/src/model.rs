@@ -111,8 +111,9 @@ pub struct Job {
     pub forced: Forced,
     /// The most resident memory, in bytes, the process may reach while the simulated
     /// ranks run before the run is stopped with an error (each has a thread, and an inbox
-    /// of the messages sent to it). `None`: three quarters of what the machine has available when the run
-    /// starts (`MemAvailable`; no limit where that cannot be read).
+    /// of the messages sent to it). `None`: three quarters of what the machine has
+    /// available when the run starts (`MemAvailable`; no limit where that cannot be
+    /// read).
     pub memory_limit: Option<u64>,
 }
 
@@ -340,7 +341,7 @@ fn run_one(
     root: usize,
 ) -> Result<(), Fail> {
     let (rank, size) = (sim.rank, sim.size);
-    let unmapped = |why: String| failure(rank, format!("simulated rank {rank}: {why}"));
+    let unmapped = |why: String| failure(rank, why);
     match op {
         Op::Allreduce => {
             let (send, recv) = buffers.sized(elements, elements).map_err(unmapped)?;
