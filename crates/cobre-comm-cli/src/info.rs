@@ -49,6 +49,8 @@ struct BackendAlgorithms {
     unavailable: Option<String>,
     /// How the backend's ranks signal each other on this machine, when it has a choice.
     signalling: Option<String>,
+    /// What the backend's transport gets from this machine (tcp: its socket buffers).
+    transport: Option<String>,
 }
 
 /// The shm signalling a job of this node gets, by size.
@@ -76,6 +78,38 @@ fn shm_signalling() -> String {
     )
 }
 
+/// What a tcp connection of this machine asks of the kernel, and what to change when it
+/// asks nothing.
+#[cfg(feature = "tcp")]
+fn socket_buffers(buffers: cobre_comm::tcp_config::SocketBuffers) -> String {
+    use cobre_comm::tcp_config::{SOCKET_BUFFER_BYTES, SOCKET_BUFFER_MIN_LIMIT};
+    let mib = |bytes: usize| format!("{:.1} MiB", bytes as f64 / f64::from(1_u32 << 20));
+    let limit = |name: &str, value: Option<usize>| match value {
+        Some(bytes) => format!("net.core.{name} {}", mib(bytes)),
+        None => format!("net.core.{name} unreadable"),
+    };
+    let limits = format!(
+        "{}, {}",
+        limit("wmem_max", buffers.send_limit),
+        limit("rmem_max", buffers.recv_limit)
+    );
+    let way = |asked: Option<usize>| asked.map_or_else(|| "autotuned".to_string(), mib);
+    let fix = if buffers.send.is_some() && buffers.recv.is_some() {
+        String::new()
+    } else {
+        format!(
+            "; large messages go faster with fixed buffers: raise both limits to at least {} \
+             (sysctl -w net.core.wmem_max={SOCKET_BUFFER_BYTES} net.core.rmem_max={SOCKET_BUFFER_BYTES})",
+            mib(SOCKET_BUFFER_MIN_LIMIT)
+        )
+    };
+    format!(
+        "socket buffers: send {}, receive {} ({limits}){fix}",
+        way(buffers.send),
+        way(buffers.recv)
+    )
+}
+
 fn algorithms() -> Vec<BackendAlgorithms> {
     #[allow(unused_mut)] // empty when neither shm nor tcp is compiled in
     let mut out = Vec::new();
@@ -94,6 +128,7 @@ fn algorithms() -> Vec<BackendAlgorithms> {
             .err()
             .map(|why| format!("single-copy: {why}")),
         signalling: Some(shm_signalling()),
+        transport: None,
     });
     #[cfg(feature = "tcp")]
     out.push(BackendAlgorithms {
@@ -102,6 +137,7 @@ fn algorithms() -> Vec<BackendAlgorithms> {
         table: lines(cobre_comm::tcp_config::ALGORITHMS),
         unavailable: None,
         signalling: None,
+        transport: Some(socket_buffers(cobre_comm::tcp_config::SocketBuffers::here())),
     });
     let _ = lines;
     out
@@ -311,6 +347,9 @@ fn render(info: &Info) -> String {
         if let Some(signalling) = &backend.signalling {
             let _ = writeln!(out, "  {signalling}");
         }
+        if let Some(transport) = &backend.transport {
+            let _ = writeln!(out, "  {transport}");
+        }
     }
     let _ = writeln!(out, "MPI library:        {}", info.mpi_library);
     let _ = writeln!(
@@ -350,6 +389,27 @@ fn render_tcp(out: &mut String, tcp: &TcpView) {
             out,
             "tcp token:          NOT SET: the job is unauthenticated; anyone who can reach the coordinator's port \
              can take a rank (set COBRE_TCP_TOKEN to the same secret for every rank)"
+        );
+    }
+}
+
+#[cfg(all(test, feature = "tcp"))]
+mod tests {
+    use super::socket_buffers;
+    use cobre_comm::tcp_config::SocketBuffers;
+
+    #[test]
+    fn socket_buffers_show_what_is_asked_and_how_to_get_more() {
+        let roomy = socket_buffers(SocketBuffers::under(Some(4 << 20), Some(4 << 20)));
+        assert_eq!(
+            roomy,
+            "socket buffers: send 4.0 MiB, receive 4.0 MiB (net.core.wmem_max 4.0 MiB, net.core.rmem_max 4.0 MiB)"
+        );
+        let tight = socket_buffers(SocketBuffers::under(Some(212_992), None));
+        assert!(
+            tight.starts_with("socket buffers: send autotuned, receive autotuned (net.core.wmem_max 0.2 MiB, net.core.rmem_max unreadable); ")
+                && tight.contains("sysctl -w net.core.wmem_max=4194304 net.core.rmem_max=4194304"),
+            "{tight}"
         );
     }
 }

@@ -259,9 +259,33 @@ fn info_names_the_backends_and_the_auto_pick() {
             "{stdout}"
         );
     }
+    #[cfg(feature = "tcp")]
+    {
+        let buffers = cobre_comm::tcp_config::SocketBuffers::here();
+        let send = buffers.send.map_or("autotuned".to_string(), |b| {
+            format!("{:.1} MiB", b as f64 / f64::from(1_u32 << 20))
+        });
+        assert!(
+            stdout.contains(&format!("  socket buffers: send {send}, receive ")),
+            "{stdout}"
+        );
+    }
     let json = cobre_comm(&["info", "--json"]);
     let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("info --json is JSON");
     assert_eq!(value["selected"], "local");
+    #[cfg(feature = "tcp")]
+    {
+        let tcp = value["algorithms"]
+            .as_array()
+            .and_then(|all| all.iter().find(|b| b["backend"] == "tcp"))
+            .expect("tcp in the algorithms");
+        assert!(
+            tcp["transport"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("socket buffers: ")),
+            "{tcp}"
+        );
+    }
 }
 
 #[test]

@@ -85,6 +85,79 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest job the backend accepts (every rank keeps one connection to every other).
 pub const MAX_SIZE: usize = 4096;
 
+/// The socket buffers a connection asks for, each way, where the system allows it
+/// ([`SocketBuffers`]). Left to the kernel's autotuning they start at 16 KiB (send) and
+/// 128 KiB (receive), and a 512 KiB frame goes out in pieces; asked for, a frame of up
+/// to this size goes in one write (2 ranks on loopback: allgatherv 1 MiB 72-99 us in
+/// most jobs against 180-233, allreduce 16 MiB 4.2-5.8 ms against 5.1-10.0;
+/// docs/PERFORMANCE.md, "Socket buffers").
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Below this system limit on asked-for socket buffers (`net.core.wmem_max`,
+/// `net.core.rmem_max`; 208 KiB by default on many systems) a connection asks for none:
+/// autotuning, which may grow past the limit, does better than a small fixed buffer.
+pub const SOCKET_BUFFER_MIN_LIMIT: usize = 1 << 20;
+
+/// The socket buffers every tcp connection of this machine asks for, and the system's
+/// limits that decide it.
+///
+/// ```
+/// use cobre_comm::tcp_config::{SOCKET_BUFFER_BYTES, SocketBuffers};
+///
+/// // Limits of 4 MiB: 4 MiB each way. Many systems' default of 208 KiB: autotuning.
+/// let roomy = SocketBuffers::under(Some(4 << 20), Some(64 << 20));
+/// assert_eq!((roomy.send, roomy.recv), (Some(SOCKET_BUFFER_BYTES), Some(SOCKET_BUFFER_BYTES)));
+/// let tight = SocketBuffers::under(Some(212_992), Some(212_992));
+/// assert_eq!((tight.send, tight.recv), (None, None));
+/// // What this machine gives.
+/// let here = SocketBuffers::here();
+/// assert!(here.recv.is_none_or(|bytes| bytes <= SOCKET_BUFFER_BYTES));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketBuffers {
+    /// Bytes asked for each connection's send buffer; `None`: left to the kernel.
+    pub send: Option<usize>,
+    /// Bytes asked for each connection's receive buffer; `None`: left to the kernel.
+    pub recv: Option<usize>,
+    /// `net.core.wmem_max`, when it could be read.
+    pub send_limit: Option<usize>,
+    /// `net.core.rmem_max`, when it could be read.
+    pub recv_limit: Option<usize>,
+}
+
+impl SocketBuffers {
+    /// What a connection asks for under these system limits.
+    #[must_use]
+    pub fn under(send_limit: Option<usize>, recv_limit: Option<usize>) -> SocketBuffers {
+        let request = |limit: Option<usize>| {
+            limit
+                .filter(|&l| l >= SOCKET_BUFFER_MIN_LIMIT)
+                .map(|l| l.min(SOCKET_BUFFER_BYTES))
+        };
+        SocketBuffers {
+            send: request(send_limit),
+            recv: request(recv_limit),
+            send_limit,
+            recv_limit,
+        }
+    }
+
+    /// What a connection asks for on this machine (its limits read once, from
+    /// `/proc/sys/net/core`).
+    #[must_use]
+    pub fn here() -> SocketBuffers {
+        static HERE: std::sync::OnceLock<SocketBuffers> = std::sync::OnceLock::new();
+        *HERE.get_or_init(|| {
+            let read = |name: &str| {
+                std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok())
+            };
+            SocketBuffers::under(read("wmem_max"), read("rmem_max"))
+        })
+    }
+}
+
 const BACKEND: &str = "tcp";
 /// What to do about missing required variables.
 const HINT_REQUIRED: &str =
@@ -421,6 +494,20 @@ impl TcpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_ask_for_large_buffers_only_where_the_system_allows_them() {
+        let asked = |limit| SocketBuffers::under(limit, limit).recv;
+        assert_eq!(asked(None), None);
+        assert_eq!(asked(Some(212_992)), None);
+        assert_eq!(
+            asked(Some(SOCKET_BUFFER_MIN_LIMIT)),
+            Some(SOCKET_BUFFER_MIN_LIMIT)
+        );
+        assert_eq!(asked(Some(64 << 20)), Some(SOCKET_BUFFER_BYTES));
+        let mixed = SocketBuffers::under(Some(212_992), Some(8 << 20));
+        assert_eq!((mixed.send, mixed.recv), (None, Some(SOCKET_BUFFER_BYTES)));
+    }
     use crate::env::test_vars as vars;
 
     #[test]

@@ -26,6 +26,7 @@ use super::scratch::Scratch;
 use crate::call::Transport;
 use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
+use crate::tcp_config::SocketBuffers;
 use crate::types::CommError;
 
 /// The most bytes buffered from a peer that closed its connection (what the kernel had
@@ -38,40 +39,6 @@ const ABORT_LINGER: Duration = Duration::from_millis(300);
 
 /// How long an exchange retries without sleeping after its last progress.
 const SPIN: Duration = Duration::from_micros(50);
-
-/// The socket buffers a connection asks for, each way. Left to the kernel's autotuning,
-/// they start at 16 KiB (send) and 128 KiB (receive) and a 512 KiB frame goes out in
-/// pieces; asked for, a frame of up to this size goes in one write. Measured on loopback,
-/// 2 ranks, jobs alternated: allgatherv 1 MiB 72-99 us in 6 of 8 jobs (the others 199-227)
-/// against 180-233 in every job left to autotuning, allreduce 16 MiB 4.2-5.8 ms against
-/// 5.1-10.0; the small cells the same (docs/PERFORMANCE.md).
-const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-
-/// Below this system limit on socket buffers (`net.core.rmem_max`, `wmem_max`; 208 KiB by
-/// default on many systems) a connection asks for none: autotuning, which may grow past
-/// the limit, does better than a small fixed buffer.
-const SOCKET_BUFFER_MIN_LIMIT: usize = 1 << 20;
-
-/// The buffer to ask for under a system limit of `limit` bytes (`None`: unknown, or too
-/// small to be worth fixing).
-fn socket_buffer_request(limit: Option<usize>) -> Option<usize> {
-    limit
-        .filter(|&l| l >= SOCKET_BUFFER_MIN_LIMIT)
-        .map(|l| l.min(SOCKET_BUFFER_BYTES))
-}
-
-/// The system's limits on asked-for socket buffers, send and receive, read once.
-fn socket_buffer_limits() -> (Option<usize>, Option<usize>) {
-    static LIMITS: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sync::OnceLock::new();
-    *LIMITS.get_or_init(|| {
-        let read = |name: &str| {
-            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
-                .ok()
-                .and_then(|text| text.trim().parse().ok())
-        };
-        (read("wmem_max"), read("rmem_max"))
-    })
-}
 
 /// An error of the job, with the report to pass on to the other ranks.
 #[derive(Debug)]
@@ -113,12 +80,12 @@ impl Peer {
             .with_time(Duration::from_secs(10))
             .with_interval(Duration::from_secs(5));
         let _ = sock.set_tcp_keepalive(&keepalive);
-        let (send_limit, recv_limit) = socket_buffer_limits();
+        let buffers = SocketBuffers::here();
         // Best effort, as keepalive: a connection keeps the kernel's buffers if refused.
-        if let Some(bytes) = socket_buffer_request(send_limit) {
+        if let Some(bytes) = buffers.send {
             let _ = sock.set_send_buffer_size(bytes);
         }
-        if let Some(bytes) = socket_buffer_request(recv_limit) {
+        if let Some(bytes) = buffers.recv {
             let _ = sock.set_recv_buffer_size(bytes);
         }
         Ok(Peer {
@@ -1223,29 +1190,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connections_ask_for_large_buffers_only_where_the_system_allows_them() {
-        assert_eq!(socket_buffer_request(None), None);
-        assert_eq!(socket_buffer_request(Some(212_992)), None);
-        assert_eq!(socket_buffer_request(Some(1 << 20)), Some(1 << 20));
-        assert_eq!(
-            socket_buffer_request(Some(64 << 20)),
-            Some(SOCKET_BUFFER_BYTES)
-        );
-    }
-
-    #[test]
     fn a_connection_gets_the_buffers_it_asks_for() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let _theirs = listener.accept().unwrap();
         let peer = Peer::new(ours).unwrap();
         let sock = socket2::SockRef::from(&peer.stream);
-        let (send_limit, recv_limit) = socket_buffer_limits();
+        let buffers = SocketBuffers::here();
         // The kernel reports twice what was asked for (its bookkeeping included).
-        if let Some(bytes) = socket_buffer_request(send_limit) {
+        if let Some(bytes) = buffers.send {
             assert!(sock.send_buffer_size().unwrap() >= bytes);
         }
-        if let Some(bytes) = socket_buffer_request(recv_limit) {
+        if let Some(bytes) = buffers.recv {
             assert!(sock.recv_buffer_size().unwrap() >= bytes);
         }
     }
