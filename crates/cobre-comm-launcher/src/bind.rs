@@ -4,6 +4,7 @@
 use std::io;
 use std::path::Path;
 
+use cobre_comm::topology::parse_cpu_list;
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
 /// Where the launcher places its ranks ([`crate::Launcher::bind`]).
@@ -52,7 +53,7 @@ fn order_by_thread(cpus: &[usize], siblings: impl Fn(usize) -> Option<String>) -
         .iter()
         .map(|&cpu| {
             let index = siblings(cpu)
-                .and_then(|list| cpu_list(&list))
+                .and_then(|list| parse_cpu_list(&list))
                 .and_then(|list| list.iter().position(|&c| c == cpu))
                 .unwrap_or(0);
             (index, cpu)
@@ -60,21 +61,6 @@ fn order_by_thread(cpus: &[usize], siblings: impl Fn(usize) -> Option<String>) -
         .collect();
     keyed.sort_unstable();
     keyed.into_iter().map(|(_, cpu)| cpu).collect()
-}
-
-/// The CPUs of a kernel CPU list (`0-3,8-11`, `0,64`), ascending; `None` when malformed.
-fn cpu_list(text: &str) -> Option<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',') {
-        let (low, high) = part.split_once('-').unwrap_or((part, part));
-        let (low, high): (usize, usize) = (low.parse().ok()?, high.parse().ok()?);
-        if high < low || high >= CpuSet::MAX_CPU {
-            return None;
-        }
-        cpus.extend(low..=high);
-    }
-    cpus.sort_unstable();
-    Some(cpus)
 }
 
 /// Runs `spawn` with the calling thread bound to `cpu`, so that the process it starts
@@ -100,15 +86,6 @@ pub(crate) fn spawn_bound<T>(cpu: usize, spawn: impl FnOnce() -> T) -> (T, Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists_are_expanded() {
-        assert_eq!(cpu_list("0-3,8\n"), Some(vec![0, 1, 2, 3, 8]));
-        assert_eq!(cpu_list("64,0"), Some(vec![0, 64]));
-        assert_eq!(cpu_list("3-1"), None);
-        assert_eq!(cpu_list("a"), None);
-        assert_eq!(cpu_list(""), None);
-    }
 
     #[test]
     fn ranks_take_one_thread_of_every_core_first() {

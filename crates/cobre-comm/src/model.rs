@@ -33,7 +33,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use memmap2::MmapMut;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::algorithm::{Forced, Op};
@@ -227,7 +226,7 @@ impl Job {
                 std::thread::Builder::new()
                     .stack_size(256 << 10)
                     .spawn(move || {
-                        let mut buffers = Buffers::default();
+                        let mut buffers = Buffers::new();
                         let mut sim = SimRank {
                             net,
                             rank,
@@ -281,39 +280,25 @@ type RankOutcomes = Vec<(f64, BTreeSet<usize>)>;
 
 /// A simulated rank's buffers. The algorithms only cut them into frames: nothing reads
 /// or writes their bytes on a simulated rank ([`SimRank`]'s `local` skips the copying and
-/// reducing), so each is a fresh anonymous mapping whose pages are never touched and take
-/// no memory. (A zeroed `Vec` would not do: with thousands of threads allocating, the
-/// allocator serves most of them from its arenas and writes every zero itself, 128 GB
-/// for a 16 MiB allreduce on 4096 ranks.)
-#[derive(Default)]
+/// reducing), so each is held as the rank's scratch is, in a fresh mapping whose pages
+/// are never touched and take no memory ([`Scratch::mapped`]).
 struct Buffers {
-    send: Option<MmapMut>,
-    recv: Option<MmapMut>,
+    send: Scratch,
+    recv: Scratch,
 }
 
 impl Buffers {
-    /// `send` of `send_len` and `recv` of `recv_len` elements, mapped on first use.
-    fn sized(&mut self, send_len: usize, recv_len: usize) -> Result<(&[f64], &mut [f64]), String> {
-        let send = mapped(&mut self.send, send_len)?;
-        let recv = mapped(&mut self.recv, recv_len)?;
-        Ok((send, recv))
+    fn new() -> Buffers {
+        Buffers {
+            send: Scratch::mapped(),
+            recv: Scratch::mapped(),
+        }
     }
-}
 
-/// The first `len` elements of a mapping held in `map`, mapped when `map` is empty.
-fn mapped(map: &mut Option<MmapMut>, len: usize) -> Result<&mut [f64], String> {
-    if len == 0 {
-        return Ok(&mut []);
+    /// `send` of `send_len` and `recv` of `recv_len` elements.
+    fn sized(&mut self, send_len: usize, recv_len: usize) -> (&[f64], &mut [f64]) {
+        (self.send.elements(send_len), self.recv.elements(recv_len))
     }
-    let bytes = len * std::mem::size_of::<f64>();
-    if map.as_ref().is_none_or(|m| m.len() < bytes) {
-        let fresh = MmapMut::map_anon(bytes)
-            .map_err(|e| format!("cannot map {bytes} bytes for a simulated buffer: {e}"))?;
-        *map = Some(fresh);
-    }
-    let bytes_of = &mut map.as_mut().expect("mapped above")[..bytes];
-    // A mapping starts on a page boundary, aligned for `f64`.
-    Ok(bytemuck::cast_slice_mut(bytes_of))
 }
 
 /// What the model predicts for one call ([`Job::predict`]).
@@ -341,22 +326,21 @@ fn run_one(
     root: usize,
 ) -> Result<(), Fail> {
     let (rank, size) = (sim.rank, sim.size);
-    let unmapped = |why: String| failure(rank, why);
     match op {
         Op::Allreduce => {
-            let (send, recv) = buffers.sized(elements, elements).map_err(unmapped)?;
+            let (send, recv) = buffers.sized(elements, elements);
             let fp = Fingerprint::allreduce::<f64>(0, elements, ReduceOp::Sum);
             crate::tcp::run_allreduce(sim, &fp, send, recv, ReduceOp::Sum)
         }
         Op::Broadcast => {
-            let (_, buf) = buffers.sized(0, elements).map_err(unmapped)?;
+            let (_, buf) = buffers.sized(0, elements);
             let fp = Fingerprint::broadcast::<f64>(0, elements, root);
             crate::tcp::run_broadcast(sim, &fp, buf, root)
         }
         Op::Allgatherv => {
             let counts = crate::per_rank_counts(elements, size);
             let displs = crate::prefix_displs(&counts);
-            let (send, recv) = buffers.sized(counts[rank], elements).map_err(unmapped)?;
+            let (send, recv) = buffers.sized(counts[rank], elements);
             let fp = Fingerprint::allgatherv::<f64>(0, &counts);
             crate::tcp::run_allgatherv(sim, &fp, send, recv, &counts, &displs)
         }

@@ -230,6 +230,36 @@ pub(crate) fn gather<C: Communicator>(
     })
 }
 
+/// The most CPUs one range of a CPU list may name (far above any machine's count): a
+/// larger one is taken for garbage rather than expanded.
+const MAX_CPU_RANGE: usize = 1 << 16;
+
+/// The CPUs of a kernel CPU list (`0-3,8-11`, `0,64`; the format of
+/// `/sys/devices/system/cpu/online` and `topology/thread_siblings_list`), ascending and
+/// without repeats; `None` when it is malformed or empty.
+///
+/// ```
+/// use cobre_comm::topology::parse_cpu_list;
+/// assert_eq!(parse_cpu_list("0-3,8\n"), Some(vec![0, 1, 2, 3, 8]));
+/// assert_eq!(parse_cpu_list("64,0"), Some(vec![0, 64]));
+/// assert_eq!(parse_cpu_list("3-1"), None);
+/// ```
+#[must_use]
+pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',') {
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let (low, high): (usize, usize) = (low.parse().ok()?, high.parse().ok()?);
+        if high.checked_sub(low)? >= MAX_CPU_RANGE {
+            return None;
+        }
+        cpus.extend(low..=high);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Some(cpus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

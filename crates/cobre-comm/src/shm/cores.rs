@@ -23,13 +23,7 @@ fn node_cores_in(root: &Path) -> usize {
 
 /// The number of CPUs in a kernel CPU list such as `0-3,8-11` or `0`.
 fn cpu_list_len(text: &str) -> Option<usize> {
-    let mut total = 0;
-    for part in text.trim().split(',') {
-        let (low, high) = part.split_once('-').unwrap_or((part, part));
-        let (low, high): (usize, usize) = (low.parse().ok()?, high.parse().ok()?);
-        total += high.checked_sub(low)? + 1;
-    }
-    (total > 0).then_some(total)
+    crate::topology::parse_cpu_list(text).map(|cpus| cpus.len())
 }
 
 /// The whole cores a cgroup v2 `cpu.max` (`<quota> <period>` or `max <period>`) allows,
