@@ -408,60 +408,66 @@ record() { # round, table, backend, kind, what, file, ok (and $stopped: see run_
     stopped=false
 }
 
-run_ours() { # round, table (= backend)
-    local r=$1 t=$2 i op b out ok
-    for i in "${!cell_ops[@]}"; do
-        op=${cell_ops[$i]}
-        b=${cell_bytes[$i]}
-        out=$work/raw/r$r-$t-$t-$op-$b.json
-        local sizes=()
-        if [[ $op != barrier ]]; then sizes=(--min-bytes "$b" --max-bytes "$b"); fi
-        ok=true
-        "$ours_bin" bench -n "$ranks" --backend "$t" --op "$op" "${sizes[@]}" --iters "$iters" \
-            --timeout "$job_timeout" --json "$out" >"$out.log" 2>&1 || { ok=false; log "ours $t $op $b failed (see $out.log)"; }
-        record "$r" "$t" "$t" sweep "$op $b" "$out" "$ok"
-    done
-    if ((workload)); then
+# One job of ours: cell index CELL of the sweep, or the SDDP replay when CELL is "sddp".
+run_ours() { # round, table (= backend), cell
+    local r=$1 t=$2 i=$3 op b out ok=true
+    if [[ $i == sddp ]]; then
         out=$work/raw/r$r-$t-$t-sddp.json
-        ok=true
         "$ours_bin" bench -n "$ranks" --backend "$t" --workload sddp --scenarios "$scenarios" \
             --state "$state" --stages "$stages" --iterations "$iterations" --timeout "$job_timeout" \
             --json "$out" >"$out.log" 2>&1 || { ok=false; log "ours $t sddp failed (see $out.log)"; }
         record "$r" "$t" "$t" sddp sddp "$out" "$ok"
+        return
     fi
+    op=${cell_ops[$i]}
+    b=${cell_bytes[$i]}
+    out=$work/raw/r$r-$t-$t-$op-$b.json
+    local sizes=()
+    if [[ $op != barrier ]]; then sizes=(--min-bytes "$b" --max-bytes "$b"); fi
+    "$ours_bin" bench -n "$ranks" --backend "$t" --op "$op" "${sizes[@]}" --iters "$iters" \
+        --timeout "$job_timeout" --json "$out" >"$out.log" 2>&1 || { ok=false; log "ours $t $op $b failed (see $out.log)"; }
+    record "$r" "$t" "$t" sweep "$op $b" "$out" "$ok"
 }
 
-run_peer() { # round, table, peer
-    local r=$1 t=$2 p=$3 i op b out ok exe=$work/bin/osu_like-$3
+# One job of a peer, as run_ours: one cell, or the SDDP replay.
+run_peer() { # round, table, peer, cell
+    local r=$1 t=$2 p=$3 i=$4 op b out ok=true exe=$work/bin/osu_like-$3
     peer_cmd "$p" "$t" "$ranks"
-    # One job per cell, as for our backends.
-    for i in "${!cell_ops[@]}"; do
-        op=${cell_ops[$i]}
-        b=${cell_bytes[$i]}
-        out=$work/raw/r$r-$t-$p-$op-$b.json
-        ok=true
-        run_job "$out" "${cmd[@]}" "$exe" --name "$p:$t" --op "$op" --sizes "$b" --iters "$iters" || ok=false
-        record "$r" "$t" "$p" sweep "$op $b" "$out" "$ok"
-    done
-    if ((workload)); then
+    if [[ $i == sddp ]]; then
         out=$work/raw/r$r-$t-$p-sddp.json
-        ok=true
         run_job "$out" "${cmd[@]}" "$exe" --name "$p:$t" --workload sddp --scenarios "$scenarios" \
             --state "$state" --stages "$stages" --iterations "$iterations" || ok=false
         record "$r" "$t" "$p" sddp sddp "$out" "$ok"
+        return
     fi
+    op=${cell_ops[$i]}
+    b=${cell_bytes[$i]}
+    out=$work/raw/r$r-$t-$p-$op-$b.json
+    run_job "$out" "${cmd[@]}" "$exe" --name "$p:$t" --op "$op" --sizes "$b" --iters "$iters" || ok=false
+    record "$r" "$t" "$p" sweep "$op $b" "$out" "$ok"
 }
 
-for ((r = 1; r <= rounds; r++)); do
+# Cell by cell: every contender's job for one cell runs back to back, so the figures
+# compared were taken seconds apart, not minutes (this machine's speed changes in spells);
+# the order of the contenders rotates from round to round, so that none always goes first.
+contenders=()
+for t in "${tables[@]}"; do contenders+=("$t $t"); done
+for p in "${peers[@]}"; do
     for t in "${tables[@]}"; do
-        log "round $r/$rounds: $t"
-        run_ours "$r" "$t"
+        if [[ -n ${runs["$p $t"]:-} ]]; then contenders+=("$p $t"); fi
     done
-    for p in "${peers[@]}"; do
-        for t in "${tables[@]}"; do
-            if [[ -n ${runs["$p $t"]:-} ]]; then
-                log "round $r/$rounds: $p ($t mode)"
-                run_peer "$r" "$t" "$p"
+done
+jobs_per_round=("${!cell_ops[@]}")
+if ((workload)); then jobs_per_round+=(sddp); fi
+for ((r = 1; r <= rounds; r++)); do
+    log "round $r/$rounds: ${#jobs_per_round[@]} cells, ${#contenders[@]} contenders each"
+    for i in "${jobs_per_round[@]}"; do
+        for ((k = 0; k < ${#contenders[@]}; k++)); do
+            read -r who t <<<"${contenders[$(((k + r - 1) % ${#contenders[@]}))]}"
+            if [[ $who == "$t" ]]; then
+                run_ours "$r" "$t" "$i"
+            else
+                run_peer "$r" "$t" "$who" "$i"
             fi
         done
     done

@@ -36,6 +36,24 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def paired_ratio(ours, peers):
+    """The median over rounds of ours over the best peer of the same round.
+
+    The jobs of one cell run back to back in each round, so this compares figures taken
+    seconds apart; the median of each contender over rounds (the `ratio`) may pair figures
+    of different rounds when the machine changed speed in between.
+    """
+    if not ours:
+        return None
+    ratios = []
+    for rnd, value in ours["by_round"].items():
+        theirs = [c["by_round"][rnd] for c in peers if c and rnd in c["by_round"]]
+        best = min(theirs) if theirs else None
+        if best:
+            ratios.append(value / best)
+    return median(ratios)
+
+
 def fmt(value, width=11):
     if value is None:
         return f"{'-':>{width}}"
@@ -59,7 +77,7 @@ def main():
     jobs = load_jsonl(args.manifest)
 
     # (table, backend, op, bytes) -> {"avg": [..], "min": [..], "max": [..], "iters": n}
-    cells = defaultdict(lambda: {"avg": [], "min": [], "max": [], "iters": None})
+    cells = defaultdict(lambda: {"avg": [], "min": [], "max": [], "iters": None, "by_round": {}})
     # (table, backend) -> [ms per iteration, one per round]
     sddp = defaultdict(list)
     failures = []
@@ -75,6 +93,7 @@ def main():
             for row in data["results"]:
                 c = cells[(job["table"], job["backend"], row["op"], row["bytes"])]
                 c["avg"].append(row["avg_us"])
+                c["by_round"][job["round"]] = row["avg_us"]
                 c["min"].append(row["min_us"])
                 c["max"].append(row["max_us"])
                 c["iters"] = row["iters"]
@@ -114,7 +133,7 @@ def main():
         for left in table["left_out"]:
             text.append(f"   left out: {left['peer']}: {left['reason']}")
         header = f"{'cell':<20}{ours:>11}" + "".join(f"{p:>11}" for p in labels)
-        header += f"  {'best peer':<10}{ours + '/best':>10}"
+        header += f"  {'best peer':<10}{ours + '/best':>10}{'paired':>8}"
         text.append(header)
         rows = []
         for op, nbytes in [(c["op"], c["bytes"]) for c in settings["cells"]]:
@@ -127,6 +146,9 @@ def main():
             present = {p: v for p, v in peer_us.items() if v is not None}
             best = min(present, key=present.get) if present else None
             ratio = ours_us / present[best] if best and ours_us and present[best] > 0 else None
+            paired = paired_ratio(
+                ours_c, [cells.get((table["name"], p, op, nbytes)) for p in labels]
+            )
             rows.append(
                 {
                     "op": op,
@@ -136,6 +158,7 @@ def main():
                     "best_peer": best,
                     "best_us": present.get(best) if best else None,
                     "ratio": ratio,
+                    "paired_ratio": paired,
                     "rounds": {
                         b: len(c["avg"])
                         for b in [ours] + labels
@@ -146,6 +169,7 @@ def main():
             line = f"{cell_name(op, nbytes):<20}{fmt(ours_us)}"
             line += "".join(fmt(peer_us[p]) for p in labels)
             line += f"  {best or '-':<10}" + (f"{ratio:>10.2f}" if ratio is not None else f"{'-':>10}")
+            line += f"{paired:>8.2f}" if paired is not None else f"{'-':>8}"
             text.append(line)
         entry = {
             "name": table["name"],
