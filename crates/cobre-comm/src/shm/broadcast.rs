@@ -16,11 +16,14 @@ use crate::fingerprint::Fingerprint;
 use crate::traits::CommData;
 use crate::types::CommError;
 
-/// Broadcasts from this many bytes on write the non-root ranks' buffers with streaming
-/// stores (`copy::copy_streaming`). 2 ranks, medians of 5 interleaved rounds: 1 MiB 88.5
-/// against 107.4 us, 4 MiB 338 against 474, 8 MiB 719-764 against 1487-1881, 16 MiB
-/// 3281-4931 against 4640-4974.
-pub(crate) const STREAMING_MIN_BYTES: usize = 1 << 20;
+/// Broadcasts whose buffers together (the buffer's size times the ranks) reach this many
+/// bytes write the non-root ranks' buffers with streaming stores (`copy::copy_streaming`):
+/// about the last-level cache of the reference machine (32 MiB), beyond which the buffers
+/// no longer stay in it. Below, plain copies are faster: 2 ranks, five interleaved pairs of
+/// jobs, 1 MiB 108-156 against 183-215 us, 4 MiB 677-708 against 803-953, 8 MiB
+/// 1266-1470 against 1399-1851; 4 ranks on 2 cores, seven pairs, medians: 4 MiB 1399
+/// against 1549, but 8 MiB 3395 against 3076 (`docs/perf/broadcast-streaming.txt`).
+pub(crate) const STREAMING_MIN_JOB_BYTES: usize = 32 << 20;
 
 /// Broadcasts from this many bytes on have the root write the slots with streaming
 /// stores too, so the readers fetch each piece from memory rather than out of the root's

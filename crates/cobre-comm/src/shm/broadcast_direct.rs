@@ -22,7 +22,8 @@ pub(crate) fn run<T: CommData>(
 ) -> Result<(), CommError> {
     let chunk = link.job.layout.payload().min(PIECE_BYTES);
     let buf = as_bytes_mut(buf);
-    let streaming = buf.len() >= super::broadcast::STREAMING_MIN_BYTES;
+    let streaming =
+        buf.len().saturating_mul(link.job.size) >= super::broadcast::STREAMING_MIN_JOB_BYTES;
     let stores = Stores::for_size(buf.len(), super::broadcast::SLOT_STREAMING_MIN_BYTES);
     let steps = buf.len().div_ceil(chunk).max(1);
     let is_root = link.job.rank == root;
