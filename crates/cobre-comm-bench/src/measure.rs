@@ -115,13 +115,16 @@ impl BenchConfig {
     }
 }
 
-/// The message sizes measured for `op`: `[0]` for barrier, otherwise powers of two from
-/// `min_bytes` (at least 8) to `max_bytes`.
+/// The message sizes measured for `op`: `[0]` for barrier, otherwise `min_bytes` (rounded
+/// up to whole 8-byte elements, at least one) doubled while at most `max_bytes`, as the OSU
+/// micro-benchmarks step from their minimum size. Empty when no such size fits.
 ///
 /// ```
 /// use cobre_comm_bench::{message_sizes, BenchConfig, BenchOp};
 /// let config = BenchConfig { min_bytes: 5, max_bytes: 40, ..Default::default() };
 /// assert_eq!(message_sizes(&config, BenchOp::Broadcast), [8, 16, 32]);
+/// let one = BenchConfig { min_bytes: 1_966_080, max_bytes: 1_966_080, ..Default::default() };
+/// assert_eq!(message_sizes(&one, BenchOp::Allgatherv), [1_966_080]);
 /// assert_eq!(message_sizes(&config, BenchOp::Barrier), [0]);
 /// ```
 pub fn message_sizes(config: &BenchConfig, op: BenchOp) -> Vec<usize> {
@@ -129,7 +132,7 @@ pub fn message_sizes(config: &BenchConfig, op: BenchOp) -> Vec<usize> {
         return vec![0];
     }
     let mut sizes = Vec::new();
-    let mut bytes = config.min_bytes.max(8).next_power_of_two();
+    let mut bytes = config.min_bytes.max(8).next_multiple_of(8);
     while bytes <= config.max_bytes {
         sizes.push(bytes);
         bytes *= 2;

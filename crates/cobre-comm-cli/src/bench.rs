@@ -100,11 +100,20 @@ impl Cells {
         }
     }
 
-    /// A usage error unless `--min-bytes` is at most `--max-bytes`.
+    /// A usage error unless `--min-bytes` is at most `--max-bytes` and the range holds a
+    /// message size (a whole number of 8-byte elements).
     pub fn check(&self) -> Result<(), CliError> {
         if self.min_bytes > self.max_bytes {
             return Err(CliError::usage(format!(
                 "--min-bytes ({}) is larger than --max-bytes ({})",
+                self.min_bytes, self.max_bytes
+            )));
+        }
+        let first = self.min_bytes.max(8).next_multiple_of(8);
+        if first > self.max_bytes {
+            return Err(CliError::usage(format!(
+                "no message size from --min-bytes {} to --max-bytes {}: sizes are whole 8-byte \
+                 elements, so the smallest here would be {first}",
                 self.min_bytes, self.max_bytes
             )));
         }

@@ -367,6 +367,42 @@ fn bench_writes_json_in_the_documented_shape() {
 }
 
 #[test]
+fn bench_measures_a_size_that_is_not_a_power_of_two_and_refuses_an_empty_range() {
+    let out = cobre_comm(&[
+        "bench",
+        "-n",
+        "2",
+        "--backend",
+        "shm",
+        "--op",
+        "allgatherv",
+        "--min-bytes",
+        "24",
+        "--max-bytes",
+        "100",
+        "--iters",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let sizes: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(sizes, ["24", "48", "96"], "{stdout}");
+
+    let out = cobre_comm(&["bench", "-n", "1", "--min-bytes", "12", "--max-bytes", "12"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no message size from --min-bytes 12 to --max-bytes 12"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("would be 16"), "{stderr}");
+}
+
+#[test]
 fn bench_sddp_workload_prints_time_per_iteration() {
     let out = cobre_comm(&[
         "bench",
