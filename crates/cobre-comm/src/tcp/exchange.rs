@@ -36,6 +36,20 @@ pub(crate) trait Exchange {
     fn local(&self, work: impl FnOnce()) {
         work();
     }
+    /// [`Exchange::exchange`] with `work` ([`Exchange::local`] work that touches none of
+    /// the frames' buffers) done along the way: the sockets' copy runs in the kernel, so
+    /// a rank that would otherwise wait for its peers does its own copying then. By
+    /// default (the model's network), the work first, then the exchange.
+    fn exchange_overlapping(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+        work: impl FnOnce(),
+    ) -> Result<(), Fail> {
+        self.local(work);
+        self.exchange(fp, sends, recvs)
+    }
 }
 
 impl Exchange for Mesh {
@@ -66,5 +80,15 @@ impl Exchange for Mesh {
         recvs: &mut [RecvOp<'_>],
     ) -> Result<(), Fail> {
         Mesh::exchange(self, fp, sends, recvs)
+    }
+
+    fn exchange_overlapping(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+        work: impl FnOnce(),
+    ) -> Result<(), Fail> {
+        Mesh::exchange_overlapping(self, fp, sends, recvs, work)
     }
 }

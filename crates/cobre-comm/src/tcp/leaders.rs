@@ -72,12 +72,22 @@ impl<E: Exchange> Exchange for Leaders<'_, E> {
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
     ) -> Result<(), Fail> {
+        self.exchange_overlapping(fp, sends, recvs, || {})
+    }
+
+    fn exchange_overlapping(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+        work: impl FnOnce(),
+    ) -> Result<(), Fail> {
         for send in sends.iter_mut() {
             send.peer = self.leader(send.peer);
         }
         for recv in recvs.iter_mut() {
             recv.peer = self.leader(recv.peer);
         }
-        self.mesh.exchange(fp, sends, recvs)
+        self.mesh.exchange_overlapping(fp, sends, recvs, work)
     }
 }

@@ -755,9 +755,22 @@ impl Mesh {
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
     ) -> Result<(), Fail> {
+        self.exchange_overlapping(fp, sends, recvs, || {})
+    }
+
+    /// [`Mesh::exchange`], doing `work` (copying that touches none of the frames' buffers)
+    /// the first time a pass over the connections moves nothing, when this rank would
+    /// otherwise wait for its peers, or at the end.
+    pub(crate) fn exchange_overlapping(
+        &mut self,
+        fp: &Fingerprint,
+        sends: &mut [SendOp<'_>],
+        recvs: &mut [RecvOp<'_>],
+        work: impl FnOnce(),
+    ) -> Result<(), Fail> {
         let result = self
             .dial_missing(fp, sends, recvs)
-            .and_then(|()| self.progress_all(fp, sends, recvs));
+            .and_then(|()| self.progress_all(fp, sends, recvs, work));
         if result.is_err() {
             self.finish_started(sends);
         }
@@ -844,8 +857,10 @@ impl Mesh {
         fp: &Fingerprint,
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
+        work: impl FnOnce(),
     ) -> Result<(), Fail> {
         let op = fp.op.name();
+        let mut work = Some(work);
         let mut last_progress = Instant::now();
         let mut watch_input = vec![true; self.size];
         let mut spin_until = last_progress + SPIN;
@@ -863,7 +878,15 @@ impl Mesh {
                 }
             }
             if sends.iter().all(SendOp::finished) && recvs.iter().all(RecvOp::finished) {
+                if let Some(work) = work.take() {
+                    work();
+                }
                 return Ok(());
+            }
+            if !moved && let Some(work) = work.take() {
+                // The peers are busy with what this pass gave them: copy meanwhile.
+                work();
+                continue;
             }
             let now = Instant::now();
             if moved {
