@@ -9,7 +9,7 @@
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks, unless `reduce-scatter-bruck` is |
 //! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | above [`SMALL_MAX_BYTES`] from [`REDUCE_SCATTER_BRUCK_MIN_RANKS`] ranks while its forwarding through the host links is cheap (`forwarding_is_cheap`): between neighbours only, `O(log p)` connections |
 //! | `reduce-scatter-grid` (`allreduce_reduce_scatter_grid.rs`) | 4 | above [`SMALL_MAX_BYTES`] on several hosts with several ranks each, where the grid is ahead ([`grid_is_ahead`]): `k - 1 + h - 1` connections for `k` ranks on each of `h` hosts |
-//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | above [`SMALL_MAX_BYTES`] on several hosts whose ranks are consecutive, while its rounds cost less than the bytes it keeps off the hosts' links ([`ring_is_ahead`]): it crosses each host's link from one rank; every message goes to the next rank, so it needs no connection beyond the neighbours (force it where descriptors are scarce). On one host of 2 to [`RING_ONE_HOST_MAX_RANKS`] ranks from 1 MiB (2 ranks) or 4 MiB: it folds each piece while the next is on its way
+//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | above [`SMALL_MAX_BYTES`] on several hosts whose ranks are consecutive, while its rounds cost less than the bytes it keeps off the hosts' links ([`ring_is_ahead`]): it crosses each host's link from one rank; every message goes to the next rank, so it needs no connection beyond the neighbours (force it where descriptors are scarce). On one host of 2 to [`RING_ONE_HOST_MAX_RANKS`] ranks from 8 MiB (2 ranks) or 4 MiB: it folds each piece while the next is on its way
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
 //! the crossover measured on loopback with `cobre-comm bench --algorithms`
@@ -119,14 +119,18 @@ pub(crate) const RING_ONE_HOST_MAX_RANKS: usize = 4;
 
 /// From how many bytes the `ring` is ahead of `reduce-scatter-allgather` on `ranks`
 /// ranks of one host (at most [`RING_ONE_HOST_MAX_RANKS`]). Measured on loopback, both
-/// forced, rounds interleaved (docs/PERFORMANCE.md, "tcp crossovers"): 2 ranks, 512 KiB
-/// 93-104 us against the ring's 138-140, 1 MiB 409-440 against 302-341, 16 MiB 8.6-10.6
-/// ms against 4.9-7.5; 3 ranks, 2 MiB 1244-2120 against 1634-2096, 4 MiB 4196-4735
-/// against 3149-4306, 16 MiB 17.6-22.2 ms against 10.6-12.4; 4 ranks, 2 MiB 1530-1866
-/// against 2667-3425, 4 MiB 6035-6151 against 3927-5897, 16 MiB 27.7-28.4 ms against
-/// 17.8-21.1.
+/// forced, rounds interleaved (docs/PERFORMANCE.md, "tcp crossovers"): 3 ranks, 2 MiB
+/// 1244-2120 us against the ring's 1634-2096, 4 MiB 4196-4735 against 3149-4306, 16 MiB
+/// 17.6-22.2 ms against 10.6-12.4; 4 ranks, 2 MiB 1530-1866 against 2667-3425, 4 MiB
+/// 6035-6151 against 3927-5897, 16 MiB 27.7-28.4 ms against 17.8-21.1. On 2 ranks the
+/// crossover moves with the machine's mode (`docs/perf/tcp-ring-one-host.txt`): in a
+/// fast spell the ring led from 1 MiB (334 against 426 us), in a slow one, with 4 MiB
+/// socket buffers, only from 8 MiB (medians of nine pairs: 1 MiB 643 against 443, 2 MiB
+/// 1066 against 950, 4 MiB 2128 against 1999, 8 MiB 4661 against 5083). The threshold
+/// takes the algorithm whose slower mode is faster: up to 4 MiB that is
+/// `reduce-scatter-allgather`.
 pub(crate) fn ring_one_host_min_bytes(ranks: usize) -> usize {
-    if ranks <= 2 { 1 << 20 } else { 4 << 20 }
+    if ranks <= 2 { 8 << 20 } else { 4 << 20 }
 }
 
 /// What one round of the `ring` allreduce costs, in bytes a host's link moves meanwhile:
@@ -404,7 +408,8 @@ mod tests {
         let (ring, rsa) = (Algorithm::Ring, Algorithm::ReduceScatterAllgather);
         // The measured crossovers in the doc of `ring_one_host_min_bytes`.
         assert_eq!(pick(None, (2, 1), 512 << 10, 64 << 10), rsa);
-        assert_eq!(pick(None, (2, 1), 1 << 20, 128 << 10), ring);
+        assert_eq!(pick(None, (2, 1), 4 << 20, 512 << 10), rsa);
+        assert_eq!(pick(None, (2, 1), 8 << 20, 1 << 20), ring);
         assert_eq!(pick(None, (2, 1), 16 << 20, 2 << 20), ring);
         for ranks in [3, 4] {
             assert_eq!(pick(None, (ranks, 1), 2 << 20, 256 << 10), rsa);
