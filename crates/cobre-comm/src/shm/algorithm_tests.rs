@@ -143,14 +143,13 @@ fn a_mismatch_is_reported_on_every_rank_and_sticks() {
     }
 }
 
-/// Collectives large enough that the slots are written with streaming stores
-/// (`broadcast::SLOT_STREAMING_MIN_BYTES`, `allreduce_reduce_scatter_allgather::
-/// SLOT_STREAMING_MIN_BYTES`), at lengths that leave a head and a tail outside the
-/// 16-byte lanes.
+/// A broadcast large enough that the readers write their buffers with streaming stores
+/// (`broadcast::STREAMING_MIN_JOB_BYTES` on 2 ranks or more), and an allreduce as large,
+/// at lengths that leave a head and a tail outside the 16-byte lanes.
 fn large(comm: &ShmBackend) {
-    collective_checks::broadcasts(comm, &[super::broadcast::SLOT_STREAMING_MIN_BYTES + 13]);
-    let len = super::allreduce_reduce_scatter_allgather::SLOT_STREAMING_MIN_BYTES / 8 + 3;
-    collective_checks::reductions(comm, &[len]);
+    let bytes = super::broadcast::STREAMING_MIN_JOB_BYTES / 2 + 13;
+    collective_checks::broadcasts(comm, &[bytes]);
+    collective_checks::reductions(comm, &[bytes / 8]);
 }
 
 #[test]
@@ -158,7 +157,7 @@ fn large(comm: &ShmBackend) {
     miri,
     ignore = "16 MiB per rank is beyond Miri's pace; `sfence` beyond its reach"
 )]
-fn collectives_that_write_the_slots_with_streaming_stores_on_2_and_3_ranks() {
+fn large_collectives_on_2_and_3_ranks() {
     let forced = Forced::NONE
         .with(
             crate::algorithm::Op::Allreduce,

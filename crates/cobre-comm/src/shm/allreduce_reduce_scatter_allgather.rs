@@ -8,7 +8,6 @@
 //! the buffer instead of all of it, and reads `1 / p` of each contribution plus the
 //! reduced slices; the pipeline adds one step in all. Extra memory: none beyond the slots.
 
-use super::exchange::Stores;
 use super::transport::ShmTransport;
 use crate::algorithm::chunk_bounds;
 use crate::copy::copy;
@@ -21,13 +20,6 @@ use crate::types::{CommError, ReduceOp};
 /// Bytes of each pipelined piece: small enough that a piece and its slices stay in cache
 /// between being written and being read, large enough that the steps are few.
 pub(crate) const PIECE_BYTES: usize = 256 << 10;
-
-/// Allreduces of this many bytes per rank and more write the slots with streaming stores
-/// (see `broadcast::SLOT_STREAMING_MIN_BYTES`): the buffers of both ranks are far larger
-/// than the last-level cache, and readers fetching pieces from memory stall less than
-/// readers fetching them out of the writer's cache. 2 ranks, 16 MiB, six interleaved jobs
-/// each, medians: 5883 (4806-9386) against 7409 (4788-9010) us.
-pub(crate) const SLOT_STREAMING_MIN_BYTES: usize = 16 << 20;
 
 pub(crate) fn run<T: CommData>(
     link: &mut ShmTransport,
@@ -50,7 +42,6 @@ pub(crate) fn run<T: CommData>(
         let bounds = chunk_bounds(r.len(), n);
         r.start + bounds[q]..r.start + bounds[q + 1]
     };
-    let stores = Stores::for_size(std::mem::size_of_val(send), SLOT_STREAMING_MIN_BYTES);
     let mut scratch: Vec<T> = Vec::new();
     for k in 0..=pieces {
         let reduced: &[T] = k.checked_sub(1).map_or(&[], |j| &recv[slice(j, me)]);
@@ -60,14 +51,13 @@ pub(crate) fn run<T: CommData>(
         } else {
             (0..0, 0..0)
         };
-        let generation = link.publish_with(
+        let generation = link.publish(
             fingerprint,
             &[
                 as_bytes(reduced),
                 as_bytes(&send[piece_k.start..own.start]),
                 as_bytes(&send[own.end..piece_k.end]),
             ],
-            stores,
         );
         let previous_len = |q: usize| k.checked_sub(1).map_or(0, |j| slice(j, q).len());
         let slice_k = |q: usize| if k < pieces { slice(k, q) } else { 0..0 };

@@ -25,15 +25,6 @@ use crate::types::CommError;
 /// against 1549, but 8 MiB 3395 against 3076 (`docs/perf/broadcast-streaming.txt`).
 pub(crate) const STREAMING_MIN_JOB_BYTES: usize = 32 << 20;
 
-/// Broadcasts from this many bytes on have the root write the slots with streaming
-/// stores too, so the readers fetch each piece from memory rather than out of the root's
-/// cache: once the root's and a reader's buffers together outgrow the last-level cache
-/// (32 MiB on the reference machine), the cached path stalls on traffic between the
-/// cores. 2 ranks, seven interleaved jobs each, medians (and ranges): 16 MiB 2803
-/// (2361-3699) against 4422 (1779-5086) us; below, slower: 8 MiB 947 (826-1052) against
-/// 801 (548-2839), 4 MiB 463 against 298, 1 MiB 129 against 85.
-pub(crate) const SLOT_STREAMING_MIN_BYTES: usize = 16 << 20;
-
 pub(crate) fn broadcast<T: CommData>(
     link: &mut ShmTransport,
     fingerprint: &Fingerprint,

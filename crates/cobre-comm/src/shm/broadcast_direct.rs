@@ -1,7 +1,6 @@
 //! The `direct` broadcast: in each step the root publishes the next piece in its slot and
 //! every other rank copies it (two copies per byte, overlapped: see [`PIECE_BYTES`]).
 
-use super::exchange::Stores;
 use super::transport::ShmTransport;
 use crate::copy::copy_into;
 use crate::datatype::as_bytes_mut;
@@ -24,13 +23,12 @@ pub(crate) fn run<T: CommData>(
     let buf = as_bytes_mut(buf);
     let streaming =
         buf.len().saturating_mul(link.job.size) >= super::broadcast::STREAMING_MIN_JOB_BYTES;
-    let stores = Stores::for_size(buf.len(), super::broadcast::SLOT_STREAMING_MIN_BYTES);
     let steps = buf.len().div_ceil(chunk).max(1);
     let is_root = link.job.rank == root;
     for k in 0..steps {
         let range = (k * chunk).min(buf.len())..((k + 1) * chunk).min(buf.len());
         let data: &[u8] = if is_root { &buf[range.clone()] } else { &[] };
-        let generation = link.publish_with(fingerprint, &[data], stores);
+        let generation = link.publish(fingerprint, &[data]);
         link.collect(
             generation,
             fingerprint,

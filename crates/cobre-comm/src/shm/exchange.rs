@@ -39,29 +39,6 @@ const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 /// What a dissemination round passes on once two digests it has seen differ.
 const DISAGREE: u64 = u64::MAX;
 
-/// How a step's data is written into the slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stores {
-    /// Plain copies: the data stays in the writer's cache, where the readers fetch it
-    /// from (fastest while a collective's data fits in the cache).
-    Cached,
-    /// Streaming stores: the data goes to memory, and the readers fetch it from there
-    /// (faster once a collective's buffers outgrow the cache; see the callers).
-    Streaming,
-}
-
-impl Stores {
-    /// Streaming stores for a collective moving `bytes` from `threshold` on (each caller's
-    /// threshold is its measured crossover), plain copies below.
-    pub(crate) fn for_size(bytes: usize, threshold: usize) -> Stores {
-        if bytes >= threshold {
-            Stores::Streaming
-        } else {
-            Stores::Cached
-        }
-    }
-}
-
 /// Per-process progress through the exchange steps.
 #[derive(Debug, Default)]
 pub(crate) struct Steps {
@@ -443,7 +420,6 @@ impl Job {
         state: &mut Steps,
         fingerprint: &Fingerprint,
         parts: &[&[u8]],
-        stores: Stores,
     ) -> u64 {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         debug_assert!(total <= self.layout.payload());
@@ -455,10 +431,7 @@ impl Job {
         state.digest = digest(&encoded);
         let mut at = self.layout.data(self.rank, generation, total);
         for part in parts {
-            match stores {
-                Stores::Cached => self.seg.write(at, part),
-                Stores::Streaming => self.seg.write_streaming(at, part),
-            }
+            self.seg.write(at, part);
             at += part.len();
         }
         self.seg

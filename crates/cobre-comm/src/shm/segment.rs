@@ -261,20 +261,6 @@ impl Segment {
         }
     }
 
-    /// Copies `data` to `offset` with streaming stores (`copy::copy_streaming`): the
-    /// bytes go to memory without being read into this core's cache first, and without
-    /// staying there. Same contract as [`Segment::write`].
-    pub(crate) fn write_streaming(&self, offset: usize, data: &[u8]) {
-        self.check(offset, data.len(), 1);
-        // SAFETY: in bounds (checked), valid for writes while the mapping lives (`&self`);
-        // `data` is ordinary memory of this process, so the ranges cannot overlap; the
-        // exchange protocol gives this rank the range alone while it writes (as for
-        // `write`), so no other reference to it exists during the borrow.
-        let target =
-            unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), data.len()) };
-        crate::copy::copy_streaming(target, data);
-    }
-
     /// The bytes at `[offset, offset + len)`. The caller reads a range that its owner
     /// published and will not rewrite before this borrow ends (the exchange protocol).
     pub(crate) fn read(&self, offset: usize, len: usize) -> &[u8] {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::exchange::{Job, Steps, Stores};
+use super::exchange::{Job, Steps};
 use crate::call::Transport;
 use crate::fingerprint::Fingerprint;
 use crate::types::CommError;
@@ -41,18 +41,7 @@ impl ShmTransport {
     /// The first half of a step: publishes this rank's part, the concatenation of `parts`
     /// (at most one chunk); returns the step's generation.
     pub(crate) fn publish(&mut self, fingerprint: &Fingerprint, parts: &[&[u8]]) -> u64 {
-        self.publish_with(fingerprint, parts, Stores::Cached)
-    }
-
-    /// [`ShmTransport::publish`], writing the slot with `stores`.
-    pub(crate) fn publish_with(
-        &mut self,
-        fingerprint: &Fingerprint,
-        parts: &[&[u8]],
-        stores: Stores,
-    ) -> u64 {
-        self.job
-            .publish(&mut self.steps, fingerprint, parts, stores)
+        self.job.publish(&mut self.steps, fingerprint, parts)
     }
 
     /// The second half of a step (see [`ShmTransport::step`]).
