@@ -32,7 +32,9 @@ mod plot;
 mod report;
 mod workload;
 
-pub use measure::{BenchConfig, BenchOp, RankResult, Sample, message_sizes, run_rank};
+pub use measure::{
+    BenchConfig, BenchOp, RankResult, Sample, first_message_size, message_sizes, run_rank,
+};
 pub use plot::{PlotError, write_plot};
 pub use report::{BenchReport, BenchRow, aggregate, render_table};
 pub use workload::{SddpConfig, SddpResult, render_sddp_table, run_sddp};

@@ -115,8 +115,20 @@ impl BenchConfig {
     }
 }
 
-/// The message sizes measured for `op`: `[0]` for barrier, otherwise `min_bytes` (rounded
-/// up to whole 8-byte elements, at least one) doubled while at most `max_bytes`, as the OSU
+/// The smallest message size a sweep from `min_bytes` measures: `min_bytes` rounded up to
+/// whole 8-byte elements, at least one.
+///
+/// ```
+/// assert_eq!(cobre_comm_bench::first_message_size(0), 8);
+/// assert_eq!(cobre_comm_bench::first_message_size(12), 16);
+/// assert_eq!(cobre_comm_bench::first_message_size(1_966_080), 1_966_080);
+/// ```
+pub fn first_message_size(min_bytes: usize) -> usize {
+    min_bytes.max(8).next_multiple_of(8)
+}
+
+/// The message sizes measured for `op`: `[0]` for barrier, otherwise
+/// [`first_message_size`] doubled while at most `max_bytes`, as the OSU
 /// micro-benchmarks step from their minimum size. Empty when no such size fits.
 ///
 /// ```
@@ -132,7 +144,7 @@ pub fn message_sizes(config: &BenchConfig, op: BenchOp) -> Vec<usize> {
         return vec![0];
     }
     let mut sizes = Vec::new();
-    let mut bytes = config.min_bytes.max(8).next_multiple_of(8);
+    let mut bytes = first_message_size(config.min_bytes);
     while bytes <= config.max_bytes {
         sizes.push(bytes);
         bytes *= 2;

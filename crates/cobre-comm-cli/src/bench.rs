@@ -109,7 +109,7 @@ impl Cells {
                 self.min_bytes, self.max_bytes
             )));
         }
-        let first = self.min_bytes.max(8).next_multiple_of(8);
+        let first = cobre_comm_bench::first_message_size(self.min_bytes);
         if first > self.max_bytes {
             return Err(CliError::usage(format!(
                 "no message size from --min-bytes {} to --max-bytes {}: sizes are whole 8-byte \
