@@ -10,7 +10,9 @@
 use super::transport::ShmTransport;
 use super::{allreduce_direct, allreduce_reduce_scatter_allgather};
 use crate::algorithm::{Algorithm, Op};
+use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
+use crate::reduce::{combine_into, reduce_into};
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
@@ -57,5 +59,33 @@ pub(crate) fn allreduce<T: CommData>(
         allreduce_reduce_scatter_allgather::run(link, fingerprint, send, recv, op)
     } else {
         allreduce_direct::run(link, fingerprint, send, recv, op)
+    }
+}
+
+/// Folds rank `q`'s part into `out`, called for `q = 0, 1, ...` in rank order by rank `me`
+/// of `size`, where `own` is this rank's part (and `part` is `own` when `q == me`).
+///
+/// Ranks 0 and 1 fold their own part into the first step, `out = op(part_0, part_1)`,
+/// instead of copying part 0 into `out` and folding part 1 over it: one pass over `out`
+/// fewer, and the same result bit for bit (the same operations in the same order).
+pub(crate) fn fold_in_rank_order<T: CommData>(
+    out: &mut [T],
+    (q, me, size): (usize, usize, usize),
+    part: &[T],
+    own: &[T],
+    op: ReduceOp,
+) -> Result<(), CommError> {
+    match (q, me) {
+        // Rank 0 waits for part 1 to fold its own part with it.
+        (0, 0) if size > 1 => Ok(()),
+        (0, 1) => combine_into(out, part, own, op),
+        (0, _) => {
+            copy(out, part);
+            Ok(())
+        }
+        (1, 0) => combine_into(out, own, part, op),
+        // Rank 1 folded its own part with part 0 already.
+        (1, 1) => Ok(()),
+        _ => reduce_into(out, part, op),
     }
 }

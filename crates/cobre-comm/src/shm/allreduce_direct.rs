@@ -3,11 +3,10 @@
 //! its result, so `Sum` is exactly the rank-order fold on every rank. One step per chunk:
 //! the lowest latency, but every rank reads every contribution.
 
+use super::allreduce::fold_in_rank_order;
 use super::transport::ShmTransport;
-use crate::copy::copy;
 use crate::datatype::{as_bytes, elements_of};
 use crate::fingerprint::Fingerprint;
-use crate::reduce::reduce_into;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
@@ -23,7 +22,7 @@ pub(crate) fn run<T: CommData>(
     recv: &mut [T],
     op: ReduceOp,
 ) -> Result<(), CommError> {
-    let rank = link.job.rank;
+    let (rank, size) = (link.job.rank, link.job.size);
     let per_step = link.job.layout.payload().min(PIECE_BYTES) / std::mem::size_of::<T>();
     let mut scratch: Vec<T> = Vec::new();
     for lo in (0..send.len()).step_by(per_step) {
@@ -39,12 +38,7 @@ pub(crate) fn run<T: CommData>(
                 } else {
                     elements_of(data, &mut scratch)
                 };
-                if r == 0 {
-                    copy(out, part);
-                    Ok(())
-                } else {
-                    reduce_into(out, part, op)
-                }
+                fold_in_rank_order(out, (r, rank, size), part, &send[lo..hi], op)
             },
         )?;
     }

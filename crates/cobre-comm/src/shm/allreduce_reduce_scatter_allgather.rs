@@ -8,12 +8,12 @@
 //! the buffer instead of all of it, and reads `1 / p` of each contribution plus the
 //! reduced slices; the pipeline adds one step in all. Extra memory: none beyond the slots.
 
+use super::allreduce::fold_in_rank_order;
 use super::transport::ShmTransport;
 use crate::algorithm::chunk_bounds;
 use crate::copy::copy;
 use crate::datatype::{as_bytes, elements_of};
 use crate::fingerprint::Fingerprint;
-use crate::reduce::reduce_into;
 use crate::traits::CommData;
 use crate::types::{CommError, ReduceOp};
 
@@ -89,12 +89,13 @@ pub(crate) fn run<T: CommData>(
                     let bytes = &contribution[at * elem..(at + own.len()) * elem];
                     elements_of(bytes, &mut scratch)
                 };
-                if q == 0 {
-                    copy(&mut out[own.clone()], part);
-                    Ok(())
-                } else {
-                    reduce_into(&mut out[own.clone()], part, op)
-                }
+                fold_in_rank_order(
+                    &mut out[own.clone()],
+                    (q, me, n),
+                    part,
+                    &send[own.clone()],
+                    op,
+                )
             },
         )?;
     }
