@@ -684,12 +684,14 @@ impl Exchange for SimRank {
 
     /// Sends go out one after the other (each costs the overhead, and queues on this
     /// rank's link share), then each receive completes at the later of its arrival and
-    /// this rank's incoming share being free, plus the overhead.
-    fn exchange(
+    /// this rank's incoming share being free, plus the overhead. The `work` is skipped
+    /// (see [`Exchange::local`]).
+    fn exchange_overlapping(
         &mut self,
         _fp: &Fingerprint,
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
+        _work: impl FnOnce(),
     ) -> Result<(), Fail> {
         let net = Arc::clone(&self.net);
         let costs = net.network;

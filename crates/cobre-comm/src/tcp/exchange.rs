@@ -29,7 +29,9 @@ pub(crate) trait Exchange {
         fp: &Fingerprint,
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
-    ) -> Result<(), Fail>;
+    ) -> Result<(), Fail> {
+        self.exchange_overlapping(fp, sends, recvs, || {})
+    }
     /// Does `work`: this rank's copying and reducing between exchanges. Every such step of
     /// an algorithm goes through here, so that a network that moves no bytes (the model's)
     /// can skip what would only shuffle meaningless data.
@@ -38,18 +40,14 @@ pub(crate) trait Exchange {
     }
     /// [`Exchange::exchange`] with `work` ([`Exchange::local`] work that touches none of
     /// the frames' buffers) done along the way: the sockets' copy runs in the kernel, so
-    /// a rank that would otherwise wait for its peers does its own copying then. By
-    /// default (the model's network), the work first, then the exchange.
+    /// a rank that would otherwise wait for its peers does its own copying then.
     fn exchange_overlapping(
         &mut self,
         fp: &Fingerprint,
         sends: &mut [SendOp<'_>],
         recvs: &mut [RecvOp<'_>],
         work: impl FnOnce(),
-    ) -> Result<(), Fail> {
-        self.local(work);
-        self.exchange(fp, sends, recvs)
-    }
+    ) -> Result<(), Fail>;
 }
 
 impl Exchange for Mesh {
@@ -71,15 +69,6 @@ impl Exchange for Mesh {
 
     fn scratch(&mut self) -> &mut Scratch {
         &mut self.scratch
-    }
-
-    fn exchange(
-        &mut self,
-        fp: &Fingerprint,
-        sends: &mut [SendOp<'_>],
-        recvs: &mut [RecvOp<'_>],
-    ) -> Result<(), Fail> {
-        Mesh::exchange(self, fp, sends, recvs)
     }
 
     fn exchange_overlapping(

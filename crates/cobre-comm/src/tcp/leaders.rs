@@ -66,15 +66,6 @@ impl<E: Exchange> Exchange for Leaders<'_, E> {
     }
 
     /// The frames go to and come from the leaders of the hosts they name.
-    fn exchange(
-        &mut self,
-        fp: &Fingerprint,
-        sends: &mut [SendOp<'_>],
-        recvs: &mut [RecvOp<'_>],
-    ) -> Result<(), Fail> {
-        self.exchange_overlapping(fp, sends, recvs, || {})
-    }
-
     fn exchange_overlapping(
         &mut self,
         fp: &Fingerprint,
