@@ -3,7 +3,7 @@
 //! (`COBRE_SHM_ALGORITHMS=broadcast=single-copy`, where the kernel allows it).
 //!
 //! Unlike allgatherv, a broadcast through the slots keeps every core copying: the root
-//! fills one chunk while the others empty the one before. With single-copy the root
+//! fills its slot while the others copy out what is already in place. With single-copy the root
 //! waits while each reader pulls the buffer through the kernel, which pins the pages as
 //! it goes and copies more slowly than a plain copy. Measured, interleaved, two rounds
 //! (`docs/perf/shm-crossovers.txt`): single-copy took 1.0-1.9x as long as direct at

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! [0, 4096)                     header: magic, version, size, chunk, length, counters
-//! [4096, 4096 + 128 * size)     one 128-byte control line per rank (two cache lines)
+//! [4096, 4096 + 128 * size)     one 128-byte control line per rank (two cache lines:
+//!                               arrival, digests, inline data; pid, streamed progress)
 //! [rounds, rounds + 320 * size) the words of the dissemination rounds 1.., per rank
 //! [slots, ...)                  two slots of `chunk` bytes per rank (double buffer):
 //!                               the step's full fingerprint, then its data
@@ -19,7 +20,7 @@ use crate::fingerprint::FINGERPRINT_BYTES;
 /// "cobrecom" in ASCII: the segment was made by this backend.
 pub(crate) const MAGIC: u64 = 0x636F_6272_6563_6F6D;
 /// Bumped whenever the layout changes: ranks of different builds refuse each other.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const LINE_BYTES: usize = 128;
@@ -64,6 +65,9 @@ pub(crate) const L_INLINE: usize = 24;
 pub(crate) const INLINE_BYTES: usize = 16;
 /// Process id of the rank (u32), 0 until attached; in the second cache line.
 pub(crate) const L_PID: usize = 64;
+/// Bytes of a streamed step's data already in the slot, for each of the two buffers
+/// (2 x u64): readers copy behind it (see `Job::publish_streamed`).
+pub(crate) const L_PROGRESS: usize = 72;
 /// Each slot starts with the full fingerprint of its step (read only on a mismatch).
 pub(crate) const SLOT_HEADER: usize = 64;
 
@@ -78,6 +82,7 @@ const ROUND_BYTES: usize = 32;
 const ROUNDS_BYTES: usize = (MAX_LATER_ROUNDS * ROUND_BYTES).next_multiple_of(64);
 
 const _: () = assert!(L_INLINE + 2 * INLINE_BYTES <= 64);
+const _: () = assert!(L_PROGRESS + 16 <= LINE_BYTES);
 const _: () = assert!(FINGERPRINT_BYTES <= SLOT_HEADER);
 
 /// Offsets of one job's segment.
@@ -100,6 +105,11 @@ impl Layout {
 
     pub(crate) fn inline(&self, rank: usize, generation: u64) -> usize {
         self.line(rank) + L_INLINE + (generation % 2) as usize * INLINE_BYTES
+    }
+
+    /// How many bytes of the data `rank` streams at `generation` are in place.
+    pub(crate) fn progress(&self, rank: usize, generation: u64) -> usize {
+        self.line(rank) + L_PROGRESS + (generation % 2) as usize * 8
     }
 
     fn rounds_start(&self) -> usize {

@@ -55,6 +55,26 @@ impl ShmTransport {
         self.job
             .collect(&mut self.steps, generation, fingerprint, len, read)
     }
+
+    /// The first half of a step in which this rank alone sends `data` (at most one
+    /// chunk), written while the others copy it (see `Job::publish_streamed`).
+    pub(crate) fn publish_streamed(&mut self, fingerprint: &Fingerprint, data: &[u8]) -> u64 {
+        self.job
+            .publish_streamed(&mut self.steps, fingerprint, data)
+    }
+
+    /// The second half of a step in which only rank `from` sends, `len` bytes streamed:
+    /// hands them to `read` piece by piece as they land (see `Job::collect_streamed`).
+    pub(crate) fn collect_streamed(
+        &mut self,
+        generation: u64,
+        fingerprint: &Fingerprint,
+        (from, len): (usize, usize),
+        read: impl FnMut(std::ops::Range<usize>, &[u8]) -> Result<(), CommError>,
+    ) -> Result<(), CommError> {
+        self.job
+            .collect_streamed(&mut self.steps, generation, fingerprint, (from, len), read)
+    }
 }
 
 impl Transport for ShmTransport {
