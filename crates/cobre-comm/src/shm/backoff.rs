@@ -4,9 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-/// Polls before yielding, when every rank has a core: the rank waited for is running, and
-/// its signal arrives within a cache-line transfer (2 ranks on 2 cores: 0.18 us barrier).
-const SPINS: u32 = 100;
+/// How long a waiter spins before yielding, when every rank has a core: the rank waited
+/// for is running, and its signal arrives within a cache-line transfer (2 ranks on 2
+/// cores: 0.18 us barrier) or, in a large transfer, within a piece's copy. Spinning on
+/// for milliseconds keeps a virtual machine's core busy: one that yields and then sleeps
+/// goes idle, and its host may hand the physical core to another guest, to be woken late.
+/// Measured in a noisy spell on the reference machine (a guest with up to 25% of its time
+/// taken by the host), 2 ranks, 16 MiB broadcast, avg us over six or four jobs each: 100
+/// spins (about 5 us) 3779-15174, 20000 (about 1 ms) 3794-11225, spinning without end
+/// 3563-5064, Intel MPI's busy-polling ranks 4286-6814 (`docs/perf/shm-spinning.txt`).
+const SPIN_FOR: Duration = Duration::from_millis(20);
+/// Spins between looks at the clock (about 11 us here): a wait that ends sooner, as
+/// most do, never reads it.
+const SPINS_PER_LOOK: u32 = 256;
 /// Yields before sleeping. Yielding early keeps ranks that outnumber the cores fast: the
 /// rank being waited for gets the core (measured: 8 B allreduce at 4 ranks on 2 cores,
 /// 72 us with 2000 spins and 50 yields, 4.4 us with 100 and 5000).
@@ -26,7 +36,7 @@ const YIELDS_PER_LOOK: u32 = 16;
 /// A waiter's spin-then-yield policy, fixed for the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Backoff {
-    spins: u32,
+    spin_for: Duration,
     yields: u32,
 }
 
@@ -37,20 +47,33 @@ impl Backoff {
     /// interleaved: barrier 2.9-5.6 us with spins first, 1.5-2.6 us without).
     pub(crate) fn for_job(size: usize, cores: usize) -> Backoff {
         Backoff {
-            spins: if size > cores { 0 } else { SPINS },
+            spin_for: if size > cores {
+                Duration::ZERO
+            } else {
+                SPIN_FOR
+            },
             yields: YIELDS,
         }
     }
 
     /// Polls `done` (spinning, then yielding) until it holds, or until this policy gives
-    /// up (its count of yields made, or [`YIELD_FOR`] spent yielding); returns whether it
-    /// holds.
+    /// up (its time spent spinning, then its count of yields made or [`YIELD_FOR`] spent
+    /// yielding); returns whether it holds.
     pub(crate) fn poll(self, done: impl Fn() -> bool) -> bool {
-        for _ in 0..self.spins {
-            if done() {
-                return true;
+        if !self.spin_for.is_zero() {
+            let mut until = None;
+            for i in 0_u32.. {
+                if done() {
+                    return true;
+                }
+                std::hint::spin_loop();
+                if i % SPINS_PER_LOOK == SPINS_PER_LOOK - 1 {
+                    let now = Instant::now();
+                    if now >= *until.get_or_insert(now + self.spin_for) {
+                        break;
+                    }
+                }
             }
-            std::hint::spin_loop();
         }
         let mut until = None;
         for i in 0..self.yields {
@@ -76,8 +99,8 @@ mod tests {
 
     #[test]
     fn ranks_that_outnumber_the_cores_do_not_spin() {
-        assert_eq!(Backoff::for_job(2, 2).spins, SPINS);
-        assert_eq!(Backoff::for_job(3, 2).spins, 0);
+        assert_eq!(Backoff::for_job(2, 2).spin_for, SPIN_FOR);
+        assert_eq!(Backoff::for_job(3, 2).spin_for, Duration::ZERO);
         assert_eq!(Backoff::for_job(3, 2).yields, YIELDS);
     }
 
@@ -89,17 +112,42 @@ mod tests {
             false
         };
         let policy = Backoff {
-            spins: 3,
+            spin_for: Duration::ZERO,
             yields: 2,
         };
         assert!(!policy.poll(count));
-        assert_eq!(polls.get(), 3 + 2 + 1);
+        assert_eq!(polls.get(), 2 + 1);
         polls.set(0);
         assert!(policy.poll(|| {
             polls.set(polls.get() + 1);
-            polls.get() == 4
+            polls.get() == 2
         }));
-        assert_eq!(polls.get(), 4);
+        assert_eq!(polls.get(), 2);
+    }
+
+    /// Spinning ends at its time limit, then the yields follow.
+    #[test]
+    fn spinning_stops_at_its_time_limit() {
+        let polls = Cell::new(0_u32);
+        let policy = Backoff {
+            spin_for: Duration::from_millis(2),
+            yields: 3,
+        };
+        let start = Instant::now();
+        assert!(!policy.poll(|| {
+            polls.set(polls.get() + 1);
+            false
+        }));
+        assert!(start.elapsed() >= Duration::from_millis(2));
+        // At least one round of spins before the first look at the clock, then the
+        // yields and the last look.
+        assert!(polls.get() > SPINS_PER_LOOK + 3, "{} polls", polls.get());
+        polls.set(0);
+        assert!(policy.poll(|| {
+            polls.set(polls.get() + 1);
+            polls.get() == 10
+        }));
+        assert_eq!(polls.get(), 10);
     }
 
     /// On a loaded node each yield can take a time slice: the yields stop at their time
@@ -114,7 +162,7 @@ mod tests {
             false
         };
         let policy = Backoff {
-            spins: 0,
+            spin_for: Duration::ZERO,
             yields: YIELDS,
         };
         assert!(!policy.poll(slow));

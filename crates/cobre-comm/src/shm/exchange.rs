@@ -13,7 +13,7 @@
 //! pieces, storing after each the count of bytes in place (per buffer, in its control
 //! line), and the readers copy each piece as soon as the count covers it.
 //!
-//! Waiting spins briefly (not at all when the ranks outnumber the cores), then yields
+//! Waiting spins (up to 20 ms; not at all when the ranks outnumber the cores), then yields
 //! (see `backoff.rs`), then sleeps on a futex in the segment with a short timeout.
 //! Sleepers announce themselves, so publishers make the `futex_wake` system call only
 //! when someone sleeps. While sleeping a rank checks that the ranks it waits
