@@ -438,13 +438,21 @@ impl Job {
         // The buffers of this generation were last used at `generation - 2`, and nobody
         // reads them any more: every rank arrived at `generation - 1` (the previous collect
         // saw it), and a rank publishes a step only after reading the one before.
-        let encoded = fingerprint.encode();
-        state.digest = digest(&encoded);
         let mut at = self.layout.data(self.rank, generation, total);
         for part in parts {
             self.seg.write(at, part);
             at += part.len();
         }
+        self.arrive(state, fingerprint, generation);
+        generation
+    }
+
+    /// Writes `fingerprint` and its digest for step `generation`, then this rank's
+    /// arrival at it, and wakes any sleeper: the end of [`Job::publish`], the start of a
+    /// streamed step.
+    fn arrive(&self, state: &mut Steps, fingerprint: &Fingerprint, generation: u64) {
+        let encoded = fingerprint.encode();
+        state.digest = digest(&encoded);
         self.seg
             .write(self.layout.fingerprint(self.rank, generation), &encoded);
         self.seg
@@ -455,7 +463,6 @@ impl Job {
             .store(generation, SeqCst);
         self.notify();
         state.generation = generation;
-        generation
     }
 
     /// Waits for every rank's part of step `generation`, checks that all ranks run the
@@ -501,17 +508,7 @@ impl Job {
         });
         self.seg.write(at, first);
         progress.store(first.len() as u64, SeqCst);
-        let encoded = fingerprint.encode();
-        state.digest = digest(&encoded);
-        self.seg
-            .write(self.layout.fingerprint(self.rank, generation), &encoded);
-        self.seg
-            .u64_at(self.layout.digest(self.rank, generation))
-            .store(state.digest, SeqCst);
-        self.seg
-            .u64_at(self.layout.line(self.rank) + L_ARRIVE)
-            .store(generation, SeqCst);
-        self.notify();
+        self.arrive(state, fingerprint, generation);
         let mut written = first.len();
         // At least four pieces per slot, also where slots are small.
         let piece = STREAM_PIECE_BYTES.min(self.layout.payload() / 4).max(1);
@@ -521,7 +518,6 @@ impl Job {
             progress.store(written as u64, SeqCst);
             self.notify();
         }
-        state.generation = generation;
         generation
     }
 
