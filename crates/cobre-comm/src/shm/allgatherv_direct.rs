@@ -32,10 +32,17 @@ pub(crate) fn run<T: CommData>(
     let send = as_bytes(send);
     let recv = as_bytes_mut(recv);
     let streaming = recv.len() >= super::allgatherv::STREAMING_MIN_BYTES;
+    let own = displs[rank] * elem;
     for k in 0..steps {
-        link.step(
+        let generation = link.publish(fingerprint, &[&send[piece(rank, k)]]);
+        if k + 1 == steps {
+            // This rank's own part goes into place while the others copy theirs in: a
+            // rank that waits for a later one copies in the meantime.
+            copy_into(&mut recv[own..own + send.len()], send, streaming);
+        }
+        link.collect(
+            generation,
             fingerprint,
-            &send[piece(rank, k)],
             |r| piece(r, k).len(),
             |r, data| {
                 if r != rank {
@@ -46,7 +53,5 @@ pub(crate) fn run<T: CommData>(
             },
         )?;
     }
-    let own = displs[rank] * elem;
-    copy_into(&mut recv[own..own + send.len()], send, streaming);
     Ok(())
 }

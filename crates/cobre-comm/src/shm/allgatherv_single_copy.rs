@@ -22,13 +22,14 @@ pub(crate) fn run<T: CommData>(
     let elem = std::mem::size_of::<T>();
     let send = as_bytes(send);
     let recv = as_bytes_mut(recv);
-    single_copy::exchange(link, fingerprint, send, |remote| {
+    let reads = single_copy::read_all(link, fingerprint, send, |remote| {
         let q = remote.rank();
         let at = displs[q] * elem;
         remote.read_into(&mut recv[at..at + counts[q] * elem])
     })?;
+    // This rank's own part goes into place while the others may still be reading.
     let own = displs[me] * elem;
     let streaming = recv.len() >= super::allgatherv::STREAMING_MIN_BYTES;
     copy_into(&mut recv[own..own + send.len()], send, streaming);
-    Ok(())
+    reads.wait(link, fingerprint)
 }

@@ -48,8 +48,22 @@ pub(crate) fn exchange(
     link: &mut ShmTransport,
     fingerprint: &Fingerprint,
     mine: &[u8],
-    mut read: impl FnMut(&Remote) -> Result<(), String>,
+    read: impl FnMut(&Remote) -> Result<(), String>,
 ) -> Result<(), CommError> {
+    read_all(link, fingerprint, mine, read)?.wait(link, fingerprint)
+}
+
+/// The first part of [`exchange`]: announces `mine`, hands every other rank's announcement
+/// to `read` in rank order, and tells the others that this rank is done reading. The
+/// peers may still be reading `mine`: [`Reads::wait`] must follow before it changes or
+/// the call returns. In between, the caller may do work of its own that the peers'
+/// reads do not depend on.
+pub(crate) fn read_all(
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
+    mine: &[u8],
+    mut read: impl FnMut(&Remote) -> Result<(), String>,
+) -> Result<Reads, CommError> {
     let me = link.job.rank;
     let mut announce = [0_u8; 16];
     announce[..8].copy_from_slice(&(mine.as_ptr() as u64).to_le_bytes());
@@ -78,39 +92,62 @@ pub(crate) fn exchange(
             Ok(())
         },
     )?;
-    // Done reading: the owners may return. Each rank says whether its copies succeeded.
+    // Done reading: each rank says whether its copies succeeded.
     let status = [u8::from(failure.is_some())];
     let generation = link.publish(fingerprint, &[&status]);
-    let mut failed = Vec::new();
-    link.collect(
+    Ok(Reads {
         generation,
-        fingerprint,
-        |_| 1,
-        |q, data| {
-            if data[0] != 0 {
-                failed.push(q.to_string());
-            }
+        failure,
+    })
+}
+
+/// This rank's reads of an [`read_all`], done; the peers' reads of its buffer maybe not.
+#[must_use = "the peers may still be reading this rank's buffer: wait for them"]
+pub(crate) struct Reads {
+    generation: u64,
+    failure: Option<String>,
+}
+
+impl Reads {
+    /// Waits until every rank has finished reading (so this rank's buffer may change),
+    /// and fails on every rank if any rank's copies failed.
+    pub(crate) fn wait(
+        self,
+        link: &mut ShmTransport,
+        fingerprint: &Fingerprint,
+    ) -> Result<(), CommError> {
+        let me = link.job.rank;
+        let mut failed = Vec::new();
+        link.collect(
+            self.generation,
+            fingerprint,
+            |_| 1,
+            |q, data| {
+                if data[0] != 0 {
+                    failed.push(q.to_string());
+                }
+                Ok(())
+            },
+        )?;
+        let operation = fingerprint.op.name();
+        if let Some(why) = self.failure {
+            return Err(CommError::CollectiveFailed {
+                operation,
+                mpi_error_code: -1,
+                message: format!("single-copy transfer on rank {me}: {why}"),
+            });
+        }
+        if failed.is_empty() {
             Ok(())
-        },
-    )?;
-    let operation = fingerprint.op.name();
-    if let Some(why) = failure {
-        return Err(CommError::CollectiveFailed {
-            operation,
-            mpi_error_code: -1,
-            message: format!("single-copy transfer on rank {me}: {why}"),
-        });
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CommError::CollectiveFailed {
-            operation,
-            mpi_error_code: -1,
-            message: format!(
-                "single-copy transfer failed on rank(s) {} (see their errors)",
-                failed.join(", ")
-            ),
-        })
+        } else {
+            Err(CommError::CollectiveFailed {
+                operation,
+                mpi_error_code: -1,
+                message: format!(
+                    "single-copy transfer failed on rank(s) {} (see their errors)",
+                    failed.join(", ")
+                ),
+            })
+        }
     }
 }
