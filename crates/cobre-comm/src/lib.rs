@@ -74,6 +74,8 @@ mod call;
 #[cfg(all(test, any(feature = "shm", feature = "tcp")))]
 mod collective_checks;
 mod copy;
+#[cfg(any(feature = "shm", feature = "tcp"))]
+mod cores;
 pub mod datatype;
 mod env;
 pub mod factory;

@@ -119,7 +119,7 @@ impl Job {
             layout,
             config,
             super::cma::availability(),
-            super::cores::node_cores(),
+            crate::cores::node_cores(),
         );
         job.join(created)?;
         Ok(job)

@@ -28,7 +28,6 @@ mod broadcast_direct;
 mod broadcast_single_copy;
 mod cma;
 mod config;
-mod cores;
 mod exchange;
 mod layout;
 mod region;
@@ -88,7 +87,7 @@ pub fn single_copy_available() -> Result<(), String> {
 /// ```
 #[must_use]
 pub fn node_cores() -> usize {
-    cores::node_cores()
+    crate::cores::node_cores()
 }
 
 /// The calls of one process of a job, shared by its communicator, node communicator and

@@ -52,7 +52,7 @@ pub(crate) fn open_segment(config: &ShmConfig) -> Result<(Segment, Layout, bool)
     if config.rank == 0 {
         let signalling = config
             .signalling
-            .unwrap_or_else(|| Signalling::pick(config.size, super::cores::node_cores()));
+            .unwrap_or_else(|| Signalling::pick(config.size, crate::cores::node_cores()));
         let layout = layout(signalling);
         Ok((create(config, layout)?, layout, true))
     } else {

@@ -165,6 +165,7 @@ fn raw_mesh(size: usize) -> (Mesh, Vec<TcpStream>) {
         scratch: Scratch::default(),
         algorithms: crate::algorithm::Forced::NONE,
         hosts: std::sync::Arc::new(super::hosts::Hosts::one(size)),
+        spin: Duration::from_micros(50),
     };
     (mesh, raws)
 }

@@ -186,7 +186,12 @@ impl TcpBackend {
                 .map(|h| h.ranks.clone())
                 .collect(),
         ));
-        backend.calls.with_transport(|mesh, _| mesh.hosts = hosts);
+        let local_ranks = hosts.members(hosts.of(config.rank)).len();
+        let spin = transport::spin_for(local_ranks, crate::cores::node_cores());
+        backend.calls.with_transport(|mesh, _| {
+            mesh.hosts = hosts;
+            mesh.spin = spin;
+        });
         Ok(backend)
     }
 

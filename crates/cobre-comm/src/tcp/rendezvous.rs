@@ -72,6 +72,8 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         scratch: Scratch::default(),
         algorithms: config.algorithms,
         hosts: std::sync::Arc::new(super::hosts::Hosts::one(config.size)),
+        // Every rank on this host until the hosts are gathered.
+        spin: super::transport::spin_for(config.size, crate::cores::node_cores()),
     })
 }
 
