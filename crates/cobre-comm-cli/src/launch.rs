@@ -25,7 +25,8 @@ pub enum Bind {
     /// Leave them to the scheduler.
     None,
     /// Each on a CPU of its own (one per physical core first) when they fit, as
-    /// `mpiexec --bind-to core`; unbound when they outnumber the CPUs. Every thread of a
+    /// `mpiexec --bind-to core`; as many on each CPU when they are a multiple of the CPUs,
+    /// unbound when they outnumber the CPUs otherwise. Every thread of a
     /// rank then shares its one CPU: not for ranks that compute with several threads.
     Core,
 }

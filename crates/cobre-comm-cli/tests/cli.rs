@@ -125,13 +125,19 @@ fn launch_sets_the_backend_environment() {
 
 /// The CPUs each rank of `launch -n 2 [--bind ...]` may run on, as the kernel lists them.
 fn launched_cpus(bind: &[&str]) -> Vec<String> {
-    let mut args = vec!["launch", "-n", "2"];
+    launched_cpus_of(2, bind)
+}
+
+/// The CPUs each rank of `launch -n RANKS [--bind ...]` may run on.
+fn launched_cpus_of(ranks: usize, bind: &[&str]) -> Vec<String> {
+    let n = ranks.to_string();
+    let mut args = vec!["launch", "-n", &n];
     args.extend_from_slice(bind);
     args.extend_from_slice(&["--", "sh", "-c", "grep Cpus_allowed_list /proc/self/status"]);
     let out = cobre_comm(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    (0..2)
+    (0..ranks)
         .map(|r| {
             let prefix = format!("[{r}] Cpus_allowed_list:");
             let line = stdout.lines().find(|l| l.starts_with(&prefix));
@@ -159,6 +165,28 @@ fn launch_binds_each_rank_to_a_cpu_of_its_own_when_asked() {
     assert_eq!(free[0], free[1]);
     if cpus >= 2 {
         assert!(free[0].parse::<usize>().is_err(), "{free:?}");
+    }
+}
+
+#[test]
+fn launch_binds_twice_the_cpus_two_to_a_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus > 8 {
+        return; // keep the job small; the rule is the same
+    }
+    let bound = launched_cpus_of(2 * cpus, &["--bind", "core"]);
+    for r in 0..cpus {
+        assert!(bound[r].parse::<usize>().is_ok(), "{bound:?}");
+        assert_eq!(bound[r], bound[r + cpus], "{bound:?}");
+    }
+    let mut distinct = bound[..cpus].to_vec();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), cpus, "{bound:?}");
+    // Three ranks on two CPUs cannot share them evenly: nothing is bound.
+    if cpus == 2 {
+        let free = launched_cpus_of(3, &["--bind", "core"]);
+        assert!(free.iter().all(|l| l.parse::<usize>().is_err()), "{free:?}");
     }
 }
 

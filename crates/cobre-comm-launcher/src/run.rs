@@ -251,7 +251,8 @@ impl Launcher {
     }
 
     /// Where the ranks run: [`Binding::None`] (the default) leaves them to the scheduler,
-    /// [`Binding::Cores`] puts each on a CPU of its own when they fit.
+    /// [`Binding::Cores`] puts each on a CPU of its own when they fit (and the same number
+    /// on every CPU when they are a multiple of the CPUs).
     ///
     /// ```
     /// use cobre_comm_launcher::{Binding, Launcher};
@@ -499,7 +500,7 @@ impl Launcher {
             None
         };
         let cpus = match self.binding {
-            Binding::Cores => bind::cpu_order().filter(|cpus| self.ranks <= cpus.len()),
+            Binding::Cores => bind::cpu_order().filter(|cpus| bind::fits(self.ranks, cpus.len())),
             Binding::None => None,
         };
         Ok(RunningJob {
@@ -750,7 +751,7 @@ impl RunningJob {
             }
             Some(None) => {}
         }
-        let cpu = self.cpus.as_ref().map(|cpus| cpus[rank]);
+        let cpu = self.cpus.as_ref().map(|cpus| cpus[rank % cpus.len()]);
         let started = self.launcher.spawn_rank(rank, cpu, &self.events)?;
         lock(&self.pids).push(started.pid);
         self.slots[rank] = Some(started);
