@@ -4,6 +4,21 @@
 //! may still have many.
 
 use std::path::Path;
+use std::time::Duration;
+
+/// How long a waiting rank keeps polling before it sleeps, when the ranks of its node
+/// fit its cores ([`ranks_fit`]); both backends wait this way. The rank waited for is
+/// running, so its signal comes soon; a rank that sleeps instead lets its core go idle,
+/// and a virtual machine's idle core is woken late, so the two ranks can go on waking
+/// each other late. What it cost each backend is measured beside its waiting loop
+/// (`shm/backoff.rs`, `tcp/transport.rs`).
+pub(crate) const SPIN_WHILE_RANKS_FIT: Duration = Duration::from_millis(20);
+
+/// Whether `ranks` ranks of one node each have one of its `cores`. Where they do not,
+/// the rank a waiter waits for may need the waiter's core, and waiters poll only briefly.
+pub(crate) fn ranks_fit(ranks: usize, cores: usize) -> bool {
+    ranks <= cores
+}
 
 /// The cores of this node the job may use; 1 when nothing can be read.
 pub(crate) fn node_cores() -> usize {

@@ -4,16 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-/// How long a waiter spins before yielding, when every rank has a core: the rank waited
-/// for is running, and its signal arrives within a cache-line transfer (2 ranks on 2
-/// cores: 0.18 us barrier) or, in a large transfer, within a piece's copy. Spinning on
-/// for milliseconds keeps a virtual machine's core busy: one that yields and then sleeps
-/// goes idle, and its host may hand the physical core to another guest, to be woken late.
-/// Measured in a noisy spell on the reference machine (a guest with up to 25% of its time
-/// taken by the host), 2 ranks, 16 MiB broadcast, avg us over six or four jobs each: 100
-/// spins (about 5 us) 3779-15174, 20000 (about 1 ms) 3794-11225, spinning without end
-/// 3563-5064, Intel MPI's busy-polling ranks 4286-6814 (`docs/perf/shm-spinning.txt`).
-const SPIN_FOR: Duration = Duration::from_millis(20);
+use crate::cores::{SPIN_WHILE_RANKS_FIT, ranks_fit};
+
 /// Spins between looks at the clock (about 11 us here): a wait that ends sooner, as
 /// most do, never reads it.
 const SPINS_PER_LOOK: u32 = 256;
@@ -45,12 +37,21 @@ impl Backoff {
     /// the ranks outnumber the cores a waiter yields at once: the rank it waits for may
     /// be waiting for this core, and every spin delays it (measured, 4 ranks on 2 cores,
     /// interleaved: barrier 2.9-5.6 us with spins first, 1.5-2.6 us without).
+    ///
+    /// When every rank has a core, a waiter spins for [`SPIN_WHILE_RANKS_FIT`]: the rank
+    /// waited for is running, and its signal arrives within a cache-line transfer (2 ranks
+    /// on 2 cores: 0.18 us barrier) or, in a large transfer, within a piece's copy.
+    /// Measured in a noisy spell on the reference machine (a guest with up to 25% of its
+    /// time taken by the host), 2 ranks, 16 MiB broadcast, avg us over six or four jobs
+    /// each: 100 spins (about 5 us) 3779-15174, 20000 (about 1 ms) 3794-11225, spinning
+    /// without end 3563-5064, Intel MPI's busy-polling ranks 4286-6814
+    /// (`docs/perf/shm-spinning.txt`).
     pub(crate) fn for_job(size: usize, cores: usize) -> Backoff {
         Backoff {
-            spin_for: if size > cores {
-                Duration::ZERO
+            spin_for: if ranks_fit(size, cores) {
+                SPIN_WHILE_RANKS_FIT
             } else {
-                SPIN_FOR
+                Duration::ZERO
             },
             yields: YIELDS,
         }
@@ -99,7 +100,7 @@ mod tests {
 
     #[test]
     fn ranks_that_outnumber_the_cores_do_not_spin() {
-        assert_eq!(Backoff::for_job(2, 2).spin_for, SPIN_FOR);
+        assert_eq!(Backoff::for_job(2, 2).spin_for, SPIN_WHILE_RANKS_FIT);
         assert_eq!(Backoff::for_job(3, 2).spin_for, Duration::ZERO);
         assert_eq!(Backoff::for_job(3, 2).yields, YIELDS);
     }

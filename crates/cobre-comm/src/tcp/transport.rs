@@ -25,6 +25,7 @@ use super::rendezvous::on_demand::{DialError, OnDemand};
 use super::scratch::Scratch;
 use crate::call::Transport;
 use crate::copy::copy;
+use crate::cores::{SPIN_WHILE_RANKS_FIT, ranks_fit};
 use crate::fingerprint::Fingerprint;
 use crate::tcp_config::SocketBuffers;
 use crate::types::CommError;
@@ -37,28 +38,27 @@ const MAX_STASH: usize = 256 << 20;
 /// report is not destroyed by a connection reset when the process exits.
 const ABORT_LINGER: Duration = Duration::from_millis(300);
 
-/// How long an exchange retries without sleeping after its last progress, when every
-/// rank of this host has a core. A rank that sleeps in `poll` lets its core go idle, and
-/// a virtual machine's idle core is woken late (about 100 us); a peer that spins less
-/// than that falls asleep in turn, and the two can go on waking each other late for the
-/// rest of the job. Measured on the reference machine, 2 ranks, 8 B allreduce, 20000
-/// iterations per job, jobs alternated: spinning 50 us, jobs took 10.2-68.3 us per call
-/// (the slow ones with 1700-15600 context switches); 1 ms, 9.7-12.0; 20 ms, 9.6-11.0
-/// (55-90 context switches each) (`docs/perf/tcp-spinning.txt`). MPI's ranks busy-poll
-/// without end.
-const SPIN: Duration = Duration::from_millis(20);
 /// How long an exchange retries without sleeping when this host's ranks outnumber its
 /// cores: the rank it waits for may need this core, so it soon sleeps in `poll`
 /// (yielding as it retries meanwhile).
 const SPIN_SHARED_CORES: Duration = Duration::from_micros(50);
 
 /// How long an exchange of a rank whose host runs `local_ranks` ranks on `cores` cores
-/// retries before sleeping.
+/// retries without sleeping after its last progress.
+///
+/// When every rank of the host has a core, [`SPIN_WHILE_RANKS_FIT`]. A rank that sleeps
+/// in `poll` lets its core go idle, and a virtual machine's idle core is woken late
+/// (about 100 us); a peer that spins less than that falls asleep in turn, and the two
+/// can go on waking each other late for the rest of the job. Measured on the reference
+/// machine, 2 ranks, 8 B allreduce, 20000 iterations per job, jobs alternated: spinning
+/// 50 us, jobs took 10.2-68.3 us per call (the slow ones with 1700-15600 context
+/// switches); 1 ms, 9.7-12.0; 20 ms, 9.6-11.0 (55-90 context switches each)
+/// (`docs/perf/tcp-spinning.txt`). MPI's ranks busy-poll without end.
 pub(crate) fn spin_for(local_ranks: usize, cores: usize) -> Duration {
-    if local_ranks > cores {
-        SPIN_SHARED_CORES
+    if ranks_fit(local_ranks, cores) {
+        SPIN_WHILE_RANKS_FIT
     } else {
-        SPIN
+        SPIN_SHARED_CORES
     }
 }
 
@@ -1256,9 +1256,9 @@ mod tests {
 
     #[test]
     fn ranks_that_share_cores_spin_briefly() {
-        assert_eq!(spin_for(2, 2), SPIN);
-        assert_eq!(spin_for(1, 64), SPIN);
+        assert_eq!(spin_for(2, 2), SPIN_WHILE_RANKS_FIT);
+        assert_eq!(spin_for(1, 64), SPIN_WHILE_RANKS_FIT);
         assert_eq!(spin_for(3, 2), SPIN_SHARED_CORES);
-        assert!(SPIN_SHARED_CORES < SPIN);
+        assert!(SPIN_SHARED_CORES < SPIN_WHILE_RANKS_FIT);
     }
 }
