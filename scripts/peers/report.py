@@ -54,6 +54,14 @@ def paired_ratio(ours, peers):
     return median(ratios)
 
 
+def by_round(values):
+    """A contender's figures of one cell in round order, `None` for a round it missed, so
+    that a cell that swings can be looked at afterwards: which rounds were slow, and for
+    whom."""
+    last = max(values, default=0)
+    return [values.get(r) for r in range(1, last + 1)]
+
+
 def fmt(value, width=11):
     if value is None:
         return f"{'-':>{width}}"
@@ -78,6 +86,7 @@ def main():
 
     # (table, backend, op, bytes) -> {"avg": [..], "min": [..], "max": [..], "iters": n}
     cells = defaultdict(lambda: {"avg": [], "min": [], "max": [], "iters": None, "by_round": {}})
+    sddp_by_round = defaultdict(dict)
     # (table, backend) -> [ms per iteration, one per round]
     sddp = defaultdict(list)
     failures = []
@@ -101,6 +110,7 @@ def main():
             for _, ranks in data:
                 values = [r["avg_us"] for r in ranks]
                 sddp[(job["table"], job["backend"])].append(sum(values) / len(values) / 1e3)
+                sddp_by_round[(job["table"], job["backend"])][job["round"]] = sum(values) / len(values) / 1e3
 
     ranks = settings["ranks"]
     out = {
@@ -164,6 +174,11 @@ def main():
                         for b in [ours] + labels
                         if (c := cells.get((table["name"], b, op, nbytes)))
                     },
+                    "by_round_us": {
+                        b: by_round(c["by_round"])
+                        for b in [ours] + labels
+                        if (c := cells.get((table["name"], b, op, nbytes)))
+                    },
                 }
             )
             line = f"{cell_name(op, nbytes):<20}{fmt(ours_us)}"
@@ -189,6 +204,11 @@ def main():
                 "peers_ms": peer_ms,
                 "best_peer": best,
                 "ratio": ratio,
+                "by_round_ms": {
+                    b: by_round(sddp_by_round[(table["name"], b)])
+                    for b in [ours] + labels
+                    if (table["name"], b) in sddp_by_round
+                },
             }
             line = f"{'sddp ms/iteration':<20}{fmt(ours_ms)}"
             line += "".join(fmt(peer_ms[p]) for p in labels)
