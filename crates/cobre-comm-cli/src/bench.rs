@@ -121,6 +121,7 @@ impl Cells {
     }
 
     /// A configuration with these sizes (and the default iterations).
+    #[cfg(feature = "tcp")] // for `model`, which runs the tcp schedules
     pub fn config(&self) -> BenchConfig {
         BenchConfig {
             min_bytes: self.min_bytes,

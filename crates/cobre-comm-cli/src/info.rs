@@ -51,6 +51,39 @@ struct BackendAlgorithms {
     signalling: Option<String>,
     /// What the backend's transport gets from this machine (tcp: its socket buffers).
     transport: Option<String>,
+    /// How long a waiting rank keeps its core busy on this node before it sleeps.
+    waiting: Option<String>,
+}
+
+/// A short duration in the unit that reads best: `20 ms`, `50 us`.
+#[cfg(any(feature = "shm", feature = "tcp"))]
+fn short_duration(d: std::time::Duration) -> String {
+    if d.as_micros() >= 1000 && d.as_micros().is_multiple_of(1000) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} us", d.as_micros())
+    }
+}
+
+/// How a waiting rank of `backend` spends its time on a node of `cores` cores: `busy`
+/// while the ranks fit the cores, `crowded` when they outnumber them, then `rest`.
+#[cfg(any(feature = "shm", feature = "tcp"))]
+fn waiting(
+    who: &str,
+    rest: &str,
+    cores: usize,
+    busy: std::time::Duration,
+    crowded: std::time::Duration,
+) -> String {
+    let crowded = if crowded.is_zero() {
+        "at once".to_string()
+    } else {
+        format!("after {}", short_duration(crowded))
+    };
+    format!(
+        "waiting: {who} busy-polls up to {} before it {rest}, while the ranks fit this node's {cores} cores; {crowded} with more ranks",
+        short_duration(busy)
+    )
 }
 
 /// The shm signalling a job of this node gets, by size.
@@ -117,7 +150,7 @@ fn algorithms() -> Vec<BackendAlgorithms> {
         cobre_comm::algorithm::describe(table)
             .lines()
             .map(str::to_string)
-            .collect()
+            .collect::<Vec<String>>()
     };
     #[cfg(feature = "shm")]
     out.push(BackendAlgorithms {
@@ -129,6 +162,16 @@ fn algorithms() -> Vec<BackendAlgorithms> {
             .map(|why| format!("single-copy: {why}")),
         signalling: Some(shm_signalling()),
         transport: None,
+        waiting: Some({
+            let cores = cobre_comm::node_cores();
+            waiting(
+                "a rank",
+                "yields its core and then sleeps on a futex",
+                cores,
+                cobre_comm::shm::spin_before_yield(cores, cores),
+                cobre_comm::shm::spin_before_yield(cores + 1, cores),
+            )
+        }),
     });
     #[cfg(feature = "tcp")]
     out.push(BackendAlgorithms {
@@ -138,6 +181,16 @@ fn algorithms() -> Vec<BackendAlgorithms> {
         unavailable: None,
         signalling: None,
         transport: Some(socket_buffers(cobre_comm::tcp_config::SocketBuffers::here())),
+        waiting: Some({
+            let cores = cobre_comm::node_cores();
+            waiting(
+                "an exchange",
+                "sleeps in poll",
+                cores,
+                cobre_comm::tcp::spin_before_sleep(cores, cores),
+                cobre_comm::tcp::spin_before_sleep(cores + 1, cores),
+            )
+        }),
     });
     let _ = lines;
     out
@@ -350,6 +403,9 @@ fn render(info: &Info) -> String {
         if let Some(transport) = &backend.transport {
             let _ = writeln!(out, "  {transport}");
         }
+        if let Some(waiting) = &backend.waiting {
+            let _ = writeln!(out, "  {waiting}");
+        }
     }
     let _ = writeln!(out, "MPI library:        {}", info.mpi_library);
     let _ = writeln!(
@@ -395,8 +451,33 @@ fn render_tcp(out: &mut String, tcp: &TcpView) {
 
 #[cfg(all(test, feature = "tcp"))]
 mod tests {
-    use super::socket_buffers;
+    use super::{socket_buffers, waiting};
     use cobre_comm::tcp_config::SocketBuffers;
+
+    #[test]
+    fn waiting_says_how_long_a_rank_keeps_its_core() {
+        use std::time::Duration;
+        assert_eq!(
+            waiting(
+                "a rank",
+                "sleeps",
+                2,
+                Duration::from_millis(20),
+                Duration::ZERO
+            ),
+            "waiting: a rank busy-polls up to 20 ms before it sleeps, while the ranks fit this node's 2 cores; at once with more ranks"
+        );
+        assert!(
+            waiting(
+                "an exchange",
+                "sleeps in poll",
+                8,
+                Duration::from_millis(20),
+                Duration::from_micros(50)
+            )
+            .ends_with("this node's 8 cores; after 50 us with more ranks")
+        );
+    }
 
     #[test]
     fn socket_buffers_show_what_is_asked_and_how_to_get_more() {

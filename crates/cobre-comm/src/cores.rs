@@ -20,8 +20,15 @@ pub(crate) fn ranks_fit(ranks: usize, cores: usize) -> bool {
     ranks <= cores
 }
 
-/// The cores of this node the job may use; 1 when nothing can be read.
-pub(crate) fn node_cores() -> usize {
+/// The cores of this node a job may use: its online CPUs, capped by a cgroup v2 CPU
+/// quota; 1 when nothing can be read. The `shm` and `tcp` backends decide from it how
+/// long their waiting ranks busy-poll (`shm::spin_before_yield`, `tcp::spin_before_sleep`).
+///
+/// ```
+/// assert!(cobre_comm::node_cores() >= 1);
+/// ```
+#[must_use]
+pub fn node_cores() -> usize {
     node_cores_in(Path::new("/"))
 }
 

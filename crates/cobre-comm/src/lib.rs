@@ -103,6 +103,8 @@ pub mod traits;
 pub mod types;
 
 pub use bytemuck;
+#[cfg(any(feature = "shm", feature = "tcp"))]
+pub use cores::node_cores;
 pub use datatype::ElementType;
 pub use factory::{
     BACKEND_ENV, Backend, BackendKind, MPI_LAUNCHER_VARS, SelectedCommunicator, Selection,

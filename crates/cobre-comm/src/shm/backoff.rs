@@ -57,6 +57,11 @@ impl Backoff {
         }
     }
 
+    /// How long a waiter spins before it starts yielding.
+    pub(crate) fn spin_for(self) -> Duration {
+        self.spin_for
+    }
+
     /// Polls `done` (spinning, then yielding) until it holds, or until this policy gives
     /// up (its time spent spinning, then its count of yields made or [`YIELD_FOR`] spent
     /// yielding); returns whether it holds.

@@ -90,6 +90,24 @@ pub fn node_cores() -> usize {
     crate::cores::node_cores()
 }
 
+/// How long a waiting rank of a `size`-rank job on a node that gives it `cores` cores
+/// busy-polls before it yields its core (and, a few milliseconds of yielding later,
+/// sleeps on a futex): 20 ms while the ranks fit the cores, none when they outnumber
+/// them, as the rank it waits for may need its core. A waiting rank keeps its core busy
+/// that long, as MPI's ranks do for the whole wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use cobre_comm::shm::spin_before_yield;
+///
+/// assert_eq!(spin_before_yield(2, 2), Duration::from_millis(20));
+/// assert_eq!(spin_before_yield(4, 2), Duration::ZERO);
+/// ```
+#[must_use]
+pub fn spin_before_yield(size: usize, cores: usize) -> std::time::Duration {
+    backoff::Backoff::for_job(size, cores).spin_for()
+}
+
 /// The calls of one process of a job, shared by its communicator, node communicator and
 /// regions.
 pub(crate) type ShmCalls = Calls<ShmTransport>;

@@ -215,6 +215,23 @@ impl TcpBackend {
     }
 }
 
+/// How long a waiting exchange of a rank whose host runs `local_ranks` ranks of the job
+/// on `cores` cores retries, yielding between tries, before it sleeps in `poll`: 20 ms
+/// while the host's ranks fit its cores, 50 us when they outnumber them. A waiting rank
+/// keeps its core busy that long, as MPI's ranks do for the whole wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use cobre_comm::tcp::spin_before_sleep;
+///
+/// assert_eq!(spin_before_sleep(2, 2), Duration::from_millis(20));
+/// assert_eq!(spin_before_sleep(4, 2), Duration::from_micros(50));
+/// ```
+#[must_use]
+pub fn spin_before_sleep(local_ranks: usize, cores: usize) -> Duration {
+    transport::spin_for(local_ranks, cores)
+}
+
 impl Drop for TcpBackend {
     fn drop(&mut self) {
         // The abort watcher may hold a reference for a moment; the calls' lock orders it.
