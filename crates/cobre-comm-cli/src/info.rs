@@ -65,16 +65,17 @@ fn short_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// How a waiting rank of `backend` spends its time on a node of `cores` cores: `busy`
-/// while the ranks fit the cores, `crowded` when they outnumber them, then `rest`.
+/// How a waiting rank (`who`) spends its time on a node of `cores` cores before it
+/// `rest`s: `spin(ranks, cores)` is its backend's rule, asked for a job that fits the
+/// cores and for one that outnumbers them.
 #[cfg(any(feature = "shm", feature = "tcp"))]
 fn waiting(
     who: &str,
     rest: &str,
     cores: usize,
-    busy: std::time::Duration,
-    crowded: std::time::Duration,
+    spin: impl Fn(usize, usize) -> std::time::Duration,
 ) -> String {
+    let crowded = spin(cores + 1, cores);
     let crowded = if crowded.is_zero() {
         "at once".to_string()
     } else {
@@ -82,7 +83,7 @@ fn waiting(
     };
     format!(
         "waiting: {who} busy-polls up to {} before it {rest}, while the ranks fit this node's {cores} cores; {crowded} with more ranks",
-        short_duration(busy)
+        short_duration(spin(cores, cores))
     )
 }
 
@@ -162,16 +163,12 @@ fn algorithms() -> Vec<BackendAlgorithms> {
             .map(|why| format!("single-copy: {why}")),
         signalling: Some(shm_signalling()),
         transport: None,
-        waiting: Some({
-            let cores = cobre_comm::node_cores();
-            waiting(
-                "a rank",
-                "yields its core and then sleeps on a futex",
-                cores,
-                cobre_comm::shm::spin_before_yield(cores, cores),
-                cobre_comm::shm::spin_before_yield(cores + 1, cores),
-            )
-        }),
+        waiting: Some(waiting(
+            "a rank",
+            "yields its core and then sleeps on a futex",
+            cobre_comm::node_cores(),
+            cobre_comm::shm::spin_before_yield,
+        )),
     });
     #[cfg(feature = "tcp")]
     out.push(BackendAlgorithms {
@@ -181,16 +178,12 @@ fn algorithms() -> Vec<BackendAlgorithms> {
         unavailable: None,
         signalling: None,
         transport: Some(socket_buffers(cobre_comm::tcp_config::SocketBuffers::here())),
-        waiting: Some({
-            let cores = cobre_comm::node_cores();
-            waiting(
-                "an exchange",
-                "sleeps in poll",
-                cores,
-                cobre_comm::tcp::spin_before_sleep(cores, cores),
-                cobre_comm::tcp::spin_before_sleep(cores + 1, cores),
-            )
-        }),
+        waiting: Some(waiting(
+            "an exchange",
+            "sleeps in poll",
+            cobre_comm::node_cores(),
+            cobre_comm::tcp::spin_before_sleep,
+        )),
     });
     let _ = lines;
     out
@@ -457,25 +450,26 @@ mod tests {
     #[test]
     fn waiting_says_how_long_a_rank_keeps_its_core() {
         use std::time::Duration;
-        assert_eq!(
-            waiting(
-                "a rank",
-                "sleeps",
-                2,
-                Duration::from_millis(20),
+        let shm_like = |ranks: usize, cores: usize| {
+            if ranks <= cores {
+                Duration::from_millis(20)
+            } else {
                 Duration::ZERO
-            ),
+            }
+        };
+        assert_eq!(
+            waiting("a rank", "sleeps", 2, shm_like),
             "waiting: a rank busy-polls up to 20 ms before it sleeps, while the ranks fit this node's 2 cores; at once with more ranks"
         );
+        let tcp = waiting(
+            "an exchange",
+            "sleeps in poll",
+            8,
+            cobre_comm::tcp::spin_before_sleep,
+        );
         assert!(
-            waiting(
-                "an exchange",
-                "sleeps in poll",
-                8,
-                Duration::from_millis(20),
-                Duration::from_micros(50)
-            )
-            .ends_with("this node's 8 cores; after 50 us with more ranks")
+            tcp.ends_with("up to 20 ms before it sleeps in poll, while the ranks fit this node's 8 cores; after 50 us with more ranks"),
+            "{tcp}"
         );
     }
 
