@@ -354,3 +354,35 @@ fn a_peer_that_sends_nothing_times_out_naming_it() {
         other => panic!("{other}"),
     }
 }
+
+/// A rank that says goodbye while its peer's bye is still unread must not close with
+/// unread bytes: the kernel would reset the connection instead of closing it. The peer
+/// reads this rank's bye, then the end of the stream, and no reset follows; whether the
+/// peer has closed its side already or not.
+#[test]
+fn goodbye_closes_cleanly_when_the_peers_bye_came_first() {
+    use std::io::Read;
+    for peer_closed_its_side in [true, false] {
+        let (mut mesh, mut raw) = raw_pair();
+        raw.write_all(&frame::encode_bye()).unwrap();
+        if peer_closed_its_side {
+            raw.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        mesh.goodbye();
+        drop(mesh);
+        let mut got = Vec::new();
+        match raw.read_to_end(&mut got) {
+            Ok(_) => assert_eq!(
+                got,
+                frame::encode_bye(),
+                "expected one bye frame, then the end"
+            ),
+            Err(e) => panic!("expected this rank's bye and the end of the stream, found: {e}"),
+        }
+        // A reset that came after the end of the stream shows as the socket's pending error.
+        assert!(
+            raw.take_error().unwrap().is_none(),
+            "peer closed its side: {peer_closed_its_side}; expected a clean close, found a reset"
+        );
+    }
+}

@@ -38,6 +38,11 @@ const MAX_STASH: usize = 256 << 20;
 /// report is not destroyed by a connection reset when the process exits.
 const ABORT_LINGER: Duration = Duration::from_millis(300);
 
+/// How long a rank that says goodbye waits for its peers' bye and the end of their
+/// streams. Closing a socket with the peer's bye unread makes the kernel reset the
+/// connection instead of closing it; ranks that finish together say bye within this.
+const GOODBYE_LINGER: Duration = Duration::from_millis(300);
+
 /// How long an exchange retries without sleeping when this host's ranks outnumber its
 /// cores: the rank it waits for may need this core, so it soon sleeps in `poll`
 /// (yielding as it retries meanwhile).
@@ -1131,7 +1136,9 @@ impl Mesh {
         }
     }
 
-    /// Says bye to every peer and closes the connections (on drop).
+    /// Says bye to every peer, then reads until each peer has closed its side too (or
+    /// [`GOODBYE_LINGER`] has passed), so the connections close without a reset; they
+    /// are closed on drop.
     pub(crate) fn goodbye(&mut self) {
         let header = frame::encode_bye();
         let deadline = Instant::now() + self.timeout.min(Duration::from_secs(2));
@@ -1141,6 +1148,7 @@ impl Mesh {
             }
             let _ = peer.stream.shutdown(Shutdown::Write);
         }
+        self.drain_until_closed(Instant::now() + GOODBYE_LINGER);
     }
 }
 
