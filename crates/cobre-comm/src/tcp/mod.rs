@@ -27,7 +27,8 @@
 //!   frame), which pass it on, so all survivors fail fast; a silent peer is reported after
 //!   `COBRE_TCP_TIMEOUT_SECS`. After such an error the communicator is poisoned. A report
 //!   of `abort` is passed on too, before the rank exits with its code. Dropping the
-//!   communicator says goodbye to every peer.
+//!   communicator says goodbye to every peer and reads until they close their side too
+//!   (at most 300 ms), so the connections close without a reset.
 
 mod allgatherv;
 mod allgatherv_bruck;
