@@ -203,9 +203,10 @@ pub trait Communicator: Send + Sync {
     /// * `shm`: raises an abort flag (with the code) in the job's segment and wakes every
     ///   sleeper; each rank exits with the code within about 100 ms, whether it waits in a
     ///   collective or computes (a watcher thread sleeps on the flag).
-    /// * `tcp`: sends an abort frame carrying the code to every peer; each rank exits with
-    ///   the code as soon as it reads it (in a collective, or within about 100 ms through a
-    ///   watcher thread that looks at the connections between collectives).
+    /// * `tcp`: sends an abort frame carrying the code to every connected peer, which pass
+    ///   it on; each rank exits with the code as soon as it reads it (in a collective, or
+    ///   within 20 ms per relay through a watcher thread that looks at the connections
+    ///   between collectives: `log2 p` relays, about 200 ms at 1024 ranks).
     ///
     /// `cobre-comm launch` then exits with the same code. Destructors do not run.
     ///
