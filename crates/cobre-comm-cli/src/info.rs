@@ -90,8 +90,8 @@ fn waiting(
 /// The shm signalling a job of this node gets, by size.
 #[cfg(feature = "shm")]
 fn shm_signalling() -> String {
-    use cobre_comm::shm::{ENV_SIGNALLING, FLAT_MAX_RANKS, Signalling, node_cores};
-    let cores = node_cores();
+    use cobre_comm::shm::{ENV_SIGNALLING, FLAT_MAX_RANKS, Signalling};
+    let cores = cobre_comm::node_cores();
     let large = FLAT_MAX_RANKS + 1;
     let above = if cores >= large {
         format!(

@@ -21,7 +21,8 @@ pub(crate) fn ranks_fit(ranks: usize, cores: usize) -> bool {
 }
 
 /// The cores of this node a job may use: its online CPUs, capped by a cgroup v2 CPU
-/// quota; 1 when nothing can be read. The `shm` and `tcp` backends decide from it how
+/// quota (not this process's affinity, which a launcher may have narrowed to one core);
+/// 1 when nothing can be read. The `shm` and `tcp` backends decide from it how
 /// long their waiting ranks busy-poll (`shm::spin_before_yield`, `tcp::spin_before_sleep`).
 ///
 /// ```

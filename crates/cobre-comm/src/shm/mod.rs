@@ -78,17 +78,10 @@ pub fn single_copy_available() -> Result<(), String> {
     cma::availability()
 }
 
-/// The cores this node gives a job: its online CPUs, capped by a cgroup v2 CPU quota
-/// (not this process's affinity, which a launcher may have narrowed to one core). The
-/// backend picks its [`Signalling`] and how long a waiter spins from it.
-///
-/// ```
-/// assert!(cobre_comm::shm::node_cores() >= 1);
-/// ```
-#[must_use]
-pub fn node_cores() -> usize {
-    crate::cores::node_cores()
-}
+/// The cores this node gives a job, from which the backend picks its [`Signalling`] and
+/// how long a waiter spins: the same function as [`crate::node_cores`], kept at this
+/// path for the programs that use it here.
+pub use crate::cores::node_cores;
 
 /// How long a waiting rank of a `size`-rank job on a node that gives it `cores` cores
 /// busy-polls before it yields its core (and, a few milliseconds of yielding later,
