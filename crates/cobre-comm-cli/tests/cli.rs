@@ -170,10 +170,8 @@ fn launch_binds_each_rank_to_a_cpu_of_its_own_when_asked() {
 
 #[test]
 fn launch_binds_twice_the_cpus_two_to_a_cpu() {
+    // Two short-lived ranks per CPU, whatever the machine: the rule is checked on it.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    if cpus > 8 {
-        return; // keep the job small; the rule is the same
-    }
     let bound = launched_cpus_of(2 * cpus, &["--bind", "core"]);
     for r in 0..cpus {
         assert!(bound[r].parse::<usize>().is_ok(), "{bound:?}");
