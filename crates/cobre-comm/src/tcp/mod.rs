@@ -159,7 +159,10 @@ impl TcpBackend {
     /// assert!(TcpBackend::new(&TcpConfig::new(2, 2)).is_err());
     /// ```
     pub fn new(config: &TcpConfig) -> Result<TcpBackend, BackendError> {
-        let mesh = rendezvous::join(config)?;
+        // Read once: how long waiting ranks spin depends on it, before and after the
+        // hosts are known.
+        let cores = crate::cores::node_cores();
+        let mesh = rendezvous::join(config, cores)?;
         let mut backend = TcpBackend {
             rank: config.rank,
             size: config.size,
@@ -188,7 +191,7 @@ impl TcpBackend {
                 .collect(),
         ));
         let local_ranks = hosts.members(hosts.of(config.rank)).len();
-        let spin = transport::spin_for(local_ranks, crate::cores::node_cores());
+        let spin = transport::spin_for(local_ranks, cores);
         backend.calls.with_transport(|mesh, _| {
             mesh.hosts = hosts;
             mesh.spin = spin;

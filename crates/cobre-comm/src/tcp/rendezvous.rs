@@ -53,8 +53,9 @@ pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
 /// Longest wait of an event loop between two looks at its deadlines.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Joins the job described by `config` and returns the connected mesh.
-pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
+/// Joins the job described by `config` and returns the connected mesh, its waits set
+/// for a host of `cores` cores running every rank of the job (until the hosts are known).
+pub(crate) fn join(config: &TcpConfig, cores: usize) -> Result<Mesh, BackendError> {
     config.validate()?;
     descriptors::ensure(config.rank, config.size)?;
     let (streams, on_demand) = match (config.size, config.rank) {
@@ -73,7 +74,7 @@ pub(crate) fn join(config: &TcpConfig) -> Result<Mesh, BackendError> {
         algorithms: config.algorithms,
         hosts: std::sync::Arc::new(super::hosts::Hosts::one(config.size)),
         // Every rank on this host until the hosts are gathered.
-        spin: super::transport::spin_for(config.size, crate::cores::node_cores()),
+        spin: super::transport::spin_for(config.size, cores),
     })
 }
 
