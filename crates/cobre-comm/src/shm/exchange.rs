@@ -111,16 +111,12 @@ pub(crate) fn process_gone(pid: u32) -> bool {
 
 impl Job {
     /// Creates (rank 0) or joins (other ranks) the job's segment, claims this rank, and
-    /// waits until every rank has joined (see `startup.rs`).
+    /// waits until every rank has joined (see `startup.rs`). The node's cores are read
+    /// once, for the signalling (rank 0 picks it) and for the waiting policy.
     pub(crate) fn attach(config: &ShmConfig) -> Result<Job, BackendError> {
-        let (seg, layout, created) = startup::open_segment(config)?;
-        let job = Job::on(
-            seg,
-            layout,
-            config,
-            super::cma::availability(),
-            crate::cores::node_cores(),
-        );
+        let cores = crate::cores::node_cores();
+        let (seg, layout, created) = startup::open_segment(config, cores)?;
+        let job = Job::on(seg, layout, config, super::cma::availability(), cores);
         job.join(created)?;
         Ok(job)
     }

@@ -33,9 +33,13 @@ fn init_failed(message: String) -> BackendError {
     BackendError::init_failed("shm", message)
 }
 
-/// Checks `config`, then creates (rank 0) or opens (the others) the job's segment.
+/// Checks `config`, then creates (rank 0) or opens (the others) the job's segment; rank 0
+/// picks the signalling for a node of `cores` cores unless `config` forces one.
 /// Returns the segment, its layout, and whether this process created it.
-pub(crate) fn open_segment(config: &ShmConfig) -> Result<(Segment, Layout, bool), BackendError> {
+pub(crate) fn open_segment(
+    config: &ShmConfig,
+    cores: usize,
+) -> Result<(Segment, Layout, bool), BackendError> {
     config.validate().map_err(|(variable, value, expected)| {
         BackendError::InvalidConfiguration {
             backend: "shm".into(),
@@ -52,7 +56,7 @@ pub(crate) fn open_segment(config: &ShmConfig) -> Result<(Segment, Layout, bool)
     if config.rank == 0 {
         let signalling = config
             .signalling
-            .unwrap_or_else(|| Signalling::pick(config.size, crate::cores::node_cores()));
+            .unwrap_or_else(|| Signalling::pick(config.size, cores));
         let layout = layout(signalling);
         Ok((create(config, layout)?, layout, true))
     } else {
