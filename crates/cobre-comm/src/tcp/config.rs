@@ -87,8 +87,8 @@ pub const MAX_SIZE: usize = 4096;
 
 /// The socket buffers a connection asks for, each way, where the system allows it
 /// ([`SocketBuffers`]). Left to the kernel's autotuning they start at 16 KiB (send) and
-/// 128 KiB (receive), and a 512 KiB frame goes out in pieces; asked for, a frame of up
-/// to this size goes in one write (2 ranks on loopback: allgatherv 1 MiB 72-99 us in
+/// 128 KiB (receive), and a 512 KiB frame goes out in pieces; asked for, this much can
+/// be in flight, and a frame of up to 1 MiB goes in one write (2 ranks on loopback: allgatherv 1 MiB 72-99 us in
 /// most jobs against 180-233, allreduce 16 MiB 4.2-5.8 ms against 5.1-10.0;
 /// docs/PERFORMANCE.md, "Socket buffers").
 pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
