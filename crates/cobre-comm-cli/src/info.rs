@@ -51,6 +51,8 @@ struct BackendAlgorithms {
     signalling: Option<String>,
     /// What the backend's transport gets from this machine (tcp: its socket buffers).
     transport: Option<String>,
+    /// The congestion control the backend's connections use (tcp).
+    congestion: Option<String>,
     /// How long a waiting rank keeps its core busy on this node before it sleeps.
     waiting: Option<String>,
 }
@@ -144,6 +146,20 @@ fn socket_buffers(buffers: cobre_comm::tcp_config::SocketBuffers) -> String {
     )
 }
 
+/// The congestion control of tcp connections: fixed within a host, the system's
+/// (`system`, when it could be read) between hosts.
+#[cfg(feature = "tcp")]
+fn congestion(system: Option<&str>) -> String {
+    use cobre_comm::tcp_config::WITHIN_HOST_CONGESTION;
+    let between = system.map_or_else(
+        || "the system's default (net.ipv4.tcp_congestion_control unreadable)".to_string(),
+        |name| format!("the system's default, {name}"),
+    );
+    format!(
+        "congestion control: {WITHIN_HOST_CONGESTION} between ranks of one host, {between} between hosts"
+    )
+}
+
 fn algorithms() -> Vec<BackendAlgorithms> {
     #[allow(unused_mut)] // empty when neither shm nor tcp is compiled in
     let mut out = Vec::new();
@@ -163,6 +179,7 @@ fn algorithms() -> Vec<BackendAlgorithms> {
             .map(|why| format!("single-copy: {why}")),
         signalling: Some(shm_signalling()),
         transport: None,
+        congestion: None,
         waiting: Some(waiting(
             "a rank",
             "yields its core and then sleeps on a futex",
@@ -178,6 +195,9 @@ fn algorithms() -> Vec<BackendAlgorithms> {
         unavailable: None,
         signalling: None,
         transport: Some(socket_buffers(cobre_comm::tcp_config::SocketBuffers::here())),
+        congestion: Some(congestion(
+            cobre_comm::tcp_config::system_congestion().as_deref(),
+        )),
         waiting: Some(waiting(
             "an exchange",
             "sleeps in poll",
@@ -396,6 +416,9 @@ fn render(info: &Info) -> String {
         if let Some(transport) = &backend.transport {
             let _ = writeln!(out, "  {transport}");
         }
+        if let Some(congestion) = &backend.congestion {
+            let _ = writeln!(out, "  {congestion}");
+        }
         if let Some(waiting) = &backend.waiting {
             let _ = writeln!(out, "  {waiting}");
         }
@@ -444,7 +467,7 @@ fn render_tcp(out: &mut String, tcp: &TcpView) {
 
 #[cfg(all(test, feature = "tcp"))]
 mod tests {
-    use super::{socket_buffers, waiting};
+    use super::{congestion, socket_buffers, waiting};
     use cobre_comm::tcp_config::SocketBuffers;
 
     #[test]
@@ -471,6 +494,15 @@ mod tests {
             tcp.ends_with("up to 20 ms before it sleeps in poll, while the ranks fit this node's 8 cores; after 50 us with more ranks"),
             "{tcp}"
         );
+    }
+
+    #[test]
+    fn congestion_names_both_kinds_of_connection() {
+        assert_eq!(
+            congestion(Some("bbr")),
+            "congestion control: reno between ranks of one host, the system's default, bbr between hosts"
+        );
+        assert!(congestion(None).contains("unreadable"));
     }
 
     #[test]

@@ -88,9 +88,9 @@ pub const MAX_SIZE: usize = 4096;
 /// The socket buffers a connection asks for, each way, where the system allows it
 /// ([`SocketBuffers`]). Left to the kernel's autotuning they start at 16 KiB (send) and
 /// 128 KiB (receive), and a 512 KiB frame goes out in pieces; asked for, this much can
-/// be in flight, and a frame of up to 1 MiB goes in one write (2 ranks on loopback: allgatherv 1 MiB 72-99 us in
-/// most jobs against 180-233, allreduce 16 MiB 4.2-5.8 ms against 5.1-10.0;
-/// docs/PERFORMANCE.md, "Socket buffers").
+/// be in flight, and a frame of up to 1 MiB goes in one write (2 ranks on loopback:
+/// allgatherv 1 MiB 72-99 us in most jobs against 180-233, allreduce 16 MiB 4.2-5.8 ms
+/// against 5.1-10.0; docs/PERFORMANCE.md, "Socket buffers").
 pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// Below this system limit on asked-for socket buffers (`net.core.wmem_max`,
@@ -156,6 +156,51 @@ impl SocketBuffers {
             SocketBuffers::under(read("wmem_max"), read("rmem_max"))
         })
     }
+}
+
+/// The congestion control a connection between two ranks of one host asks for
+/// (`TCP_CONGESTION`; Reno is built into every Linux kernel and open to every user).
+/// Such a connection runs over the host's loopback path, where nothing is lost and no
+/// queue builds up, so congestion control has nothing to do; but a system default that
+/// paces its sender (BBR, the default of many cloud images) spaces the packets out with
+/// timers. 2 ranks on loopback with BBR as the system's default, medians of interleaved
+/// jobs (`cobre-comm bench`), Reno against BBR: allgatherv 16 MiB 2963 against 4491 us,
+/// broadcast 16 MiB 3577 against 5194, allreduce 1 MiB 325 against 415; 8 B and the
+/// 16 MiB ring allreduce level (`docs/perf/tcp-congestion.txt`). Connections to other
+/// hosts keep the system's choice, made for its network.
+pub const WITHIN_HOST_CONGESTION: &str = "reno";
+
+/// Whether a connection from `local` to `peer` stays within one host: the peer is a
+/// loopback address or this host's own address on the connection. Those connections ask
+/// for [`WITHIN_HOST_CONGESTION`].
+///
+/// ```
+/// use cobre_comm::tcp_config::within_host;
+///
+/// let ip = |s: &str| s.parse().unwrap();
+/// assert!(within_host(ip("127.0.0.1"), ip("127.0.0.1")));
+/// assert!(within_host(ip("10.0.0.7"), ip("10.0.0.7")));
+/// assert!(within_host(ip("::1"), ip("::1")));
+/// assert!(!within_host(ip("10.0.0.7"), ip("10.0.0.8")));
+/// ```
+#[must_use]
+pub fn within_host(local: IpAddr, peer: IpAddr) -> bool {
+    peer.is_loopback() || local == peer
+}
+
+/// The system's default congestion control (`net.ipv4.tcp_congestion_control`), which
+/// connections between hosts keep; `None` where it cannot be read.
+///
+/// ```
+/// let default = cobre_comm::tcp_config::system_congestion();
+/// assert!(default.is_none_or(|name| !name.is_empty()));
+/// ```
+#[must_use]
+pub fn system_congestion() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|name| !name.is_empty())
 }
 
 const BACKEND: &str = "tcp";

@@ -27,7 +27,7 @@ use crate::call::Transport;
 use crate::copy::copy;
 use crate::cores::{SPIN_WHILE_RANKS_FIT, ranks_fit};
 use crate::fingerprint::Fingerprint;
-use crate::tcp_config::SocketBuffers;
+use crate::tcp_config::{SocketBuffers, WITHIN_HOST_CONGESTION, within_host};
 use crate::types::CommError;
 
 /// The most bytes buffered from a peer that closed its connection (what the kernel had
@@ -125,6 +125,12 @@ impl Peer {
         }
         if let Some(bytes) = buffers.recv {
             let _ = sock.set_recv_buffer_size(bytes);
+        }
+        // Best effort too: a refusal leaves the system's choice.
+        if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr())
+            && within_host(local.ip(), peer.ip())
+        {
+            let _ = sock.set_tcp_congestion(WITHIN_HOST_CONGESTION.as_bytes());
         }
         Ok(Peer {
             stream,
@@ -1275,6 +1281,27 @@ mod tests {
         }
         if let Some(bytes) = buffers.recv {
             assert!(sock.recv_buffer_size().unwrap() >= bytes);
+        }
+    }
+
+    #[test]
+    fn a_connection_within_the_host_asks_for_reno() {
+        for host in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(listener) = std::net::TcpListener::bind(host) else {
+                continue; // no IPv6 here: the IPv4 case still runs
+            };
+            let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let _theirs = listener.accept().unwrap();
+            let peer = Peer::new(ours).unwrap();
+            let name = socket2::SockRef::from(&peer.stream)
+                .tcp_congestion()
+                .unwrap();
+            let name = String::from_utf8_lossy(&name);
+            let name = name.trim_end_matches('\0');
+            assert_eq!(
+                name, WITHIN_HOST_CONGESTION,
+                "{host}: expected the connection to use {WITHIN_HOST_CONGESTION}, found {name}"
+            );
         }
     }
 
