@@ -146,8 +146,8 @@ fn socket_buffers(buffers: cobre_comm::tcp_config::SocketBuffers) -> String {
     )
 }
 
-/// The congestion control of tcp connections: fixed within a host, the system's
-/// (`system`, when it could be read) between hosts.
+/// The congestion control of tcp connections: fixed within a host whose ranks fit its
+/// cores, the system's (`system`, when it could be read) otherwise.
 #[cfg(feature = "tcp")]
 fn congestion(system: Option<&str>) -> String {
     use cobre_comm::tcp_config::WITHIN_HOST_CONGESTION;
@@ -156,7 +156,8 @@ fn congestion(system: Option<&str>) -> String {
         |name| format!("the system's default, {name}"),
     );
     format!(
-        "congestion control: {WITHIN_HOST_CONGESTION} between ranks of one host, {between} between hosts"
+        "congestion control: {WITHIN_HOST_CONGESTION} between ranks of one host while they fit its cores, \
+         otherwise {between}"
     )
 }
 
@@ -500,7 +501,7 @@ mod tests {
     fn congestion_names_both_kinds_of_connection() {
         assert_eq!(
             congestion(Some("bbr")),
-            "congestion control: reno between ranks of one host, the system's default, bbr between hosts"
+            "congestion control: reno between ranks of one host while they fit its cores, otherwise the system's default, bbr"
         );
         assert!(congestion(None).contains("unreadable"));
     }

@@ -166,13 +166,15 @@ impl SocketBuffers {
 /// timers. 2 ranks on loopback with BBR as the system's default, medians of interleaved
 /// jobs (`cobre-comm bench`), Reno against BBR: allgatherv 16 MiB 2963 against 4491 us,
 /// broadcast 16 MiB 3577 against 5194, allreduce 1 MiB 325 against 415; 8 B and the
-/// 16 MiB ring allreduce level (`docs/perf/tcp-congestion.txt`). Connections to other
-/// hosts keep the system's choice, made for its network.
+/// 16 MiB ring allreduce level (`docs/perf/tcp-congestion.txt`). Only while the host's
+/// ranks fit its cores: with more ranks than cores the pacing measured faster (4 ranks on
+/// 2 cores, 1 MiB allgatherv 376 against 550 us). Connections to other hosts keep the
+/// system's choice, made for its network.
 pub const WITHIN_HOST_CONGESTION: &str = "reno";
 
 /// Whether a connection from `local` to `peer` stays within one host: the peer is a
 /// loopback address or this host's own address on the connection. Those connections ask
-/// for [`WITHIN_HOST_CONGESTION`].
+/// for [`WITHIN_HOST_CONGESTION`] while the host's ranks fit its cores.
 ///
 /// ```
 /// use cobre_comm::tcp_config::within_host;

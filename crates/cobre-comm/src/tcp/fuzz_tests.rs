@@ -153,7 +153,7 @@ fn raw_mesh(size: usize) -> (Mesh, Vec<TcpStream>) {
     for _ in 1..size {
         raws.push(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
         let (ours, _) = listener.accept().unwrap();
-        peers.push(Some(Peer::new(ours).unwrap()));
+        peers.push(Some(Peer::new(ours, false).unwrap()));
     }
     let mesh = Mesh {
         rank: 0,
@@ -166,6 +166,7 @@ fn raw_mesh(size: usize) -> (Mesh, Vec<TcpStream>) {
         algorithms: crate::algorithm::Forced::NONE,
         hosts: std::sync::Arc::new(super::hosts::Hosts::one(size)),
         spin: Duration::from_micros(50),
+        unpaced: false,
     };
     (mesh, raws)
 }

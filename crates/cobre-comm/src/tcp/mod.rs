@@ -10,7 +10,7 @@
 //!   through rank 0; a connection to any other rank is opened the first time an algorithm
 //!   needs it (`rendezvous/on_demand.rs`). IPv4 and IPv6; `TCP_NODELAY` and keepalive on
 //!   every connection, Reno congestion control on those within a host
-//!   (`tcp_config::WITHIN_HOST_CONGESTION`), writes of at most 1 MiB with the receives
+//!   whose ranks fit its cores (`tcp_config::WITHIN_HOST_CONGESTION`), writes of at most 1 MiB with the receives
 //!   served between them (`transport.rs`).
 //! * **Algorithms**: one entry file per collective (`allreduce.rs`, `allgatherv.rs`,
 //!   `broadcast.rs`, `barrier.rs`) picks a named algorithm, forced or by size and rank
@@ -194,9 +194,11 @@ impl TcpBackend {
         ));
         let local_ranks = hosts.members(hosts.of(config.rank)).len();
         let spin = transport::spin_for(local_ranks, cores);
+        let unpaced = transport::unpaced_for(local_ranks, cores);
         backend.calls.with_transport(|mesh, _| {
             mesh.hosts = hosts;
             mesh.spin = spin;
+            mesh.set_unpaced(unpaced);
         });
         Ok(backend)
     }

@@ -63,11 +63,14 @@ pub(crate) fn join(config: &TcpConfig, cores: usize) -> Result<Mesh, BackendErro
         (_, 0) => coordinator::run(config).map(|(s, o)| (s, Some(o)))?,
         _ => follower::run(config).map(|(s, o)| (s, Some(o)))?,
     };
+    // Every rank on this host until the hosts are gathered (`TcpBackend::new` decides
+    // again then): if they all fit its cores, so do this host's.
+    let unpaced = super::transport::unpaced_for(config.size, cores);
     Ok(Mesh {
         rank: config.rank,
         size: config.size,
         timeout: config.timeout,
-        peers: into_peers(streams)?,
+        peers: into_peers(streams, unpaced)?,
         neighbours: neighbours(config.rank, config.size),
         on_demand,
         scratch: Scratch::default(),
@@ -75,11 +78,15 @@ pub(crate) fn join(config: &TcpConfig, cores: usize) -> Result<Mesh, BackendErro
         hosts: std::sync::Arc::new(super::hosts::Hosts::one(config.size)),
         // Every rank on this host until the hosts are gathered.
         spin: super::transport::spin_for(config.size, cores),
+        unpaced,
     })
 }
 
 /// The connections, configured for the collectives.
-fn into_peers(streams: Vec<Option<TcpStream>>) -> Result<Vec<Option<Peer>>, BackendError> {
+fn into_peers(
+    streams: Vec<Option<TcpStream>>,
+    unpaced: bool,
+) -> Result<Vec<Option<Peer>>, BackendError> {
     streams
         .into_iter()
         .enumerate()
@@ -88,7 +95,7 @@ fn into_peers(streams: Vec<Option<TcpStream>>) -> Result<Vec<Option<Peer>>, Back
                 .map(|s| {
                     s.set_read_timeout(None)
                         .and_then(|()| s.set_write_timeout(None))
-                        .and_then(|()| Peer::new(s))
+                        .and_then(|()| Peer::new(s, unpaced))
                         .map_err(|e| {
                             failed(format!("cannot configure the connection to rank {r}: {e}"))
                         })
