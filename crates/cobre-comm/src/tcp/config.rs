@@ -148,11 +148,8 @@ impl SocketBuffers {
     pub fn here() -> SocketBuffers {
         static HERE: std::sync::OnceLock<SocketBuffers> = std::sync::OnceLock::new();
         *HERE.get_or_init(|| {
-            let read = |name: &str| {
-                std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
-                    .ok()
-                    .and_then(|text| text.trim().parse().ok())
-            };
+            let read =
+                |name: &str| sysctl(&format!("net/core/{name}")).and_then(|text| text.parse().ok());
             SocketBuffers::under(read("wmem_max"), read("rmem_max"))
         })
     }
@@ -199,10 +196,15 @@ pub fn within_host(local: IpAddr, peer: IpAddr) -> bool {
 /// ```
 #[must_use]
 pub fn system_congestion() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+    sysctl("net/ipv4/tcp_congestion_control").filter(|name| !name.is_empty())
+}
+
+/// The value of the kernel setting at `/proc/sys/{path}`, trimmed; `None` where it
+/// cannot be read.
+fn sysctl(path: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/{path}"))
         .ok()
         .map(|text| text.trim().to_owned())
-        .filter(|name| !name.is_empty())
 }
 
 const BACKEND: &str = "tcp";

@@ -9,9 +9,9 @@
 //!   either way round the ring (`neighbours.rs`, `O(log p)`), so no collective funnels
 //!   through rank 0; a connection to any other rank is opened the first time an algorithm
 //!   needs it (`rendezvous/on_demand.rs`). IPv4 and IPv6; `TCP_NODELAY` and keepalive on
-//!   every connection, Reno congestion control on those within a host
-//!   whose ranks fit its cores (`tcp_config::WITHIN_HOST_CONGESTION`), writes of at most 1 MiB with the receives
-//!   served between them (`transport.rs`).
+//!   every connection, Reno congestion control on those within a host whose ranks fit
+//!   its cores (`tcp_config::WITHIN_HOST_CONGESTION`), writes of at most 1 MiB with the
+//!   receives served between them (`transport.rs`).
 //! * **Algorithms**: one entry file per collective (`allreduce.rs`, `allgatherv.rs`,
 //!   `broadcast.rs`, `barrier.rs`) picks a named algorithm, forced or by size and rank
 //!   count, and runs it from its own file. Small messages go in one round of direct
