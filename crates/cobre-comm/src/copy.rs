@@ -36,7 +36,7 @@ const ALIASING_WINDOW: usize = 63;
 const DEFAULT_L2_BYTES: usize = 1 << 20;
 
 /// The L2 cache size of this machine (per core), read once from sysfs.
-fn l2_bytes() -> usize {
+pub(crate) fn l2_bytes() -> usize {
     static L2: OnceLock<usize> = OnceLock::new();
     *L2.get_or_init(|| {
         std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index2/size")

@@ -13,6 +13,44 @@ use cobre_comm_launcher::{Launcher, Outcome, RunningJob, Signal, shm_env};
 
 const CASE: &str = "COBRE_SHM_TEST_CASE";
 const VICTIM: &str = "COBRE_SHM_TEST_VICTIM";
+/// Set: the `kill` case runs single-copy allgathervs and broadcasts instead of allreduces.
+const SINGLE_COPY: &str = "COBRE_SHM_TEST_SINGLE_COPY";
+
+/// The `kill` case: collectives in a loop until the victim kills itself with SIGKILL on
+/// its 200th call; the survivors print the error and check that it sticks.
+fn kill_case() {
+    let comm = ShmBackend::from_env().expect("shm communicator");
+    let victim: usize = std::env::var(VICTIM).unwrap().parse().unwrap();
+    let single_copy = std::env::var_os(SINGLE_COPY).is_some();
+    let n = comm.size();
+    // Single-copy sizes: 256 KiB from each rank, a 1 MiB broadcast.
+    let part = vec![1.0_f64; 1 << 15];
+    let mut gathered = vec![0.0_f64; n << 15];
+    let counts = vec![1 << 15; n];
+    let displs: Vec<usize> = (0..n).map(|r| r << 15).collect();
+    let mut broadcast = vec![0.0_f64; 1 << 17];
+    let mut out = [0.0_f64; 64];
+    for i in 0.. {
+        if comm.rank() == victim && i == 200 {
+            println!("dying at {}", now_ns());
+            let me = rustix::process::getpid();
+            let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+        }
+        let call = if single_copy && i % 2 == 0 {
+            comm.allgatherv(&part, &mut gathered, &counts, &displs)
+        } else if single_copy {
+            comm.broadcast(&mut broadcast, usize::try_from(i).unwrap_or(0) % n)
+        } else {
+            comm.allreduce(&[f64::from(i); 64], &mut out, ReduceOp::Sum)
+        };
+        if let Err(e) = call {
+            println!("error at {}: {e}", now_ns());
+            // The communicator stays broken: the next call fails fast, the same way.
+            assert_eq!(comm.barrier(), Err(e));
+            return;
+        }
+    }
+}
 
 fn now_ns() -> u128 {
     SystemTime::now()
@@ -39,24 +77,7 @@ fn child_rank() {
             );
             println!("suite ok");
         }
-        "kill" => {
-            let comm = ShmBackend::from_env().expect("shm communicator");
-            let victim: usize = std::env::var(VICTIM).unwrap().parse().unwrap();
-            let mut out = [0.0_f64; 64];
-            for i in 0.. {
-                if comm.rank() == victim && i == 200 {
-                    println!("dying at {}", now_ns());
-                    let me = rustix::process::getpid();
-                    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
-                }
-                if let Err(e) = comm.allreduce(&[f64::from(i); 64], &mut out, ReduceOp::Sum) {
-                    println!("error at {}: {e}", now_ns());
-                    // The communicator stays broken: the next call fails fast, the same way.
-                    assert_eq!(comm.barrier(), Err(e));
-                    return;
-                }
-            }
-        }
+        "kill" => kill_case(),
         "algorithm-mismatch" => {
             // Rank 0 forces one allreduce algorithm, the others another.
             let mut config = ShmConfig::from_env().expect("shm configuration");
@@ -457,6 +478,17 @@ fn kill_minus_9_is_reported_by_every_survivor_within_2_s() {
 #[test]
 fn kill_minus_9_is_reported_within_2_s_with_dissemination_signalling() {
     kill_minus_9_is_reported(&[signalling(cobre_comm::shm::Signalling::Dissemination)]);
+}
+
+#[test]
+fn kill_minus_9_during_single_copy_collectives_is_reported_within_2_s() {
+    kill_minus_9_is_reported(&[
+        (SINGLE_COPY, "1".into()),
+        (
+            cobre_comm::shm::ENV_ALGORITHMS,
+            "allgatherv=single-copy,broadcast=single-copy".into(),
+        ),
+    ]);
 }
 
 fn kill_minus_9_is_reported(extra: &[(&str, String)]) {

@@ -35,24 +35,79 @@ pub(crate) fn availability() -> Result<(), String> {
 /// gone; `EFAULT`: the range is not mapped there), or `UnexpectedEof` if the kernel
 /// copied less than asked and then nothing.
 pub(crate) fn read_from(pid: u32, remote: u64, dest: &mut [u8]) -> io::Result<()> {
+    transfer(pid, remote, dest.as_mut_ptr(), dest.len(), Direction::Read)
+}
+
+/// Copies `src` to address `remote` of process `pid`.
+///
+/// # Errors
+/// As [`read_from`]; `EFAULT` also when the range is not writable there.
+pub(crate) fn write_to(pid: u32, remote: u64, src: &[u8]) -> io::Result<()> {
+    // The kernel only reads through this pointer when writing to the other process.
+    transfer(
+        pid,
+        remote,
+        src.as_ptr().cast_mut(),
+        src.len(),
+        Direction::Write,
+    )
+}
+
+/// Which way [`transfer`] copies.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// From the other process into this one (`process_vm_readv`).
+    Read,
+    /// From this process into the other (`process_vm_writev`).
+    Write,
+}
+
+/// Copies `len` bytes between `local` (this process) and `remote` (process `pid`), the
+/// way `direction` says, resuming after partial copies and interrupted calls.
+fn transfer(
+    pid: u32,
+    remote: u64,
+    local: *mut u8,
+    len: usize,
+    direction: Direction,
+) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "process id out of range"))?;
     let mut done = 0;
-    while done < dest.len() {
-        let local = libc::iovec {
-            iov_base: dest[done..].as_mut_ptr().cast(),
-            iov_len: dest.len() - done,
+    while done < len {
+        let local_iov = libc::iovec {
+            iov_base: local.wrapping_add(done).cast(),
+            iov_len: len - done,
         };
         let remote_iov = libc::iovec {
             // An address of the other process, only ever interpreted by the kernel.
             iov_base: (remote + done as u64) as usize as *mut libc::c_void,
-            iov_len: dest.len() - done,
+            iov_len: len - done,
         };
-        // SAFETY: `local` describes `dest[done..]`, memory of this process that we borrow
-        // mutably for the call; the kernel writes at most `iov_len` bytes there. The remote
-        // iovec is checked by the kernel against the other process's mappings (EFAULT).
+        // SAFETY: `local_iov` describes the last `len - done` bytes of the caller's slice
+        // (`read_from` borrows it mutably for the call: the kernel writes at most
+        // `iov_len` bytes there; `write_to` borrows it shared: the kernel only reads it).
+        // The remote iovec is checked by the kernel against the other process's mappings
+        // (EFAULT).
         let copied = unsafe {
-            libc::process_vm_readv(pid, &raw const local, 1, &raw const remote_iov, 1, 0)
+            match direction {
+                Direction::Read => libc::process_vm_readv(
+                    pid,
+                    &raw const local_iov,
+                    1,
+                    &raw const remote_iov,
+                    1,
+                    0,
+                ),
+                Direction::Write => libc::process_vm_writev(
+                    pid,
+                    &raw const local_iov,
+                    1,
+                    &raw const remote_iov,
+                    1,
+                    0,
+                ),
+            }
         };
         match copied {
             -1 => {
@@ -64,7 +119,7 @@ pub(crate) fn read_from(pid: u32, remote: u64, dest: &mut [u8]) -> io::Result<()
             0 => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("copied {done} of {} bytes", dest.len()),
+                    format!("copied {done} of {len} bytes"),
                 ));
             }
             n => done += n.unsigned_abs(),

@@ -28,8 +28,8 @@ use rustix::thread::futex;
 use super::backoff::Backoff;
 use super::config::{ShmConfig, Signalling};
 use super::layout::{
-    H_ABORT, H_ABORT_CODE, H_ABORT_READY, H_FAILED, H_SLEEPERS, H_WAKE, INLINE_BYTES, L_ARRIVE,
-    L_PID, Layout, failed_rank,
+    H_ABORT, H_ABORT_CODE, H_ABORT_READY, H_FAILED, H_SLEEPERS, H_WAKE, INLINE_BYTES, L_ABANDONED,
+    L_ARRIVE, L_PID, L_WRITING, Layout, failed_rank,
 };
 use super::segment::Segment;
 use super::startup;
@@ -49,6 +49,10 @@ pub(crate) const STREAM_PIECE_BYTES: usize = 64 << 10;
 
 /// What a dissemination round passes on once two digests it has seen differ.
 const DISAGREE: u64 = u64::MAX;
+
+/// The exit code of a rank that ends the job because a peer stayed inside a write into
+/// its memory past the timeout (see [`Job::abandon`]).
+pub(crate) const STUCK_WRITER_EXIT_CODE: i32 = 70;
 
 /// Per-process progress through the exchange steps.
 #[derive(Debug, Default)]
@@ -72,6 +76,9 @@ pub(crate) struct Job {
     pub algorithms: Forced,
     /// Whether single-copy transfers are allowed here, or why not (see `cma.rs`).
     pub single_copy: Result<(), String>,
+    /// The node's cores, as read when the job started: the algorithms' picks depend on
+    /// whether the ranks fit them.
+    pub cores: usize,
     /// How a waiter spins and yields before it sleeps.
     backoff: Backoff,
 }
@@ -166,6 +173,7 @@ impl Job {
             algorithms: config.algorithms,
             single_copy,
             backoff: Backoff::for_job(config.size, cores),
+            cores,
         }
     }
 
@@ -415,6 +423,78 @@ impl Job {
         }
     }
 
+    /// Marks the start of a write into rank `to`'s buffer in the single-copy call of step
+    /// `generation` (see `single_copy.rs`). Returns `false`, with nothing marked, when `to`
+    /// has left that call ([`Job::abandon`]): its buffer may hold other data by now. Every
+    /// `true` must be followed by [`Job::end_write`] once the write is over.
+    ///
+    /// With `abandon` this is a handshake in which each side stores its own word, then
+    /// loads the other's, all sequentially consistent: either the writer sees that the
+    /// receiver left and does not write, or the receiver sees the write and waits for it.
+    pub(crate) fn begin_write(&self, generation: u64, to: usize) -> bool {
+        let writing = self.seg.u64_at(self.layout.line(self.rank) + L_WRITING);
+        writing.store(generation, SeqCst);
+        let abandoned = self.seg.u64_at(self.layout.line(to) + L_ABANDONED);
+        if abandoned.load(SeqCst) == generation {
+            writing.store(0, SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Marks the end of the write [`Job::begin_write`] started.
+    pub(crate) fn end_write(&self) {
+        self.seg
+            .u64_at(self.layout.line(self.rank) + L_WRITING)
+            .store(0, SeqCst);
+    }
+
+    /// Leaves the single-copy call of step `generation`, in which this rank announced a
+    /// buffer for its peers to write into, with an error: once this returns, no peer writes
+    /// there any more, so the caller may reuse the buffer. Peers that have not started a
+    /// write see the mark and refuse to ([`Job::begin_write`]); a write already under way,
+    /// one system call of at most a piece, is waited for, or its writer's death.
+    ///
+    /// A writer that stays inside a write past the timeout (stopped with a signal between
+    /// marking and writing) could still overwrite this rank's memory later: the only safe
+    /// way out is to end the job, which this does, saying why.
+    pub(crate) fn abandon(&self, generation: u64) {
+        self.seg
+            .u64_at(self.layout.line(self.rank) + L_ABANDONED)
+            .store(generation, SeqCst);
+        let start = Instant::now();
+        for r in (0..self.size).filter(|&r| r != self.rank) {
+            let writing = self.seg.u64_at(self.layout.line(r) + L_WRITING);
+            let mut next_check = Instant::now() + LIVENESS_EVERY;
+            while writing.load(SeqCst) == generation {
+                let now = Instant::now();
+                if now >= next_check {
+                    next_check = now + LIVENESS_EVERY;
+                    let pid = self.pid(r);
+                    if pid == 0 || process_gone(pid) {
+                        break;
+                    }
+                    if now - start >= self.timeout {
+                        eprintln!(
+                            "cobre-comm shm: rank {r} has been writing into rank {}'s memory \
+                             for over {:?} after rank {} left the call with an error; \
+                             carrying on could let the write land in memory reused since, \
+                             so rank {} ends the job (exit code {STUCK_WRITER_EXIT_CODE})",
+                            self.rank, self.timeout, self.rank, self.rank
+                        );
+                        self.abort(STUCK_WRITER_EXIT_CODE);
+                    }
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Whether the job's ranks fit the node's cores, each rank with one of its own.
+    pub(crate) fn ranks_fit_cores(&self) -> bool {
+        crate::cores::ranks_fit(self.size, self.cores)
+    }
+
     /// The process id rank `rank` recorded when it joined.
     pub(crate) fn pid(&self, rank: usize) -> u32 {
         self.seg.u32_at(self.layout.line(rank) + L_PID).load(SeqCst)
@@ -593,5 +673,79 @@ impl Job {
             return Err(error);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::shm::layout::H_UNLINKED;
+    use crate::shm::segment::in_process;
+    use crate::shm::startup::write_header;
+
+    /// The two ranks of a job whose segment is memory of this process.
+    fn two_ranks() -> (Job, Job) {
+        let layout = Layout {
+            size: 2,
+            chunk: 4096,
+            signalling: Signalling::Flat,
+        };
+        let seg = in_process::segment(layout.len());
+        write_header(&seg, &layout);
+        seg.u32_at(H_UNLINKED).store(1, SeqCst);
+        let mut ranks = (0..2).map(|rank| {
+            let seg = in_process::share(&seg);
+            std::thread::spawn(move || {
+                let config = ShmConfig {
+                    timeout: Duration::from_secs(60),
+                    chunk_bytes: 4096,
+                    signalling: Some(Signalling::Flat),
+                    ..ShmConfig::new("/in-process", rank, 2)
+                };
+                Job::in_process(seg, &config, 2).expect("join")
+            })
+        });
+        let first = ranks.next().expect("rank 0");
+        let second = ranks.next().expect("rank 1");
+        (
+            first.join().expect("rank 0"),
+            second.join().expect("rank 1"),
+        )
+    }
+
+    #[test]
+    fn a_rank_that_leaves_waits_for_a_write_under_way_and_refuses_later_ones() {
+        let (writer, receiver) = two_ranks();
+        let generation = 7;
+        assert!(writer.begin_write(generation, 1));
+        let ending = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let writing = scope.spawn(|| {
+                // The write lasts until rank 1 has marked the call abandoned.
+                let mark = writer.seg.u64_at(writer.layout.line(1) + L_ABANDONED);
+                while mark.load(SeqCst) != generation {
+                    std::hint::spin_loop();
+                }
+                ending.store(true, SeqCst);
+                writer.end_write();
+            });
+            receiver.abandon(generation);
+            assert!(
+                ending.load(SeqCst),
+                "rank 1 left while rank 0 was still writing into its buffer"
+            );
+            writing.join().expect("writer");
+        });
+        assert!(
+            !writer.begin_write(generation, 1),
+            "a write into the buffer of a rank that left the call was allowed"
+        );
+        // Another call's writes go ahead, and so do writes to a rank that did not leave.
+        assert!(writer.begin_write(generation + 1, 1));
+        writer.end_write();
+        assert!(receiver.begin_write(generation, 0));
+        receiver.end_write();
     }
 }

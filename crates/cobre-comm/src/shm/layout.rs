@@ -20,7 +20,7 @@ use crate::fingerprint::FINGERPRINT_BYTES;
 /// "cobrecom" in ASCII: the segment was made by this backend.
 pub(crate) const MAGIC: u64 = 0x636F_6272_6563_6F6D;
 /// Bumped whenever the layout changes: ranks of different builds refuse each other.
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const LINE_BYTES: usize = 128;
@@ -68,6 +68,12 @@ pub(crate) const L_PID: usize = 64;
 /// Bytes of a streamed step's data already in the slot, for each of the two buffers
 /// (2 x u64): readers copy behind it (see `Job::publish_streamed`).
 pub(crate) const L_PROGRESS: usize = 72;
+/// The step (generation) in whose single-copy call this rank is writing into a peer's
+/// buffer at this moment, 0 between writes (u64; see `Job::begin_write`).
+pub(crate) const L_WRITING: usize = 88;
+/// The step (generation) of a single-copy call this rank left with an error: from then
+/// on, nobody may write into the buffer it announced there (u64; see `Job::abandon`).
+pub(crate) const L_ABANDONED: usize = 96;
 /// Each slot starts with the full fingerprint of its step (read only on a mismatch).
 pub(crate) const SLOT_HEADER: usize = 64;
 
@@ -82,7 +88,9 @@ const ROUND_BYTES: usize = 32;
 const ROUNDS_BYTES: usize = (MAX_LATER_ROUNDS * ROUND_BYTES).next_multiple_of(64);
 
 const _: () = assert!(L_INLINE + 2 * INLINE_BYTES <= 64);
-const _: () = assert!(L_PROGRESS + 16 <= LINE_BYTES);
+const _: () = assert!(L_PROGRESS + 16 <= L_WRITING);
+const _: () = assert!(L_WRITING + 8 <= L_ABANDONED);
+const _: () = assert!(L_ABANDONED + 8 <= LINE_BYTES);
 const _: () = assert!(FINGERPRINT_BYTES <= SLOT_HEADER);
 
 /// Offsets of one job's segment.

@@ -1,125 +1,224 @@
-//! The exchange every single-copy algorithm is made of: each rank announces where its
-//! buffer is (address and length, through its control line), every rank copies what it
-//! needs straight out of its peers' buffers (`cma.rs`), and a second step tells the owners
-//! that nobody reads their buffers any more, so they may return, and tells every rank
-//! whether every copy succeeded, so a failure is an error on every rank, not a hang.
+//! The exchange every single-copy algorithm is made of. Each rank announces a buffer
+//! (address and length, through its control line); the ranks then copy straight between
+//! their own buffers and their peers' (`cma.rs`), reading a peer's buffer or writing into
+//! it; a second step tells every rank that all copies are over, so the owners may return,
+//! and whether each succeeded, so a failure is an error on every rank, not a hang.
+//!
+//! Writing is the faster direction for data the writer has just used: an allgatherv rank
+//! reads each piece of its contribution from memory once and writes it into every peer's
+//! buffer and its own from the cache, where reading pulls the lines out of the owner's
+//! cache or memory once per reader. The price is a hazard reading does not have: a rank
+//! that leaves a call with an error (a lost peer, a timeout) must be sure that no peer
+//! writes into its buffer afterwards, when the buffer may hold other data. So every write
+//! is marked in the segment while it lasts, and a rank that leaves early marks the call
+//! abandoned and waits for writes under way (`Job::begin_write`, `Job::abandon`).
 
 use super::cma;
 use super::transport::ShmTransport;
 use crate::fingerprint::Fingerprint;
 use crate::types::CommError;
 
-/// Where a peer's buffer is.
-pub(crate) struct Remote {
+/// How many buffers each rank announces (an allgatherv announces its receive buffer, to
+/// be written into, and its send buffer, to be read from).
+pub(crate) const BUFFERS: usize = 2;
+
+/// A buffer of this rank, as announced: its address and length in bytes. The address is
+/// only ever handed to the kernel, by the peers.
+#[derive(Clone, Copy)]
+pub(crate) struct Buffer {
+    pub address: *const u8,
+    pub len: usize,
+}
+
+impl Buffer {
+    /// No buffer.
+    pub(crate) const NONE: Buffer = Buffer {
+        address: std::ptr::null(),
+        len: 0,
+    };
+
+    pub(crate) fn of(bytes: &[u8]) -> Buffer {
+        Buffer {
+            address: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+}
+
+/// What a peer announced: where its buffers are, and a flag of the algorithm's own.
+struct Remote {
     rank: usize,
     pid: u32,
-    address: u64,
-    len: usize,
+    buffers: [(u64, usize); BUFFERS],
+    flag: bool,
 }
 
 impl Remote {
-    /// The peer's rank.
-    pub(crate) fn rank(&self) -> usize {
-        self.rank
-    }
-
-    /// Copies the peer's whole buffer into `dest`, which must have its length.
-    pub(crate) fn read_into(&self, dest: &mut [u8]) -> Result<(), String> {
-        if dest.len() != self.len {
-            return Err(format!(
-                "rank {} announced {} bytes, expected {}",
+    /// The address of `len` bytes at `offset` in the peer's buffer `which`, if its
+    /// announced length holds them.
+    fn range(&self, which: usize, offset: usize, len: usize) -> Result<u64, String> {
+        let (address, size) = self.buffers[which];
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(address + offset as u64),
+            _ => Err(format!(
+                "rank {} announced a buffer of {size} bytes, expected at least {}",
                 self.rank,
-                self.len,
-                dest.len()
-            ));
+                offset.saturating_add(len)
+            )),
         }
-        cma::read_from(self.pid, self.address, dest).map_err(|e| {
-            format!(
-                "copying {} bytes from rank {} (pid {}) failed: {e}",
-                self.len, self.rank, self.pid
-            )
-        })
     }
 }
 
-/// Announces `mine`, hands every other rank's announcement to `read` in rank order, and
-/// waits until every rank has finished reading.
-pub(crate) fn exchange(
-    link: &mut ShmTransport,
-    fingerprint: &Fingerprint,
-    mine: &[u8],
-    read: impl FnMut(&Remote) -> Result<(), String>,
-) -> Result<(), CommError> {
-    read_all(link, fingerprint, mine, read)?.wait(link, fingerprint)
-}
+/// Bytes of one announcement: two words per buffer, and the flag.
+const ANNOUNCEMENT_BYTES: usize = BUFFERS * 16 + 8;
 
-/// The first part of [`exchange`]: announces `mine`, hands every other rank's announcement
-/// to `read` in rank order, and tells the others that this rank is done reading. The
-/// peers may still be reading `mine`: [`Reads::wait`] must follow before it changes or
-/// the call returns. In between, the caller may do work of its own that the peers'
-/// reads do not depend on.
-pub(crate) fn read_all(
-    link: &mut ShmTransport,
-    fingerprint: &Fingerprint,
-    mine: &[u8],
-    mut read: impl FnMut(&Remote) -> Result<(), String>,
-) -> Result<Reads, CommError> {
-    let me = link.job.rank;
-    let mut announce = [0_u8; 16];
-    announce[..8].copy_from_slice(&(mine.as_ptr() as u64).to_le_bytes());
-    announce[8..].copy_from_slice(&(mine.len() as u64).to_le_bytes());
-    let job = std::sync::Arc::clone(&link.job);
-    let mut failure: Option<String> = None;
-    let generation = link.publish(fingerprint, &[&announce]);
-    link.collect(
-        generation,
-        fingerprint,
-        |_| announce.len(),
-        |q, data| {
-            if q == me || failure.is_some() {
-                return Ok(());
-            }
-            let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().expect("8"));
-            let remote = Remote {
-                rank: q,
-                pid: job.pid(q),
-                address: word(0),
-                len: usize::try_from(word(8)).unwrap_or(usize::MAX),
-            };
-            if let Err(why) = read(&remote) {
-                failure = Some(why);
-            }
-            Ok(())
-        },
-    )?;
-    // Done reading: each rank says whether its copies succeeded.
-    let status = [u8::from(failure.is_some())];
-    let generation = link.publish(fingerprint, &[&status]);
-    Ok(Reads {
-        generation,
-        failure,
-    })
-}
-
-/// This rank's reads of an [`read_all`], done; the peers' reads of its buffer maybe not.
-#[must_use = "the peers may still be reading this rank's buffer: wait for them"]
-pub(crate) struct Reads {
+/// A single-copy call under way: this rank's buffer is announced, and the peers may copy
+/// from it or into it until [`Session::close`].
+#[must_use = "the peers may still be copying: close the session"]
+pub(crate) struct Session {
+    /// The step of the announcements, which names the call (`Job::begin_write`).
     generation: u64,
+    /// Every other rank's announcement, in rank order.
+    remotes: Vec<Remote>,
+    /// Why a copy of this rank failed; no copy is tried after a failure.
     failure: Option<String>,
 }
 
-impl Reads {
-    /// Waits until every rank has finished reading (so this rank's buffer may change),
-    /// and fails on every rank if any rank's copies failed.
-    pub(crate) fn wait(
+/// Announces this rank's `buffers` and `flag`, and waits for every other rank's
+/// announcement. The caller must keep the buffers alive, and must not read the parts the
+/// peers write into, until [`Session::close`] returns.
+pub(crate) fn open(
+    link: &mut ShmTransport,
+    fingerprint: &Fingerprint,
+    buffers: [Buffer; BUFFERS],
+    flag: bool,
+) -> Result<Session, CommError> {
+    let me = link.job.rank;
+    let mut announcement = [0_u8; ANNOUNCEMENT_BYTES];
+    for (i, buffer) in buffers.iter().enumerate() {
+        announcement[16 * i..16 * i + 8].copy_from_slice(&(buffer.address as u64).to_le_bytes());
+        announcement[16 * i + 8..16 * i + 16].copy_from_slice(&(buffer.len as u64).to_le_bytes());
+    }
+    announcement[BUFFERS * 16] = u8::from(flag);
+    let job = std::sync::Arc::clone(&link.job);
+    let mut remotes = Vec::with_capacity(job.size.saturating_sub(1));
+    let generation = link.publish(fingerprint, &[&announcement]);
+    let collected = link.collect(
+        generation,
+        fingerprint,
+        |_| announcement.len(),
+        |q, data| {
+            if q != me {
+                let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().expect("8"));
+                let buffer = |i: usize| {
+                    let len = usize::try_from(word(16 * i + 8)).unwrap_or(usize::MAX);
+                    (word(16 * i), len)
+                };
+                remotes.push(Remote {
+                    rank: q,
+                    pid: job.pid(q),
+                    buffers: std::array::from_fn(buffer),
+                    flag: data[BUFFERS * 16] != 0,
+                });
+            }
+            Ok(())
+        },
+    );
+    if let Err(error) = collected {
+        // Peers that saw every announcement may already be writing into this buffer.
+        job.abandon(generation);
+        return Err(error);
+    }
+    Ok(Session {
+        generation,
+        remotes,
+        failure: None,
+    })
+}
+
+impl Session {
+    /// Whether every other rank announced its flag set.
+    pub(crate) fn every_flag(&self) -> bool {
+        self.remotes.iter().all(|r| r.flag)
+    }
+
+    /// The announcement of rank `rank` (not this rank).
+    fn remote(&self, rank: usize) -> &Remote {
+        let me = self.remotes.len() + 1;
+        let at = self
+            .remotes
+            .iter()
+            .position(|r| r.rank == rank)
+            .unwrap_or_else(|| panic!("rank {rank} is not a peer in this {me}-rank job"));
+        &self.remotes[at]
+    }
+
+    /// Copies `src` into rank `to`'s buffer `which`, `offset` bytes in, unless a copy of
+    /// this rank has failed; a failure is recorded for [`Session::close`].
+    pub(crate) fn write(
+        &mut self,
+        link: &ShmTransport,
+        (to, which): (usize, usize),
+        offset: usize,
+        src: &[u8],
+    ) {
+        if self.failure.is_some() || src.is_empty() {
+            return;
+        }
+        let remote = self.remote(to);
+        let outcome = remote.range(which, offset, src.len()).and_then(|address| {
+            if !link.job.begin_write(self.generation, to) {
+                return Err(format!(
+                    "rank {to} left the call before this rank wrote its part"
+                ));
+            }
+            let written = cma::write_to(remote.pid, address, src);
+            link.job.end_write();
+            written.map_err(|e| {
+                format!(
+                    "copying {} bytes to rank {to} (pid {}) failed: {e}",
+                    src.len(),
+                    remote.pid
+                )
+            })
+        });
+        self.failure = outcome.err();
+    }
+
+    /// Copies `dest.len()` bytes from rank `from`'s buffer `which`, `offset` bytes in, into
+    /// `dest`, unless a copy of this rank has failed; a failure is recorded for
+    /// [`Session::close`].
+    pub(crate) fn read(&mut self, (from, which): (usize, usize), offset: usize, dest: &mut [u8]) {
+        if self.failure.is_some() || dest.is_empty() {
+            return;
+        }
+        let remote = self.remote(from);
+        let outcome = remote.range(which, offset, dest.len()).and_then(|address| {
+            cma::read_from(remote.pid, address, dest).map_err(|e| {
+                format!(
+                    "copying {} bytes from rank {from} (pid {}) failed: {e}",
+                    dest.len(),
+                    remote.pid
+                )
+            })
+        });
+        self.failure = outcome.err();
+    }
+
+    /// Tells the peers that this rank's copies are over and whether they succeeded, waits
+    /// until every rank's are (so the buffers may change), and fails on every rank if any
+    /// rank's copies failed.
+    pub(crate) fn close(
         self,
         link: &mut ShmTransport,
         fingerprint: &Fingerprint,
     ) -> Result<(), CommError> {
         let me = link.job.rank;
+        let status = [u8::from(self.failure.is_some())];
+        let generation = link.publish(fingerprint, &[&status]);
         let mut failed = Vec::new();
-        link.collect(
-            self.generation,
+        let collected = link.collect(
+            generation,
             fingerprint,
             |_| 1,
             |q, data| {
@@ -128,7 +227,12 @@ impl Reads {
                 }
                 Ok(())
             },
-        )?;
+        );
+        if let Err(error) = collected {
+            // A peer that has not said it is done may still be writing.
+            link.job.abandon(self.generation);
+            return Err(error);
+        }
         let operation = fingerprint.op.name();
         if let Some(why) = self.failure {
             return Err(CommError::CollectiveFailed {
