@@ -477,7 +477,7 @@ fn check_and_bench_force_algorithms_and_refuse_unknown_ones() {
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(
-            "expected one of direct, reduce-scatter-allgather for allreduce (`ring` is not one)"
+            "expected one of direct, reduce-scatter-allgather, single-copy for allreduce (`ring` is not one)"
         ),
         "{stderr}"
     );

@@ -464,7 +464,7 @@ fn an_unknown_algorithm_is_a_configuration_error() {
     assert!(
         out.contains("COBRE_SHM_ALGORITHMS")
             && out.contains(
-                "one of direct, reduce-scatter-allgather for allreduce (`ring` is not one)"
+                "one of direct, reduce-scatter-allgather, single-copy for allreduce (`ring` is not one)"
             ),
         "{out}"
     );

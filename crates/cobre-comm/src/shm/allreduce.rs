@@ -3,12 +3,13 @@
 //! | algorithm | picked when |
 //! |---|---|
 //! | `direct` (`allreduce_direct.rs`) | below [`REDUCE_SCATTER_MIN_BYTES`] (2 ranks: [`REDUCE_SCATTER_MIN_BYTES_2`]), or fewer elements than ranks |
-//! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | larger buffers |
+//! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | larger buffers, on ranks that outnumber the cores or where single-copy is not allowed |
+//! | `single-copy` (`allreduce_single_copy.rs`) | from [`SINGLE_COPY_MIN_BYTES`] while the ranks fit the cores, where the kernel allows it (`cma.rs`) |
 //!
-//! `COBRE_SHM_ALGORITHMS=allreduce=NAME` forces one at every size. Both fold in rank order.
+//! `COBRE_SHM_ALGORITHMS=allreduce=NAME` forces one at every size. All fold in rank order.
 
 use super::transport::ShmTransport;
-use super::{allreduce_direct, allreduce_reduce_scatter_allgather};
+use super::{allreduce_direct, allreduce_reduce_scatter_allgather, allreduce_single_copy};
 use crate::algorithm::{Algorithm, Op};
 use crate::copy::copy;
 use crate::fingerprint::Fingerprint;
@@ -26,11 +27,32 @@ pub(crate) const REDUCE_SCATTER_MIN_BYTES: usize = 64 << 10;
 /// 512 KiB 74.0 against 90.1; `docs/perf/shm-crossovers.txt`).
 pub(crate) const REDUCE_SCATTER_MIN_BYTES_2: usize = 256 << 10;
 
+/// While the ranks fit the cores, allreduces from this many bytes on go single-copy, where
+/// the kernel allows it: each reduced slice goes straight into the peers' buffers instead
+/// of through a slot. 2 ranks, three interleaved jobs each (`docs/perf/shm-crossovers.txt`):
+/// 64 KiB 10.6-10.9 us against `direct`'s 8.6-12.6, 128 KiB 16.4-17.2 against 20.2-22.6,
+/// 256 KiB 29.5-34.0 against 34.9-43.7, 1 MiB 135-149 against
+/// `reduce-scatter-allgather`'s 166-168, 16 MiB 2.45-2.59 ms against 2.90-3.18. On 3 and 4
+/// ranks of 2 cores it was level or behind at every size from 64 KiB to 16 MiB (16 MiB,
+/// 4 ranks: 13.2-13.6 ms against 9.3-10.1).
+pub(crate) const SINGLE_COPY_MIN_BYTES: usize = 128 << 10;
+
 /// The algorithm for `len` elements of `T` on this job.
 pub(crate) fn pick<T>(link: &ShmTransport, len: usize) -> Algorithm {
     let job = &link.job;
     match job.algorithms.get(Op::Allreduce) {
-        Some(forced @ (Algorithm::Direct | Algorithm::ReduceScatterAllgather)) => forced,
+        Some(
+            forced
+            @ (Algorithm::Direct | Algorithm::ReduceScatterAllgather | Algorithm::SingleCopy),
+        ) => forced,
+        _ if job.size > 1
+            && len >= job.size
+            && job.single_copy.is_ok()
+            && job.ranks_fit_cores()
+            && len * std::mem::size_of::<T>() >= SINGLE_COPY_MIN_BYTES =>
+        {
+            Algorithm::SingleCopy
+        }
         _ if job.size > 1
             && len >= job.size
             && len * std::mem::size_of::<T>()
@@ -55,10 +77,12 @@ pub(crate) fn allreduce<T: CommData>(
 ) -> Result<(), CommError> {
     let algorithm = pick::<T>(link, send.len());
     let fingerprint = &fingerprint.with_algorithm(algorithm);
-    if algorithm == Algorithm::ReduceScatterAllgather {
-        allreduce_reduce_scatter_allgather::run(link, fingerprint, send, recv, op)
-    } else {
-        allreduce_direct::run(link, fingerprint, send, recv, op)
+    match algorithm {
+        Algorithm::ReduceScatterAllgather => {
+            allreduce_reduce_scatter_allgather::run(link, fingerprint, send, recv, op)
+        }
+        Algorithm::SingleCopy => allreduce_single_copy::run(link, fingerprint, send, recv, op),
+        _ => allreduce_direct::run(link, fingerprint, send, recv, op),
     }
 }
 

@@ -129,7 +129,11 @@ impl std::fmt::Display for Signalling {
 pub const ALGORITHMS: &Table = &[
     (
         Op::Allreduce,
-        &[Algorithm::Direct, Algorithm::ReduceScatterAllgather],
+        &[
+            Algorithm::Direct,
+            Algorithm::ReduceScatterAllgather,
+            Algorithm::SingleCopy,
+        ],
     ),
     (Op::Allgatherv, &[Algorithm::Direct, Algorithm::SingleCopy]),
     (Op::Broadcast, &[Algorithm::Direct, Algorithm::SingleCopy]),
@@ -395,7 +399,9 @@ mod tests {
         .to_string();
         assert!(
             err.contains("COBRE_SHM_ALGORITHMS=\"allreduce=ring\" is invalid")
-                && err.contains("expected one of direct, reduce-scatter-allgather for allreduce"),
+                && err.contains(
+                    "expected one of direct, reduce-scatter-allgather, single-copy for allreduce"
+                ),
             "{err}"
         );
     }

@@ -22,6 +22,7 @@ mod allgatherv_single_copy;
 mod allreduce;
 mod allreduce_direct;
 mod allreduce_reduce_scatter_allgather;
+mod allreduce_single_copy;
 mod backoff;
 mod broadcast;
 mod broadcast_direct;

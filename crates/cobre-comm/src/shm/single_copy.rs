@@ -137,6 +137,17 @@ pub(crate) fn open(
 }
 
 impl Session {
+    /// Whether a copy of this rank has failed (then no further copy is tried).
+    pub(crate) fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// Records that this rank's part of the call failed, for [`Session::close`] to report
+    /// on every rank; no copy is tried after it.
+    pub(crate) fn fail(&mut self, why: String) {
+        self.failure.get_or_insert(why);
+    }
+
     /// Whether every other rank announced its flag set.
     pub(crate) fn every_flag(&self) -> bool {
         self.remotes.iter().all(|r| r.flag)
