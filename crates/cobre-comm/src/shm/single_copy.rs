@@ -154,14 +154,16 @@ impl Session {
     }
 
     /// The announcement of rank `rank` (not this rank).
-    fn remote(&self, rank: usize) -> &Remote {
-        let me = self.remotes.len() + 1;
-        let at = self
-            .remotes
-            .iter()
-            .position(|r| r.rank == rank)
-            .unwrap_or_else(|| panic!("rank {rank} is not a peer in this {me}-rank job"));
-        &self.remotes[at]
+    fn remote(&self, rank: usize) -> Result<&Remote, String> {
+        // The others' announcements are in rank order, this rank's left out.
+        let at = self.remotes.partition_point(|r| r.rank < rank);
+        match self.remotes.get(at) {
+            Some(remote) if remote.rank == rank => Ok(remote),
+            _ => Err(format!(
+                "no announcement from rank {rank} among this call's {} peers",
+                self.remotes.len()
+            )),
+        }
     }
 
     /// Copies `src` into rank `to`'s buffer `which`, `offset` bytes in, unless a copy of
@@ -176,8 +178,8 @@ impl Session {
         if self.failure.is_some() || src.is_empty() {
             return;
         }
-        let remote = self.remote(to);
-        let outcome = remote.range(which, offset, src.len()).and_then(|address| {
+        let outcome = self.remote(to).and_then(|remote| {
+            let address = remote.range(which, offset, src.len())?;
             if !link.job.begin_write(self.generation, to) {
                 return Err(format!(
                     "rank {to} left the call before this rank wrote its part"
@@ -203,8 +205,8 @@ impl Session {
         if self.failure.is_some() || dest.is_empty() {
             return;
         }
-        let remote = self.remote(from);
-        let outcome = remote.range(which, offset, dest.len()).and_then(|address| {
+        let outcome = self.remote(from).and_then(|remote| {
+            let address = remote.range(which, offset, dest.len())?;
             cma::read_from(remote.pid, address, dest).map_err(|e| {
                 format!(
                     "copying {} bytes from rank {from} (pid {}) failed: {e}",
@@ -264,5 +266,36 @@ impl Session {
                 ),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_outside_an_announced_buffer_or_from_an_unknown_rank_are_refused() {
+        let remote = Remote {
+            rank: 2,
+            pid: std::process::id(),
+            buffers: [(4096, 100), (0, 0)],
+            flag: true,
+        };
+        assert_eq!(remote.range(0, 90, 10), Ok(4186));
+        let err = remote.range(0, 91, 10).unwrap_err();
+        assert!(
+            err.contains("rank 2 announced a buffer of 100 bytes, expected at least 101"),
+            "{err}"
+        );
+        assert!(remote.range(0, usize::MAX, 2).is_err());
+        assert!(remote.range(1, 0, 1).is_err());
+        let session = Session {
+            generation: 1,
+            remotes: vec![remote],
+            failure: None,
+        };
+        assert_eq!(session.remote(2).map(|r| r.rank), Ok(2));
+        let err = session.remote(1).map(|r| r.rank).unwrap_err();
+        assert!(err.contains("no announcement from rank 1"), "{err}");
     }
 }
