@@ -16,7 +16,7 @@
 //! against 1368-1471, 256 MiB 32.8-37.9 ms against 39.1-41.3; 3 ranks on 2 cores, 16 MiB
 //! 2797-2859 against 3473-3645; 4 ranks, 4 MiB 692-752 against 975-1007.
 
-use super::single_copy::{self, Buffer};
+use super::single_copy::{self, Buffer, RECV, SEND};
 use super::transport::ShmTransport;
 use crate::copy::copy_into;
 use crate::datatype::{as_bytes, as_bytes_mut};
@@ -65,11 +65,6 @@ pub(crate) fn run<T: CommData>(
     }
     session.close(link, fingerprint)
 }
-
-/// The announced buffer written into.
-const RECV: usize = 0;
-/// The announced buffer read from, when the ranks' `displs` differ.
-const SEND: usize = 1;
 
 /// Whether `displs` put the blocks back to back in rank order from the buffer's start.
 fn back_to_back(counts: &[usize], displs: &[usize]) -> bool {

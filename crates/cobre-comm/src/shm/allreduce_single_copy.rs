@@ -9,7 +9,7 @@
 //! into a slot and out, each reduced slice into a slot and out). Extra memory: one piece.
 
 use super::allreduce::fold_in_rank_order;
-use super::single_copy::{self, Buffer};
+use super::single_copy::{self, Buffer, RECV, SEND};
 use super::transport::ShmTransport;
 use crate::algorithm::chunk_bounds;
 use crate::datatype::{as_bytes, as_bytes_mut};
@@ -20,11 +20,6 @@ use crate::types::{CommError, ReduceOp};
 /// Bytes of each piece: a peer's part of it is read into a scratch buffer, folded, and
 /// the reduced piece written to every peer while it is still in the L1 or L2 cache.
 pub(crate) const PIECE_BYTES: usize = 64 << 10;
-
-/// The announced buffer written into.
-const RECV: usize = 0;
-/// The announced buffer read from.
-const SEND: usize = 1;
 
 pub(crate) fn run<T: CommData>(
     link: &mut ShmTransport,

@@ -9,7 +9,7 @@
 //! slot-based `direct`'s 66-68); 16 MiB, half read, 1223-1248 against 1806-1914.
 
 use super::allgatherv_single_copy::PIECE_BYTES;
-use super::single_copy::{self, Buffer};
+use super::single_copy::{self, Buffer, RECV as BUFFER};
 use super::transport::ShmTransport;
 use crate::copy::l2_bytes;
 use crate::datatype::as_bytes_mut;
@@ -32,11 +32,11 @@ pub(crate) fn run<T: CommData>(
     if me == root {
         for (i, piece) in buf[..pushed].chunks(PIECE_BYTES).enumerate() {
             for q in (0..size).filter(|&q| q != root) {
-                session.write(link, (q, 0), i * PIECE_BYTES, piece);
+                session.write(link, (q, BUFFER), i * PIECE_BYTES, piece);
             }
         }
     } else {
-        session.read((root, 0), pushed, &mut buf[pushed..]);
+        session.read((root, BUFFER), pushed, &mut buf[pushed..]);
     }
     session.close(link, fingerprint)
 }

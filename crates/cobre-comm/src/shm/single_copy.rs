@@ -21,6 +21,11 @@ use crate::types::CommError;
 /// How many buffers each rank announces (an allgatherv announces its receive buffer, to
 /// be written into, and its send buffer, to be read from).
 pub(crate) const BUFFERS: usize = 2;
+/// Where an announcement holds the buffer the peers write into (a broadcast's one buffer,
+/// written into and read from, too).
+pub(crate) const RECV: usize = 0;
+/// Where an announcement holds the buffer the peers read from.
+pub(crate) const SEND: usize = 1;
 
 /// A buffer of this rank, as announced: its address and length in bytes. The address is
 /// only ever handed to the kernel, by the peers.
