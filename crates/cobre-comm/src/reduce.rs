@@ -110,22 +110,7 @@ pub fn check_reduction<T: 'static>(op: ReduceOp) -> Result<ElementType, CommErro
 /// assert_eq!(acc, [1.0, 3.0]);
 /// ```
 pub fn reduce_into<T: CommData>(acc: &mut [T], next: &[T], op: ReduceOp) -> Result<(), CommError> {
-    if acc.len() != next.len() {
-        return Err(CommError::InvalidBufferSize {
-            operation: "allreduce: a contribution's length differs from the accumulator's",
-            expected: acc.len(),
-            actual: next.len(),
-        });
-    }
-    dispatch::<T>(
-        op,
-        Kernels {
-            acc,
-            a: None,
-            b: next,
-            b_first: false,
-        },
-    )
+    fold_in_place(acc, next, false, op)
 }
 
 /// `acc[i] = op(first[i], acc[i])` for every `i`: [`reduce_into`] with the operands the
@@ -142,11 +127,21 @@ pub(crate) fn reduce_after<T: CommData>(
     first: &[T],
     op: ReduceOp,
 ) -> Result<(), CommError> {
-    if acc.len() != first.len() {
+    fold_in_place(acc, first, true, op)
+}
+
+/// [`reduce_into`] (`b_first` false) or [`reduce_after`] (true).
+fn fold_in_place<T: CommData>(
+    acc: &mut [T],
+    b: &[T],
+    b_first: bool,
+    op: ReduceOp,
+) -> Result<(), CommError> {
+    if acc.len() != b.len() {
         return Err(CommError::InvalidBufferSize {
             operation: "allreduce: a contribution's length differs from the accumulator's",
             expected: acc.len(),
-            actual: first.len(),
+            actual: b.len(),
         });
     }
     dispatch::<T>(
@@ -154,8 +149,8 @@ pub(crate) fn reduce_after<T: CommData>(
         Kernels {
             acc,
             a: None,
-            b: first,
-            b_first: true,
+            b,
+            b_first,
         },
     )
 }
