@@ -345,16 +345,22 @@ mod tests {
 
     #[test]
     fn reduce_after_keeps_the_operands_in_rank_order() {
-        // Two NaNs with different payloads: where the hardware keeps the first operand's
-        // payload (x86), only the same operand order gives the same bits.
-        let first = f64::from_bits(0x7ff8_0000_0000_0001);
-        let second = f64::from_bits(0x7ff8_0000_0000_0002);
-        let (a, b) = ([1e16_f64, 3.0, first], [1.0, -4.0, second]);
+        let (a, b) = ([1e16_f64, 3.0, -2.5], [1.0, -4.0, 2.5]);
         let mut expected = [0.0; 3];
         combine_into(&mut expected, &a, &b, ReduceOp::Sum).unwrap();
         let mut acc = b;
         reduce_after(&mut acc, &a, ReduceOp::Sum).unwrap();
         assert_eq!(acc.map(f64::to_bits), expected.map(f64::to_bits));
+        // Zeros of either sign compare equal: which one `Min` and `Max` return depends on
+        // the operands' order.
+        for op in [ReduceOp::Min, ReduceOp::Max] {
+            let (a, b) = ([0.0_f64, -0.0], [-0.0_f64, 0.0]);
+            let mut expected = [1.0; 2];
+            combine_into(&mut expected, &a, &b, op).unwrap();
+            let mut acc = b;
+            reduce_after(&mut acc, &a, op).unwrap();
+            assert_eq!(acc.map(f64::to_bits), expected.map(f64::to_bits), "{op:?}");
+        }
         let mut acc = [7_i64, -3];
         reduce_after(&mut acc, &[5, 9], ReduceOp::Min).unwrap();
         assert_eq!(acc, [5, -3]);
