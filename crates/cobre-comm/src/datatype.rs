@@ -136,7 +136,7 @@ pub fn as_bytes_mut<T: CommData>(values: &mut [T]) -> &mut [u8] {
 
 /// `data` as elements of `T`: a view when it is aligned for `T`, else a copy in `scratch`
 /// (received or shared bytes are usually aligned; this keeps the rare case correct).
-#[cfg(feature = "shm")]
+#[cfg(any(feature = "shm", feature = "tcp"))]
 pub(crate) fn elements_of<'a, T: CommData>(data: &'a [u8], scratch: &'a mut Vec<T>) -> &'a [T] {
     if let Ok(aligned) = bytemuck::try_cast_slice(data) {
         return aligned;

@@ -118,7 +118,7 @@ fn host_bruck_is_ahead(ranks: usize, hosts: usize) -> bool {
 /// On 2 ranks `reduce-scatter-allgather` leads at every size since its owners fold in
 /// place ([`allreduce_direct::received_in_place`]): medians of three interleaved jobs,
 /// 4 MiB 1075 against the ring's 1275 us, 16 MiB 4237 against 5038, 64 MiB 20.8 against
-/// 24.7 ms (`docs/perf/tcp-ring-one-host.txt`).
+/// 24.7 ms (`docs/perf/tcp-allreduce-fold.txt`).
 pub(crate) const RING_ONE_HOST_MIN_RANKS: usize = 3;
 /// See [`RING_ONE_HOST_MIN_RANKS`].
 pub(crate) const RING_ONE_HOST_MAX_RANKS: usize = 4;

@@ -16,7 +16,7 @@ use super::split::consecutive;
 use super::transport::{Fail, RecvOp, SendOp};
 use crate::algorithm::chunk_bounds;
 use crate::copy::copy;
-use crate::datatype::{as_bytes, as_bytes_mut};
+use crate::datatype::{as_bytes, as_bytes_mut, elements_of};
 use crate::fingerprint::Fingerprint;
 use crate::reduce::combine_into;
 use crate::traits::CommData;
@@ -118,7 +118,9 @@ fn gather_streamed<T: CommData>(
     let stage = scratch.elements::<T>((STAGE_BYTES / size).max(2));
     let (out, mine) = (&mut recv[lo..hi], &send[lo..hi]);
     let mut fold = |offset: usize, bytes: &[u8]| {
-        let part: &[T] = bytemuck::cast_slice(bytes);
+        // The stage is a slice of `T`, so this is a view; a copy only if it were not.
+        let mut unaligned = Vec::new();
+        let part = elements_of::<T>(bytes, &mut unaligned);
         let at = offset / size;
         let out = &mut out[at..at + part.len()];
         let mine = &mine[at..at + part.len()];
